@@ -1,0 +1,1 @@
+"""Prefect flows and deployments: a thin orchestration layer over ``pipeline`` stage functions."""

@@ -1,0 +1,1 @@
+"""DiffVERI dataset construction: one sub-package per stage, plain typed functions (no Prefect here)."""

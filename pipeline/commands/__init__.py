@@ -1,0 +1,1 @@
+"""Command groups of the ``diffveri`` CLI (see ``pipeline.cli``)."""

@@ -1,0 +1,48 @@
+"""``vehiclemae``: pre-training, export, evaluation and plots.
+
+Each command group lives in its own module under ``vehiclemae.commands`` and exposes ``register(subparsers)``;
+heavy libraries are imported inside the handlers so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from data_manifests.runtime import apply_offline_env
+
+COMMAND_MODULES: tuple[str, ...] = ("vehiclemae.commands.info",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vehiclemae",
+        description="VehicleMAE pre-training (VMIM + PPMD) on DiffVERI manifests and vehicle Re-ID benchmarks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    apply_offline_env()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        if args.verbose:
+            raise
+        print(f"vehiclemae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

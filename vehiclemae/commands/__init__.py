@@ -1,0 +1,1 @@
+"""Command groups of the ``vehiclemae`` CLI (see ``vehiclemae.cli``)."""

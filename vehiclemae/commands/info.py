@@ -1,0 +1,19 @@
+"""``vehiclemae info ROOT``: what a data root offers for pre-training (the ``diffveri`` table)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("info", help="summarise the diffveri table of a data root")
+    parser.add_argument("root", help="data root (holds manifests/)")
+    parser.set_defaults(handler=_info)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from data_manifests.stats import dataset_row
+
+    for key, value in dataset_row(args.root).items():
+        print(f"{key:>24}: {value}")
+    return 0
