@@ -33,8 +33,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return from_dict(annotation, value, where)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if origin in (list, tuple) and isinstance(value, list | tuple):
-        return type(value)(value) if origin is list else tuple(value)
+    if (origin is tuple or annotation is tuple) and isinstance(value, list | tuple):
+        return tuple(value)
+    if (origin is list or annotation is list) and isinstance(value, list | tuple):
+        return list(value)
     return value
 
 
