@@ -35,11 +35,21 @@ def _key_str(keys: pa.Array, index: int) -> str:
     return keys[index].as_py().replace(_KEY_SEP, " / ")
 
 
+def _checked_columns(spec: TableSpec, check_files: bool) -> list[str]:
+    """Only the columns validation looks at, so that a large table is not read whole."""
+    wanted = set(spec.key) | {f.name for f in spec.schema if not f.nullable} | set(spec.enums) | set(spec.list_enums)
+    wanted |= {c for c in ("view_classes", "view_rles", "view_fractions") if c in spec.schema.names}
+    wanted |= {c for fk in spec.foreign_keys for c in fk.columns}
+    if check_files:
+        wanted |= set(spec.path_columns)
+    return [name for name in spec.schema.names if name in wanted]
+
+
 def _table_problems(root: Path, spec: TableSpec, check_files: bool) -> tuple[list[Problem], pa.Table | None]:
     problems: list[Problem] = []
     try:
         part_paths(root, spec.name)
-        arrow = read_table(root, spec.name)
+        arrow = read_table(root, spec.name, columns=_checked_columns(spec, check_files))
     except (ManifestError, OSError, pa.ArrowInvalid, json.JSONDecodeError) as exc:
         problems.append(Problem(spec.name, None, None, "schema", str(exc), "rewrite the table with the current stage"))
         return problems, None
