@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STAGES: dict[str, str] = {}
+STAGES: dict[str, str] = {
+    "assemble": "pipeline.assemble:run_stage",
+}
 
 
 @dataclass
