@@ -198,7 +198,7 @@ def format_dataset_row(row: dict[str, Any]) -> str:
         [
             "| Dataset | Images | Identities | Source | Multi-view semantic annotations | Resolution | Views |",
             "|---|---|---|---|---|---|---|",
-            f"| DiffVERI (paper) | 1,712,703 | - | Real-synthetic | ✓ | 496 × 485 | Diverse |",
+            "| DiffVERI (paper) | 1,712,703 | - | Real-synthetic | ✓ | 496 × 485 | Diverse |",
             f"| DiffVERI (this build) | {row['images']:,} | {row['identities']:,} | Synthetic | "
             f"{row['multi_view_annotations']:,} | {resolution} | {views} |",
             "",
