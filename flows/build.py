@@ -1,0 +1,247 @@
+"""The ``build-diffveri`` flow: every pipeline stage, sharded by identity, on Prefect's own machinery.
+
+Each task is a few lines that call a stage's ``run_stage`` (the same function ``diffveri run STAGE`` calls). What
+Prefect adds: per-shard task runs visible in the UI, retries with backoff, caching keyed on the stage's inputs and
+code version (a finished build re-runs without doing any work), a progress artifact, the dataset statistics as a
+markdown artifact, and a choice of task runner (threads, processes, or a Dask cluster through prefect-dask).
+
+Review (manual mode): the flow exports review batches and ends in a ``Completed`` state named
+``AwaitingReview`` whose message says how many images wait and how to import the CSVs; the next run, after
+``diffveri review import``, continues with segmentation and assembly. With ``review_mode: auto`` images are
+accepted by policy (``reviewer=auto-policy``) and the flow runs to the end unattended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.context import TaskRunContext
+from prefect.states import Completed
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+import data_manifests as dm
+from pipeline.config import load_config
+from pipeline.stages import STAGES, StageResult, get_stage
+
+STAGE_ORDER: tuple[str, ...] = ("subjects", "dreambooth", "synthesize", "filter", "review", "segment", "assemble")
+# Stages whose work splits by identity; the others run once over the whole root.
+SHARDED: frozenset[str] = frozenset({"dreambooth", "synthesize", "filter", "segment"})
+# Manifest tables each stage reads: a change in any of them invalidates the stage's cache.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "subjects": (),
+    "dreambooth": ("subjects",),
+    "synthesize": ("subjects", "dreambooth"),
+    "filter": ("generations",),
+    "review": ("detections",),
+    "segment": ("detections", "reviews"),
+    "assemble": ("generations", "detections", "reviews", "segments"),
+}
+
+
+# ------------------------------------------------------------------------------------------------------------ caching
+def stage_code_version(stage: str) -> str:
+    """sha256 of the source of the stage's package (or module), so editing a stage invalidates its cache."""
+    module = inspect.getmodule(get_stage(stage))
+    path = Path(inspect.getfile(module))  # type: ignore[arg-type]
+    files = sorted(path.parent.rglob("*.py")) if path.parent.name != "pipeline" else [path]
+    digest = hashlib.sha256(str(dm.SCHEMA_VERSION).encode())
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def table_state(root: Path, table: str) -> str:
+    """The committed state of a manifest table (its part list), or ``absent``."""
+    pointer = root / "manifests" / table / "_current.json"
+    return pointer.read_text() if pointer.is_file() else "absent"
+
+
+def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Key = stage + its config + root + shard + stage code version + state of the tables it reads."""
+    stage, root = parameters["stage"], Path(parameters["root"]).absolute()
+    payload = {
+        "stage": stage,
+        "config": parameters["config"],
+        "root": str(root),
+        "identities": parameters["identities"],
+        "code": stage_code_version(stage),
+        "inputs": {t: table_state(root, t) for t in STAGE_INPUTS.get(stage, ())},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -------------------------------------------------------------------------------------------------------------- tasks
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may pass on a second try: bad input and bad config (ValueError, KeyError, missing files)
+    fail at once with their message instead of three times."""
+    try:
+        state.result()
+    except (ValueError, KeyError, FileNotFoundError, TypeError):
+        return False
+    except Exception:  # noqa: BLE001 - anything else (OOM, I/O hiccup, lost worker) is worth a retry
+        return True
+    return True
+
+
+@task(
+    task_run_name="{stage}[{shard}]",
+    cache_key_fn=stage_cache_key,
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_condition_fn=is_transient,
+)
+def run_stage_task(
+    stage: str, config: dict[str, Any], root: str, identities: list[str] | None, shard: str = "all"
+) -> StageResult:
+    """Run one stage on one shard of identities (``None`` = every identity)."""
+    result = get_stage(stage)(config, Path(root), identities)
+    get_run_logger().info("%s", result)
+    return result
+
+
+@task
+def list_identities(root: str, subset: list[str] | None) -> list[str]:
+    """Identities of the ``subjects`` table, optionally restricted to ``subset`` (unknown ids are an error)."""
+    known = sorted(r["identity_id"] for r in dm.read_rows(root, "subjects", columns=["identity_id"]))
+    if subset is None:
+        return known
+    unknown = sorted(set(subset) - set(known))
+    if unknown:
+        raise ValueError(f"identities {unknown} are not in {root}/manifests/subjects (known: {known[:10]} ...)")
+    return sorted(subset)
+
+
+@task
+def review_pending(root: str) -> int:
+    """Images exported for review that still have no decision."""
+    from pipeline.review import review_status
+
+    return sum(batch.get("pending", 0) for batch in review_status(Path(root)).values())
+
+
+# ------------------------------------------------------------------------------------------------------ task runners
+def make_task_runner(runtime: dict[str, Any]) -> TaskRunner:
+    """The task runner named by the config's ``runtime`` section.
+
+    ``task_runner``: ``threads`` (default), ``processes``, or ``dask``; ``max_workers``; for Dask either
+    ``dask_address`` (an existing scheduler, e.g. ``tcp://10.0.0.5:8786``, so shards run across machines) or a
+    local cluster of ``dask_workers`` processes.
+    """
+    kind = runtime.get("task_runner", "threads")
+    workers = runtime.get("max_workers")
+    if kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=workers)
+    if kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if runtime.get("dask_address"):
+            return DaskTaskRunner(address=runtime["dask_address"])
+        n = int(runtime.get("dask_workers", 2))
+        return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True})
+    raise ValueError(f"runtime.task_runner must be threads, processes or dask, got {kind!r}")
+
+
+def shards_of(identities: Sequence[str], shard_size: int) -> list[list[str]]:
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    return [list(identities[i : i + shard_size]) for i in range(0, len(identities), shard_size)]
+
+
+# -------------------------------------------------------------------------------------------------------------- flows
+@flow(name="build-diffveri-stages")
+def run_stages(
+    config: dict[str, Any], root: str, stages: list[str], identities: list[str] | None, shard_size: int
+) -> dict[str, Any]:
+    """Run ``stages`` in order; sharded stages fan out over the flow's task runner, one task run per shard."""
+    logger = get_run_logger()
+    summary: dict[str, Any] = {}
+    progress = create_progress_artifact(progress=0.0, description="build-diffveri: share of stages done")
+    for done, stage in enumerate(stages):
+        if stage == "subjects":
+            results = [run_stage_task(stage, config, root, identities)]
+        elif stage in SHARDED:
+            ids = list_identities(root, identities)
+            futures = [
+                run_stage_task.submit(stage, config, root, shard, shard=f"{shard[0]}..{shard[-1]}")
+                for shard in shards_of(ids, shard_size)
+            ]
+            results = [f.result() for f in futures]
+        else:
+            results = [run_stage_task(stage, config, root, list_identities(root, identities) if identities else None)]
+        counts: dict[str, int] = {}
+        for result in results:
+            for key, value in result.counts.items():
+                counts[key] = counts.get(key, 0) + value
+        summary[stage] = counts
+        logger.info("stage %s done: %s", stage, counts)
+        update_progress_artifact(progress, progress=100.0 * (done + 1) / len(stages))
+        if stage == "review" and config.get("review", {}).get("mode", "auto") == "manual":
+            pending = review_pending(root)
+            if pending:
+                summary["awaiting_review"] = pending
+                return summary
+    return summary
+
+
+@flow(name="build-diffveri", log_prints=True)
+def build_diffveri(
+    config: str = "configs/pipeline/toy.yaml",
+    root: str = "data/toy",
+    identities: list[str] | None = None,
+    stages: list[str] | None = None,
+    shard_size: int = 4,
+    review_mode: str | None = None,
+    overrides: list[str] | None = None,
+) -> Any:
+    """Build (or continue building) DiffVERI under ``root``.
+
+    Args:
+        config: profile YAML (``configs/pipeline/toy.yaml`` or ``paper.yaml``).
+        root: data root; manifests go to ``root/manifests``.
+        identities: restrict to these identity ids (default: all subjects).
+        stages: stages to run, in pipeline order (default: all registered stages).
+        shard_size: identities per task run for the sharded stages.
+        review_mode: ``auto`` or ``manual``; overrides the profile's ``review.mode``.
+        overrides: ``key=value`` config overrides, as ``diffveri run --set``.
+    """
+    cfg = load_config(config, overrides or [])
+    if review_mode is not None:
+        if review_mode not in ("auto", "manual"):
+            raise ValueError(f"review_mode must be auto or manual, got {review_mode!r}")
+        cfg.setdefault("review", {})["mode"] = review_mode
+    available = [s for s in STAGE_ORDER if s in STAGES]
+    chosen = available if stages is None else [s for s in STAGE_ORDER if s in stages]
+    unknown = sorted(set(stages or []) - set(available))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; available: {available}")
+    Path(root).mkdir(parents=True, exist_ok=True)
+    runner = make_task_runner(cfg.get("runtime") or {})
+    summary = run_stages.with_options(task_runner=runner)(cfg, str(root), chosen, identities, shard_size)
+    if "awaiting_review" in summary:
+        n = summary["awaiting_review"]
+        message = (
+            f"Awaiting review: {n} image(s) under {root}. Fill the CSVs written by the review stage, run "
+            f"`diffveri review import FILE.csv --root {root}` for each, then run this deployment again."
+        )
+        create_markdown_artifact(key="awaiting-review", markdown=f"# Awaiting review\n\n{message}\n")
+        return Completed(name="AwaitingReview", message=message, data=summary)
+    stats_md = Path(root) / "stats.md"
+    if "assemble" in chosen and stats_md.is_file():
+        create_markdown_artifact(key="diffveri-stats", markdown="# DiffVERI statistics\n\n" + stats_md.read_text())
+        print(stats_md.read_text())
+    return summary
+
+
+if __name__ == "__main__":
+    build_diffveri()
