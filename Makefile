@@ -9,7 +9,7 @@ PY      = $(VENV)/bin/python
 RUN     = $(PY) -m data_manifests.runtime --
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup test test-all demo bench lint clean
+.PHONY: setup test test-all demo bench lint clean prefect-up prefect-down reproduce-toy
 
 setup: $(STAMP)
 
@@ -31,6 +31,15 @@ demo: setup
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(RUN) $(PY) $$b || exit 1; done
+
+prefect-up: setup
+	$(RUN) $(PY) -m flows.server up --data $(DATA)
+
+prefect-down: setup
+	$(RUN) $(PY) -m flows.server down
+
+reproduce-toy: setup
+	$(RUN) bash scripts/reproduce_toy.sh $(DATA)
 
 lint: setup
 	$(VENV)/bin/ruff check .
