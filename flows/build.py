@@ -125,7 +125,7 @@ def review_pending(root: str) -> int:
     """Images exported for review that still have no decision."""
     from pipeline.review import review_status
 
-    return sum(batch.get("pending", 0) for batch in review_status(Path(root)).values())
+    return sum(batch.pending for batch in review_status(Path(root)))
 
 
 # ------------------------------------------------------------------------------------------------------ task runners
