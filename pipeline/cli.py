@@ -17,6 +17,7 @@ from data_manifests.runtime import apply_offline_env
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.manifests",
     "pipeline.commands.run",
+    "pipeline.commands.generate",
 )
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 STAGES: dict[str, str] = {
+    "dreambooth": "pipeline.generate.dreambooth:run_stage",
+    "synthesize": "pipeline.generate.synthesize:run_stage",
     "assemble": "pipeline.assemble:run_stage",
 }
 

@@ -1,0 +1,264 @@
+"""The ``subjects`` table from real photos: a folder per identity, or K images per identity of VeRi-776 / VehicleID.
+
+Import is all-or-nothing: every candidate image is opened (PIL ``verify`` + ``load``) and every identity id checked
+before anything is copied or written; any problem is one error that lists every bad file and identity. Then the
+chosen photos are copied under ``ROOT/subjects/<identity>/`` (atomically, so the data root is self-contained) and
+the rows are written in one upsert.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import data_manifests as dm
+from data_manifests import Source, Status
+
+from .common import check_image, rare_token, slug
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+
+# VeRi-776 train_label.xml codes (from the dataset's readme).
+VERI_TYPES = {1: "sedan", 2: "suv", 3: "van", 4: "hatchback", 5: "mpv", 6: "pickup", 7: "bus", 8: "truck", 9: "estate"}
+VERI_COLORS = {
+    1: "yellow",
+    2: "orange",
+    3: "green",
+    4: "gray",
+    5: "red",
+    6: "blue",
+    7: "white",
+    8: "golden",
+    9: "brown",
+    10: "black",
+}
+
+
+class SubjectImportError(ValueError):
+    """The import was refused; nothing was written. The message lists every problem."""
+
+
+@dataclass
+class Candidate:
+    """One identity to import: its photos (source files) and what is known about it."""
+
+    identity_id: str
+    class_name: str
+    source: str
+    files: list[Path]
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _pick(items: list[Any], k: int | None, rng: random.Random) -> list[Any]:
+    """``k`` items chosen by ``rng`` (all when ``k`` is None), in their original order."""
+    if k is None or len(items) <= k:
+        return list(items)
+    chosen = sorted(rng.sample(range(len(items)), k))
+    return [items[i] for i in chosen]
+
+
+# --------------------------------------------------------------------------------------------------------- sources
+def from_folder(
+    src: Path, class_name: str = "car", per_identity: int | None = None, limit: int | None = None, seed: int = 0
+) -> list[Candidate]:
+    """``src/<identity>/<photo>``: one sub-folder per identity; the folder name is the identity id.
+
+    Identity ids may use letters, digits, ``.``, ``_`` and ``-``. A folder may hold ``subject.json`` with
+    ``{"class_name": ..., "attributes": {...}}`` to override the class name and add attributes.
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"subjects folder {src} does not exist (expected one sub-folder per identity)")
+    folders = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise SubjectImportError(f"{src} has no identity sub-folders (expected {src}/<identity>/<photo>.jpg)")
+    rng = random.Random(seed)
+    out = []
+    for folder in folders[:limit] if limit else folders:
+        meta: dict[str, Any] = {}
+        if (folder / "subject.json").is_file():
+            meta = json.loads((folder / "subject.json").read_text())
+        files = _pick(_images_in(folder), per_identity, rng)
+        attributes = {"source_folder": folder.name, **meta.get("attributes", {})}
+        out.append(Candidate(folder.name, meta.get("class_name", class_name), Source.FOLDER, files, attributes))
+    return out
+
+
+def _veri_labels(veri_root: Path) -> dict[str, dict[str, Any]]:
+    """``{image name: {vehicleID, cameraID, colorID, typeID}}`` from ``train_label.xml`` (empty if absent)."""
+    import xml.etree.ElementTree as ET
+
+    path = veri_root / "train_label.xml"
+    if not path.is_file():
+        return {}
+    raw = path.read_bytes()
+    # The file is GB2312-encoded and says so; expat cannot decode that, so decode here and drop the declaration.
+    text = raw.decode("gb2312", errors="replace") if b"gb2312" in raw[:100].lower() else raw.decode("utf-8")
+    text = re.sub(r"^<\?xml[^>]*\?>", "", text.lstrip())
+    out = {}
+    for item in ET.fromstring(text).iter("Item"):
+        out[item.get("imageName")] = dict(item.attrib)
+    return out
+
+
+def from_veri776(veri_root: Path, per_identity: int = 4, limit: int | None = None, seed: int = 0) -> list[Candidate]:
+    """K photos per identity of the VeRi-776 training split (``image_train/VVVV_cCCC_FFFFFFFF_N.jpg``).
+
+    Photos are spread over cameras: cameras in a seeded order, one photo per camera in turn. Class and colour come
+    from ``train_label.xml`` when present (type/colour codes of the dataset's readme), else the class is ``car``.
+    """
+    veri_root = Path(veri_root)
+    image_dir = veri_root / "image_train"
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"{image_dir} does not exist; pass the VeRi-776 folder that holds image_train/")
+    labels = _veri_labels(veri_root)
+    by_id: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
+    for path in _images_in(image_dir):
+        parts = path.stem.split("_")
+        if len(parts) < 2 or not parts[0].isdigit():
+            raise SubjectImportError(f"{path}: not a VeRi-776 image name (expected VVVV_cCCC_FFFFFFFF_N.jpg)")
+        by_id[parts[0]][parts[1]].append(path)
+    rng = random.Random(seed)
+    out = []
+    ids = sorted(by_id)
+    for vid in ids[:limit] if limit else ids:
+        cameras = sorted(by_id[vid])
+        rng.shuffle(cameras)
+        queues = [sorted(by_id[vid][c]) for c in cameras]
+        for q in queues:
+            rng.shuffle(q)
+        files: list[Path] = []
+        while len(files) < per_identity and any(queues):
+            for q in queues:
+                if q and len(files) < per_identity:
+                    files.append(q.pop())
+        label = labels.get(files[0].name, {}) if files else {}
+        class_name = VERI_TYPES.get(int(label.get("typeID", 0) or 0), "car")
+        attributes: dict[str, Any] = {"veri776_id": vid, "cameras": sorted({f.stem.split("_")[1] for f in files})}
+        if label.get("colorID"):
+            attributes["color_name"] = VERI_COLORS.get(int(label["colorID"]), label["colorID"])
+        out.append(Candidate(f"veri{vid}", class_name, Source.VERI776, sorted(files), attributes))
+    return out
+
+
+def from_vehicleid(vid_root: Path, per_identity: int = 4, limit: int | None = None, seed: int = 0) -> list[Candidate]:
+    """K photos per identity of the VehicleID training split (``train_test_split/train_list.txt``: ``image vid``).
+
+    Model and colour ids come from ``attribute/model_attr.txt`` / ``color_attr.txt`` when present.
+    """
+    vid_root = Path(vid_root)
+    split = vid_root / "train_test_split" / "train_list.txt"
+    if not split.is_file():
+        raise FileNotFoundError(f"{split} does not exist; pass the VehicleID_V1.0 folder")
+    by_id: dict[str, list[str]] = defaultdict(list)
+    for n, line in enumerate(split.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise SubjectImportError(f"{split}:{n}: expected '<image> <vehicle id>', got {line!r}")
+        by_id[parts[1]].append(parts[0])
+    attrs: dict[str, dict[str, str]] = defaultdict(dict)
+    for name, key in (("model_attr.txt", "model_id"), ("color_attr.txt", "color_id")):
+        path = vid_root / "attribute" / name
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 2:
+                    attrs[parts[0]][key] = parts[1]
+    rng = random.Random(seed)
+    ids = sorted(by_id, key=lambda v: (len(v), v))
+    out = []
+    for vid in ids[:limit] if limit else ids:
+        names = _pick(sorted(by_id[vid]), per_identity, rng)
+        files = [vid_root / "image" / f"{name}.jpg" for name in names]
+        out.append(Candidate(f"vid{vid}", "car", Source.VEHICLEID, files, {"vehicleid_id": vid, **attrs.get(vid, {})}))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------- import
+def check_candidates(root: Path, candidates: list[Candidate], replace: bool = False) -> list[str]:
+    """Every problem with the candidates, each naming the identity and file; an empty list means importable."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for c in candidates:
+        if not _ID_PATTERN.match(c.identity_id):
+            problems.append(f"{c.identity_id!r}: identity ids may only use letters, digits, '.', '_' and '-'")
+        key = c.identity_id.lower()  # ids that differ only in case would share a folder on some file systems
+        if key in seen:
+            problems.append(f"{c.identity_id!r}: duplicate identity id (also {seen[key]!r})")
+        seen[key] = c.identity_id
+        if not c.files:
+            problems.append(f"{c.identity_id}: no instance images found")
+        for f in c.files:
+            reason = check_image(f)
+            if reason == "missing_file":
+                problems.append(f"{c.identity_id}: instance image {f} does not exist")
+            elif reason:
+                problems.append(f"{c.identity_id}: instance image {f} is not a readable image")
+    if not replace:
+        existing = {r["identity_id"]: r["source"] for r in dm.read_rows(root, "subjects", missing_ok=True)}
+        for c in candidates:
+            if c.identity_id in existing and existing[c.identity_id] != c.source:
+                problems.append(
+                    f"{c.identity_id}: already in subjects from source {existing[c.identity_id]!r}; "
+                    "use --replace to overwrite it"
+                )
+    return problems
+
+
+def import_subjects(root: Path, candidates: list[Candidate], replace: bool = False) -> int:
+    """Validate every candidate, then copy the photos under ``root/subjects/`` and upsert all rows at once.
+
+    Raises :class:`SubjectImportError` listing every problem; in that case nothing was copied or written.
+    Returns the number of rows written.
+    """
+    root = Path(root)
+    problems = check_candidates(root, candidates, replace=replace)
+    if problems:
+        shown = "\n".join(f"  - {p}" for p in problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise SubjectImportError(
+            f"subjects import refused ({len(problems)} problem(s); nothing written):\n{shown}{more}"
+        )
+    existing = dm.read_rows(root, "subjects", missing_ok=True)
+    tokens = {r["identity_id"]: r["token"] for r in existing if r.get("token")}
+    taken = set(tokens.values())
+    rows = []
+    for c in candidates:
+        folder = root / "subjects" / slug(c.identity_id)
+        rel_paths = []
+        for i, f in enumerate(c.files):
+            dest = folder / f"{i:03d}{f.suffix.lower()}"
+            if f.resolve() != dest.resolve():
+                dm.atomic_write_bytes(dest, f.read_bytes())
+            rel_paths.append(str(dest.relative_to(root)))
+        token = tokens.get(c.identity_id) or rare_token(c.identity_id, taken)
+        taken.add(token)
+        rows.append(
+            {
+                "identity_id": c.identity_id,
+                "class_name": c.class_name,
+                "token": token,
+                "instance_images": rel_paths,
+                "source": str(c.source),
+                "attributes": json.dumps({**c.attributes, "source_files": [str(f) for f in c.files]}, sort_keys=True),
+                "status": Status.OK,
+            }
+        )
+    dm.upsert(root, "subjects", rows)
+    logger.info("imported %d subject(s) into %s", len(rows), root)
+    return len(rows)
