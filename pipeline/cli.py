@@ -18,6 +18,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.manifests",
     "pipeline.commands.run",
     "pipeline.commands.generate",
+    "pipeline.commands.filter",
+    "pipeline.commands.review",
+    "pipeline.commands.toyworld",
+    "pipeline.commands.segment",
 )
 
 

@@ -75,12 +75,14 @@ def collapse_labels(labels: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class VehicleLayer:
     """A vehicle rasterised alone: ``color (H, W, 3)`` float32 0..1 (valid where ``labels > 0``), ``labels (H, W)``,
-    its ``camera``, and the vehicle's ``bbox`` within the image (or None if it falls outside)."""
+    its ``camera``, the vehicle's ``bbox`` within the image (or None if it falls outside) and ``full_box``, the box
+    of the whole projected vehicle, which may extend past the image border (then the vehicle is truncated)."""
 
     color: np.ndarray
     labels: np.ndarray
     camera: Camera
     bbox: tuple[float, float, float, float] | None
+    full_box: tuple[float, float, float, float]
 
 
 def vehicle_radius(ident: ToyIdentity) -> float:
@@ -136,7 +138,10 @@ def render_vehicle(
     color = shade_table[tri + 1]
     labels = label_table[tri + 1]
     bbox = mask_bbox(tri >= 0)
-    return VehicleLayer(color=color, labels=labels, camera=camera, bbox=bbox)
+    lo = mn * focal + np.array([camera.cx, camera.cy])
+    hi = mx * focal + np.array([camera.cx, camera.cy])
+    full_box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+    return VehicleLayer(color=color, labels=labels, camera=camera, bbox=bbox, full_box=full_box)
 
 
 def random_light(rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,127 @@
+"""Detection scenes: images with zero, one or several toy vehicles (some tiny, some truncated by the border) and
+their boxes, for testing the YOLO filter stage and training a toy detector.
+
+Vehicles are rendered one by one as layers and composited far-to-near (smaller = farther, drawn first); placements
+that would overlap an earlier vehicle's box by more than ``MAX_IOU`` are redrawn, so every drawn vehicle stays
+mostly visible and is labelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .identity import ToyIdentity
+from .render import AMBIENT_RANGE, random_background, random_light, render_vehicle, sensor_noise
+
+VEHICLE_COUNTS = (0, 1, 2, 3, 4)
+VEHICLE_COUNT_P = (0.15, 0.4, 0.2, 0.15, 0.1)
+TINY_P = 0.15  # share of vehicles drawn tiny (longer side 4-10 % of the image)
+TRUNCATED_P = 0.15  # share of vehicles placed across the image border
+MAX_IOU = 0.3
+
+
+@dataclass(frozen=True)
+class SceneVehicle:
+    """One vehicle in a scene: its identity, box ``(x1, y1, x2, y2)`` in pixels (visible part, inside the image),
+    whether it crosses the border (``truncated``) and whether it was drawn ``tiny``."""
+
+    identity_id: str
+    class_name: str
+    bbox: tuple[float, float, float, float]
+    truncated: bool
+    tiny: bool
+    azimuth: float
+    elevation: float
+
+
+@dataclass(frozen=True)
+class Scene:
+    """``image (H, W, 3)`` uint8 and the vehicles in it (possibly none)."""
+
+    image: np.ndarray
+    vehicles: list[SceneVehicle] = field(default_factory=list)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def render_scene(identities: list[ToyIdentity], size: int, rng: np.random.Generator) -> Scene:
+    """A random scene of ``size x size`` pixels with 0-4 vehicles drawn from ``identities``."""
+    n = int(rng.choice(VEHICLE_COUNTS, p=VEHICLE_COUNT_P)) if identities else 0
+    # 1. Placements: (extent, centre, tiny, truncated), re-drawn while they overlap earlier ones too much.
+    plans: list[tuple[float, tuple[float, float], bool, bool]] = []
+    for _ in range(n):
+        for _attempt in range(20):
+            tiny = rng.random() < TINY_P
+            truncated = not tiny and rng.random() < TRUNCATED_P
+            if tiny:
+                extent = rng.uniform(0.04, 0.10) * size
+            elif n == 1:
+                extent = rng.uniform(0.4, 0.9) * size
+            else:
+                extent = rng.uniform(0.2, 0.55) * size
+            half = extent / 2
+            if truncated:
+                # Centre within a third of the extent of a random border, so part of the vehicle is cut off.
+                side = int(rng.integers(4))
+                along = rng.uniform(half, size - half)
+                across = rng.uniform(-half / 3, half / 3) + (0 if side in (0, 2) else size)
+                centre = (across, along) if side in (0, 1) else (along, across)
+            else:
+                centre = (rng.uniform(half, size - half), rng.uniform(half, size - half))
+            box = (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half)
+            if all(
+                _iou(box, (c[0] - e / 2, c[1] - e / 2, c[0] + e / 2, c[1] + e / 2)) <= MAX_IOU for e, c, _, _ in plans
+            ):
+                plans.append((float(extent), (float(centre[0]), float(centre[1])), bool(tiny), bool(truncated)))
+                break
+    plans.sort(key=lambda p: p[0])  # far (small) first
+    # 2. Background, then the vehicles far to near.
+    light = random_light(rng)
+    image, _ = random_background(rng, size)
+    vehicles: list[SceneVehicle] = []
+    for extent, centre, tiny, _planned_truncation in plans:
+        ident = identities[int(rng.integers(len(identities)))]
+        azimuth, elevation = float(rng.uniform(0, 360)), float(rng.uniform(0, 50))
+        layer = render_vehicle(
+            ident,
+            azimuth,
+            elevation,
+            size,
+            rng,
+            roll=float(rng.uniform(-5, 5)),
+            extent=extent,
+            centre=centre,
+            light=light,
+            ambient=float(rng.uniform(*AMBIENT_RANGE)),
+        )
+        covered = layer.labels > 0
+        if layer.bbox is None:
+            continue
+        image = np.where(covered[..., None], layer.color, image)
+        full = layer.full_box
+        crosses = full[0] < 0 or full[1] < 0 or full[2] > size or full[3] > size
+        vehicles.append(
+            SceneVehicle(ident.identity_id, ident.class_name, layer.bbox, bool(crosses), tiny, azimuth, elevation)
+        )
+    image = image + sensor_noise(rng, size)
+    return Scene(image=np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8), vehicles=vehicles)
+
+
+def yolo_lines(vehicles: list[SceneVehicle], size: int, class_of: dict[str, int] | None = None) -> list[str]:
+    """YOLO label lines ``cls cx cy w h`` (normalised) for the vehicles; class 0 unless ``class_of`` maps class
+    names to ids."""
+    lines = []
+    for v in vehicles:
+        x1, y1, x2, y2 = v.bbox
+        cls = 0 if class_of is None else class_of[v.class_name]
+        cx, cy, w, h = (x1 + x2) / 2 / size, (y1 + y2) / 2 / size, (x2 - x1) / size, (y2 - y1) / size
+        lines.append(f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
+    return lines

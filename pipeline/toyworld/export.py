@@ -1,0 +1,540 @@
+"""``diffveri toyworld``: render a toy world and write it as manifests and as VeRi / VehicleID / YOLO datasets.
+
+Layout under ``out`` (every path in the manifests is relative to ``out``):
+
+* ``subjects/<identity>/<view>.png`` — instance images at canonical views (for DreamBooth);
+* ``renders/<identity>/<image_id>.png`` — every rendered image (lossless, so masks align exactly);
+* ``manifests/`` — ``subjects``, ``generations``, ``segments`` and ``segments_gt`` (exact masks), ``diffveri``;
+* ``VeRi/`` — VeRi-776 layout; ``VehicleID_V1.0/`` — VehicleID layout; ``detection/`` — YOLO dataset;
+* ``toyworld.json`` — the settings used.
+
+Deterministic for a seed: every random draw comes from a generator seeded with ``(seed, identity index, image
+index, purpose)``, so the result does not depend on the number of workers. Re-running skips identities whose images
+and rows already exist (resume); the three folder exports are rebuilt under temporary names and swapped in whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+import data_manifests as dm
+from data_manifests import INTENDED_VIEWS, VIEW_SETS, rle
+
+from .camera import view_to_camera
+from .detection import render_scene, yolo_lines
+from .identity import ToyIdentity, sample_identity
+from .render import collapse_labels, render
+
+log = logging.getLogger(__name__)
+
+MODEL_REF = "toyworld:render"
+SEGMENTER_REF = "groundtruth:toyworld"
+INSTANCE_VIEWS: tuple[str, ...] = ("front_left", "rear_right", "left", "front")
+# One virtual camera per viewpoint bin, as the assemble stage numbers them (VeRi-776 cameras see different angles).
+CAMERA_OF_VIEW: dict[str, int] = {view: i + 1 for i, view in enumerate(INTENDED_VIEWS)}
+# VehicleID images show the front or the rear of a vehicle (incl. three-quarter views), never the pure side or top.
+VEHICLEID_VIEWS = frozenset({"front", "rear", "front_left", "front_right", "rear_left", "rear_right"})
+DETECTION_CLASS_SETS: dict[str, dict[str, int]] = {
+    "vehicle": {"sedan": 0, "suv": 0, "van": 0, "truck": 0, "bus": 0},
+    "coco": {"sedan": 0, "suv": 0, "van": 0, "bus": 1, "truck": 2},  # names car, bus, truck
+}
+DETECTION_NAMES: dict[str, list[str]] = {"vehicle": ["vehicle"], "coco": ["car", "bus", "truck"]}
+
+
+@dataclass(frozen=True)
+class ToyworldSettings:
+    """Everything that determines a toy world export (saved as ``toyworld.json``)."""
+
+    identities: int = 12
+    images_per_identity: int = 16
+    size: int = 128
+    seed: int = 0
+    instance_views: tuple[str, ...] = INSTANCE_VIEWS
+    occluder_probability: float = 0.1  # share of rendered images with 1-2 occluders in front of the vehicle
+    view_classes: str = "toyworld"  # label set of the masks: "toyworld" (left/right) or "pven" (side)
+    train_fraction: float = 0.5  # share of identities in the train split (the rest: query/gallery, test lists)
+    queries_per_identity: int = 2  # VeRi/diffveri queries per test identity, each on its own camera
+    detection_images: int = 0  # 0 = max(16, 4 * identities)
+    detection_classes: str = "vehicle"  # "vehicle" (one class) or "coco" (car, bus, truck)
+    jpeg_quality: int = 95
+
+    def validate(self) -> None:
+        if self.identities < 2:
+            raise ValueError(
+                f"--identities must be >= 2 (train and test need one identity each), got {self.identities}"
+            )
+        if self.images_per_identity < 2:
+            raise ValueError(f"--images-per-identity must be >= 2, got {self.images_per_identity}")
+        if self.size < 32:
+            raise ValueError(f"--size must be >= 32 pixels, got {self.size}")
+        if not 0.0 < self.train_fraction < 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
+        if self.view_classes not in VIEW_SETS:
+            raise ValueError(f"view_classes must be one of {sorted(VIEW_SETS)}, got {self.view_classes!r}")
+        if self.detection_classes not in DETECTION_CLASS_SETS:
+            raise ValueError(f"detection_classes must be one of {sorted(DETECTION_CLASS_SETS)}")
+        bad = [v for v in self.instance_views if v not in INTENDED_VIEWS]
+        if bad:
+            raise ValueError(f"instance views {bad} are not in INTENDED_VIEWS {INTENDED_VIEWS}")
+
+
+@dataclass
+class ToyworldSummary:
+    out: Path
+    identities: int = 0
+    images: int = 0
+    rendered: int = 0
+    skipped_identities: int = 0
+    detection_images: int = 0
+    splits: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"toyworld: {self.identities} identities, {self.images} images ({self.rendered} rendered, "
+            f"{self.skipped_identities} identities resumed), {self.detection_images} detection images, "
+            f"splits {self.splits} -> {self.out}"
+        )
+
+
+def image_seed(seed: int, index: int, j: int) -> int:
+    """The render seed of image ``j`` of identity ``index`` (uint32)."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, index, j, 5]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """An image to render: its id, view, camera and seed, and where it goes."""
+
+    image_id: str
+    identity_id: str
+    j: int
+    view: str
+    azimuth: float
+    elevation: float
+    seed: int
+    occluders: bool
+    path: str
+
+
+def plan_identity(settings: ToyworldSettings, index: int) -> tuple[ToyIdentity, list[PlannedImage]]:
+    """The identity ``index`` and its ``images_per_identity`` planned images (cheap: no rendering).
+
+    Views cycle through every ``INTENDED_VIEWS`` entry in a random order per cycle, so each identity is seen from
+    all directions; cameras are jittered around each view (:func:`view_to_camera`)."""
+    ident = sample_identity(settings.seed, index)
+    rng = np.random.default_rng([settings.seed & 0xFFFFFFFF, index, 3])
+    views: list[str] = []
+    while len(views) < settings.images_per_identity:
+        views.extend(INTENDED_VIEWS[int(i)] for i in rng.permutation(len(INTENDED_VIEWS)))
+    plans = []
+    for j, view in enumerate(views[: settings.images_per_identity]):
+        azimuth, elevation = view_to_camera(view, rng)
+        occluded = bool(rng.random() < settings.occluder_probability)
+        seed = image_seed(settings.seed, index, j)
+        iid = dm.image_id(ident.identity_id, view, seed, MODEL_REF)
+        plans.append(
+            PlannedImage(
+                iid,
+                ident.identity_id,
+                j,
+                view,
+                azimuth,
+                elevation,
+                seed,
+                occluded,
+                f"renders/{ident.identity_id}/{iid}.png",
+            )
+        )
+    if len({p.image_id for p in plans}) != len(plans):
+        raise RuntimeError(f"{ident.identity_id}: two planned images share an image id; choose another --seed")
+    return ident, plans
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Temp file + ``os.replace``: readers see the old file or the new one, never a part. No fsync per image
+    (``data_manifests.atomic_write_bytes`` syncs, which costs more than rendering here); a crash may lose the
+    last images, and the resume check then re-renders them because their rows were never written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def segment_row(image_id: str, labels: np.ndarray, bbox: tuple[float, ...] | None, classes: tuple[str, ...]) -> dict:
+    """A ``segments`` row from a label map ``(H, W)`` over ``classes`` (background first). Fractions are shares of
+    vehicle pixels (background's is 0); an empty vehicle (fully occluded) gives ``rejected``/``empty_mask``."""
+    vehicle = labels > 0
+    counts = np.bincount(labels[vehicle].ravel(), minlength=len(classes)).astype(np.float64)
+    total = counts.sum()
+    row: dict[str, Any] = {
+        "image_id": image_id,
+        "bbox": None if bbox is None else [float(v) for v in bbox],
+        "vehicle_rle": rle.encode(vehicle),
+        "view_classes": list(classes),
+        "view_rles": rle.label_map_to_rles(labels, classes),
+        "view_fractions": [float(f) for f in (counts / total if total else counts)],
+        "dominant_view": classes[1 + int(np.argmax(counts[1:]))] if total else None,
+        "segmenter_ref": SEGMENTER_REF,
+        "status": "ok",
+    }
+    if not total:
+        row.update(status="rejected", reason="empty_mask", message="occluders hide the whole vehicle")
+    return row
+
+
+def render_identity(args: tuple[ToyworldSettings, int, str, bool]) -> dict[str, Any]:
+    """Worker: render identity ``index`` (instance images and planned images) into ``out``. Returns its rows.
+
+    ``args = (settings, index, out, skip)``; with ``skip`` only the subject row is rebuilt (images exist)."""
+    settings, index, out_str, skip = args
+    out = Path(out_str)
+    ident, plans = plan_identity(settings, index)
+    classes = VIEW_SETS[settings.view_classes]
+    # 1. Instance images at canonical views (no occluders).
+    instance_paths = []
+    rng = np.random.default_rng([settings.seed & 0xFFFFFFFF, index, 4])
+    for k, view in enumerate(settings.instance_views):
+        azimuth, elevation = view_to_camera(view, rng)
+        rel = f"subjects/{ident.identity_id}/{view}.png"
+        instance_paths.append(rel)
+        if not (skip and (out / rel).is_file()):
+            r = render(ident, azimuth, elevation, settings.size, image_seed(settings.seed, index, 100_000 + k))
+            write_file(out / rel, _png(r.image))
+    subject = {
+        "identity_id": ident.identity_id,
+        "class_name": ident.class_name,
+        "instance_images": instance_paths,
+        "source": "toyworld",
+        "attributes": json.dumps(ident.attributes(), sort_keys=True),
+        "status": "ok",
+    }
+    result: dict[str, Any] = {"subject": subject, "generations": [], "segments": [], "rendered": 0}
+    if skip:
+        return result
+    # 2. The planned images, their exact masks and rows.
+    for p in plans:
+        r = render(ident, p.azimuth, p.elevation, settings.size, p.seed, occluders=p.occluders)
+        labels = collapse_labels(r.labels) if settings.view_classes == "pven" else r.labels
+        data = _png(r.image)
+        write_file(out / p.path, data)
+        result["generations"].append(
+            {
+                "image_id": p.image_id,
+                "identity_id": ident.identity_id,
+                "intended_view": p.view,
+                "prompt": f"a {ident.color_name} {ident.class_name}, {p.view.replace('_', ' ')} view",
+                "seed": p.seed,
+                "width": settings.size,
+                "height": settings.size,
+                "path": p.path,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "model_ref": MODEL_REF,
+                "status": "ok",
+            }
+        )
+        result["segments"].append(segment_row(p.image_id, labels, r.bbox, classes))
+        result["rendered"] += 1
+    return result
+
+
+def _existing(out: Path, plans: list[PlannedImage], gen_keys: set[str], seg_keys: set[str]) -> bool:
+    return all(p.image_id in gen_keys and p.image_id in seg_keys and (out / p.path).is_file() for p in plans)
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
+    """Replace folder ``dest`` by ``tmp`` (both on one file system) so readers never see a half-written export."""
+    if dest.exists():
+        old = dest.with_name(f".old-{dest.name}-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, dest)
+
+
+def _tmpdir(out: Path, name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=out))
+
+
+def _save_jpeg(src: Path, dest: Path, quality: int) -> None:
+    buffer = io.BytesIO()
+    Image.open(src).convert("RGB").save(buffer, format="JPEG", quality=quality)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(buffer.getvalue())  # inside a temporary folder that is swapped in whole
+
+
+# --------------------------------------------------------------------------------------------------------- splits
+def assign_splits(rows: list[dict[str, Any]], train_ids: set[str], queries_per_identity: int, seed: int) -> None:
+    """Set ``split`` on each row (``identity_id``, ``camera_id``, ``image_id``): train identities -> ``train``;
+    test identities -> up to ``queries_per_identity`` ``query`` images on distinct cameras, chosen so that each
+    keeps a ``gallery`` image of its identity on another camera (the VeRi-776 protocol), the rest ``gallery``."""
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, 6])
+    by_identity: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_identity[row["identity_id"]].append(row)
+    for identity in sorted(by_identity):
+        images = sorted(by_identity[identity], key=lambda r: r["image_id"])
+        for row in images:
+            row["split"] = "train" if identity in train_ids else "gallery"
+        if identity in train_ids:
+            continue
+        queries: list[dict[str, Any]] = []
+        for i in rng.permutation(len(images)):
+            if len(queries) >= queries_per_identity:
+                break
+            cand = images[int(i)]
+            if cand["camera_id"] in {q["camera_id"] for q in queries}:
+                continue
+            rest = [r for r in images if r is not cand and r not in queries]
+            if all(any(g["camera_id"] != q["camera_id"] for g in rest) for q in [*queries, cand]):
+                queries.append(cand)
+        for q in queries:
+            q["split"] = "query"
+
+
+# -------------------------------------------------------------------------------------------------------- exports
+def export_veri(out: Path, rows: list[dict[str, Any]], quality: int) -> Path:
+    """``out/VeRi``: ``image_{train,query,test}/`` and ``name_{train,query,test}.txt``. As in VeRi-776,
+    ``image_test`` holds every test image (the queries too); files are ``{vid:04d}_c{cam:03d}_{frame:08d}_0.jpg``
+    with ``vid`` = identity index + 1, ``cam`` = viewpoint bin (``CAMERA_OF_VIEW``), ``frame`` = image index."""
+    tmp = _tmpdir(out, "VeRi")
+    names: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        name = f"{row['vid']:04d}_c{row['camera_id']:03d}_{row['frame']:08d}_0.jpg"
+        folders = ["image_train"] if row["split"] == "train" else ["image_test"]
+        if row["split"] == "query":
+            folders.append("image_query")
+        for folder in folders:
+            _save_jpeg(out / row["path"], tmp / folder / name, quality)
+            names[folder].append(name)
+    for folder in ("image_train", "image_query", "image_test"):
+        (tmp / folder).mkdir(exist_ok=True)
+        (tmp / folder.replace("image_", "name_")).with_suffix(".txt").write_text(
+            "".join(f"{n}\n" for n in sorted(names[folder]))
+        )
+    _swap_in(tmp, out / "VeRi")
+    return out / "VeRi"
+
+
+def vehicleid_test_sizes(n_test: int) -> list[int]:
+    """Test-list sizes scaled from VehicleID's 800/1600/2400 (of 2400): a third, two thirds and all test ids."""
+    return sorted({max(1, round(n_test * k / 3)) for k in (1, 2, 3)})
+
+
+def export_vehicleid(
+    out: Path, rows: list[dict[str, Any]], identities: dict[str, ToyIdentity], train_ids: set[str], quality: int
+) -> Path:
+    """``out/VehicleID_V1.0``: ``image/<name>.jpg``, ``train_test_split/train_list.txt`` and
+    ``test_list_<n>.txt`` (lines ``<name> <vid>``; the lists are nested, the smaller test sets being the first test
+    identities), and ``attribute/{model_attr,color_attr}.txt`` (``<vid> <class id>``, ``<vid> <colour id>``).
+    Only front/rear (incl. three-quarter) views are included, like VehicleID's surveillance photos."""
+    from .identity import CLASSES, COLOR_NAMES
+
+    tmp = _tmpdir(out, "VehicleID")
+    (tmp / "train_test_split").mkdir()
+    (tmp / "attribute").mkdir()
+    lines: dict[str, list[str]] = defaultdict(list)
+    number = 0
+    for row in sorted(rows, key=lambda r: (r["vid"], r["frame"])):
+        if row["view_label"] not in VEHICLEID_VIEWS:
+            continue
+        number += 1
+        name = f"{number:07d}"
+        _save_jpeg(out / row["path"], tmp / "image" / f"{name}.jpg", quality)
+        lines[row["identity_id"]].append(f"{name} {row['vid']}\n")
+    train = [i for i in sorted(lines) if i in train_ids]
+    test = [i for i in sorted(lines) if i not in train_ids]
+    (tmp / "train_test_split" / "train_list.txt").write_text("".join(x for i in train for x in lines[i]))
+    for n in vehicleid_test_sizes(len(test)):
+        (tmp / "train_test_split" / f"test_list_{n}.txt").write_text("".join(x for i in test[:n] for x in lines[i]))
+    vids = sorted({(r["vid"], r["identity_id"]) for r in rows})
+    (tmp / "attribute" / "model_attr.txt").write_text(
+        "".join(f"{vid} {CLASSES.index(identities[i].class_name)}\n" for vid, i in vids)
+    )
+    (tmp / "attribute" / "color_attr.txt").write_text(
+        "".join(f"{vid} {COLOR_NAMES.index(identities[i].color_name)}\n" for vid, i in vids)
+    )
+    _swap_in(tmp, out / "VehicleID_V1.0")
+    return out / "VehicleID_V1.0"
+
+
+def export_detection(
+    out: Path,
+    identities: list[ToyIdentity],
+    n_images: int,
+    size: int,
+    seed: int,
+    classes: str,
+    quality: int,
+    progress: bool = True,
+) -> Path:
+    """``out/detection``: ``images/{train,val}/*.jpg``, ``labels/{train,val}/*.txt`` (YOLO ``cls cx cy w h``), a
+    ``data.yaml`` for ultralytics (paths relative to it) and ``scenes.jsonl`` (per image: every vehicle's identity,
+    pixel box, and whether it is truncated or tiny). About a fifth of the images go to ``val``."""
+    tmp = _tmpdir(out, "detection")
+    class_of = DETECTION_CLASS_SETS[classes]
+    n_val = max(1, n_images // 5)
+    records = []
+    for k in tqdm(range(n_images), desc="toyworld detection", disable=not progress, leave=False):
+        split = "val" if k < n_val else "train"
+        scene = render_scene(identities, size, np.random.default_rng([seed & 0xFFFFFFFF, k, 8]))
+        name = f"{k:06d}"
+        buffer = io.BytesIO()
+        Image.fromarray(scene.image).save(buffer, format="JPEG", quality=quality)
+        (tmp / "images" / split).mkdir(parents=True, exist_ok=True)
+        (tmp / "labels" / split).mkdir(parents=True, exist_ok=True)
+        (tmp / "images" / split / f"{name}.jpg").write_bytes(buffer.getvalue())
+        lines = yolo_lines(scene.vehicles, size, class_of)
+        (tmp / "labels" / split / f"{name}.txt").write_text("".join(f"{line}\n" for line in lines))
+        records.append(
+            {
+                "image": f"images/{split}/{name}.jpg",
+                "split": split,
+                "n_vehicles": len(scene.vehicles),
+                "vehicles": [asdict(v) for v in scene.vehicles],
+            }
+        )
+    names = DETECTION_NAMES[classes]
+    yaml_lines = [
+        "# YOLO dataset written by `diffveri toyworld`; paths are relative to this file's folder.",
+        f"# classes: {classes!r} ({', '.join(names)})",
+        "train: images/train",
+        "val: images/val",
+        "names:",
+        *[f"  {i}: {n}" for i, n in enumerate(names)],
+    ]
+    (tmp / "data.yaml").write_text("\n".join(yaml_lines) + "\n")
+    (tmp / "scenes.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    _swap_in(tmp, out / "detection")
+    return out / "detection"
+
+
+# ---------------------------------------------------------------------------------------------------------- main
+def build_toyworld(
+    out: str | os.PathLike, settings: ToyworldSettings, workers: int = 0, progress: bool = True
+) -> ToyworldSummary:
+    """Render the toy world described by ``settings`` into ``out`` (see the module docstring for the layout).
+
+    ``workers`` > 1 renders identities in that many processes; the output is identical for any value."""
+    settings.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = ToyworldSummary(out=out, identities=settings.identities)
+    # 1. Plan every identity; identities whose images and rows already exist are only re-read (resume).
+    plans = {i: plan_identity(settings, i) for i in range(settings.identities)}
+    gen_keys = dm.existing_keys(out, "generations") if dm.table_exists(out, "generations") else set()
+    seg_keys = dm.existing_keys(out, "segments") if dm.table_exists(out, "segments") else set()
+    jobs = [(settings, i, str(out), _existing(out, plans[i][1], gen_keys, seg_keys)) for i in plans]
+    summary.skipped_identities = sum(job[3] for job in jobs)
+    # 2. Render (in worker processes when asked); results come back in identity order.
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(jobs), desc="toyworld identities", disable=not progress)
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            for res in pool.imap(render_identity, jobs):
+                results.append(res)
+                bar.update()
+    else:
+        for job in jobs:
+            results.append(render_identity(job))
+            bar.update()
+    bar.close()
+    summary.rendered = sum(r["rendered"] for r in results)
+    # 3. Manifests: subjects, generations, segments (+ segments_gt: the same exact masks, kept for evaluation).
+    dm.upsert(out, "subjects", [r["subject"] for r in results])
+    gens = [g for r in results for g in r["generations"]]
+    segs = [s for r in results for s in r["segments"]]
+    if gens:
+        dm.upsert(out, "generations", gens)
+        dm.upsert(out, "segments", segs)
+        dm.upsert(out, "segments_gt", segs)
+    all_ids = [p.image_id for _, ps in plans.values() for p in ps]
+    wanted = set(all_ids)
+    seg_by_id = {s["image_id"]: s for s in dm.read_rows(out, "segments") if s["image_id"] in wanted}
+    # 4. The diffveri table with identity-disjoint splits.
+    order = np.random.default_rng([settings.seed & 0xFFFFFFFF, 9]).permutation(settings.identities)
+    n_train = min(max(1, round(settings.identities * settings.train_fraction)), settings.identities - 1)
+    identities = {ident.identity_id: ident for ident, _ in plans.values()}
+    train_ids = {plans[int(i)][0].identity_id for i in order[:n_train]}
+    rows = []
+    for index, (ident, ps) in plans.items():
+        for p in ps:
+            seg = seg_by_id.get(p.image_id)
+            if seg is None or seg["status"] != "ok":
+                continue
+            rows.append(
+                {
+                    "image_id": p.image_id,
+                    "identity_id": ident.identity_id,
+                    "class_name": ident.class_name,
+                    "camera_id": CAMERA_OF_VIEW[p.view],
+                    "path": p.path,
+                    "width": settings.size,
+                    "height": settings.size,
+                    "view_label": p.view,
+                    "dominant_view": seg["dominant_view"],
+                    "vehicle_rle": seg["vehicle_rle"],
+                    "view_classes": seg["view_classes"],
+                    "view_rles": seg["view_rles"],
+                    "provenance": json.dumps(
+                        {
+                            "model_ref": MODEL_REF,
+                            "seed": p.seed,
+                            "segmenter_ref": SEGMENTER_REF,
+                            "azimuth": round(p.azimuth, 3),
+                            "elevation": round(p.elevation, 3),
+                            "occluders": p.occluders,
+                        },
+                        sort_keys=True,
+                    ),
+                    "status": "ok",
+                    # export-only fields, dropped before writing
+                    "vid": index + 1,
+                    "frame": p.j,
+                }
+            )
+    assign_splits(rows, train_ids, settings.queries_per_identity, settings.seed)
+    table_rows = [{k: v for k, v in r.items() if k not in ("vid", "frame")} for r in rows]
+    dm.write_table(out, "diffveri", table_rows)  # derived as a whole: replace, so no stale rows survive
+    summary.images = len(rows)
+    summary.splits = {s: sum(r["split"] == s for r in rows) for s in ("train", "query", "gallery")}
+    # 5. Folder exports and the settings file.
+    export_veri(out, rows, settings.jpeg_quality)
+    export_vehicleid(out, rows, identities, train_ids, settings.jpeg_quality)
+    n_det = settings.detection_images or max(16, 4 * settings.identities)
+    export_detection(
+        out,
+        list(identities.values()),
+        n_det,
+        settings.size,
+        settings.seed,
+        settings.detection_classes,
+        settings.jpeg_quality,
+        progress,
+    )
+    summary.detection_images = n_det
+    info = {"settings": asdict(settings), "train_identities": sorted(train_ids), "summary": str(summary)}
+    dm.atomic_write_bytes(out / "toyworld.json", json.dumps(info, indent=1, sort_keys=True).encode())
+    log.info("%s", summary)
+    return summary
