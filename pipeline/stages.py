@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 STAGES: dict[str, str] = {
+    "filter": "pipeline.filter.stage:run_stage",
+    "review": "pipeline.review.stage:run_stage",
     "dreambooth": "pipeline.generate.dreambooth:run_stage",
     "synthesize": "pipeline.generate.synthesize:run_stage",
     "assemble": "pipeline.assemble:run_stage",

@@ -1,0 +1,64 @@
+"""``diffveri review export|import|status``: the CSV round trip with annotators."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("review", help="export review batches (CSV + HTML), import annotated CSVs, show status")
+    rsub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = rsub.add_parser("export", help="queue kept images into batches and write batch_<id>.csv/.html")
+    p.add_argument("--root", required=True, help="data root")
+    p.add_argument("--out", required=True, help="folder for the batch files")
+    p.add_argument("--policy", default=None, help="all | random:<fraction> | uncertain | confident | first:<n>")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--config", default=None, help="profile YAML whose review: section gives the defaults")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(handler=_export)
+    p = rsub.add_parser("import", help="validate an annotated CSV and record its decisions (all or nothing)")
+    p.add_argument("file", help="batch_<id>.csv")
+    p.add_argument("--root", required=True, help="data root")
+    p.add_argument("--reviewer", default=None, help="reviewer recorded for rows with an empty reviewer cell")
+    p.set_defaults(handler=_import)
+    p = rsub.add_parser("status", help="pending/accepted/rejected/unsure per batch")
+    p.add_argument("--root", required=True, help="data root")
+    p.set_defaults(handler=_status)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config, section
+    from pipeline.review import ReviewConfig, export_batches
+
+    cfg = section(load_config(args.config), "review", ReviewConfig) if args.config else ReviewConfig()
+    out = Path(args.out)
+    ids = export_batches(
+        Path(args.root),
+        out,
+        args.policy or cfg.policy,
+        args.batch_size or cfg.batch_size,
+        seed=cfg.seed if args.seed is None else args.seed,
+        uncertain_low=cfg.uncertain_low,
+        uncertain_high=cfg.uncertain_high,
+    )
+    if not ids:
+        print("nothing to export: every kept image is already in a batch (see `diffveri review status`)")
+    for bid in ids:
+        print(f"{out / f'batch_{bid}.csv'}  (contact sheet: {out / f'batch_{bid}.html'})")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from pipeline.review import import_review_csv
+
+    report = import_review_csv(args.file, args.root, default_reviewer=args.reviewer)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pipeline.review import format_status, review_status
+
+    print(format_status(review_status(Path(args.root))))
+    return 0

@@ -1,0 +1,63 @@
+"""The review CSV format: columns, spreadsheet-safe cells, reading with line numbers.
+
+Files are UTF-8 with a header row and a stable column order. A cell that a spreadsheet would run as a formula
+(it starts with ``= + - @``, a tab or a carriage return) is written with a leading apostrophe, which spreadsheets
+treat as "this is text"; import removes that apostrophe again. Import accepts a byte-order mark and CRLF line ends
+(Excel's "CSV UTF-8" writes both).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from data_manifests import atomic_write_bytes
+
+READ_ONLY: tuple[str, ...] = (
+    "batch_id",
+    "image_id",
+    "image",
+    "reference",
+    "identity_id",
+    "intended_view",
+    "detector_conf",
+)
+EDITABLE: tuple[str, ...] = ("decision", "view_label", "identity_ok", "notes", "reviewer")
+COLUMNS: tuple[str, ...] = READ_ONLY + EDITABLE
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+QUOTE = "'"
+
+
+def neutralise(value: str) -> str:
+    """Prefix a cell that a spreadsheet would evaluate as a formula with an apostrophe."""
+    return QUOTE + value if value.startswith(FORMULA_STARTS) else value
+
+
+def unneutralise(value: str) -> str:
+    """Undo :func:`neutralise` (only an apostrophe followed by a formula character is ours to remove)."""
+    if value.startswith(QUOTE) and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, str]]) -> None:
+    """Write rows (all :data:`COLUMNS`) atomically, UTF-8 without BOM, ``\\r\\n`` line ends (the CSV standard)."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([neutralise(str(row.get(c, "") if row.get(c) is not None else "")) for c in COLUMNS])
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def read_csv_lines(text: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line number of the record's first line, cells)``; line 1 is the header. Cells are un-neutralised."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    last = 0
+    for cells in reader:
+        start = last + 1
+        last = reader.line_num
+        yield start, [unneutralise(c) for c in cells]

@@ -1,0 +1,297 @@
+"""Import an annotated review CSV: validate the whole file first, then write, or write nothing.
+
+Problems found (each with its CSV line number): not UTF-8, missing or renamed columns, unknown batch or image ids,
+rows from another batch, duplicate rows, invalid decision / view / identity_ok values, edited read-only columns,
+an image whose bytes changed since export, paths outside the data root, a decision without a reviewer.
+Re-importing the same file changes nothing; a corrected file supersedes row by row and each superseded decision is
+appended to the row's ``history`` (JSON list).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import data_manifests as dm
+from data_manifests import INTENDED_VIEWS, Decision
+
+from .csvio import COLUMNS, READ_ONLY, read_csv_lines
+from .queue import batch_rows, reviews_frame, status_of
+
+log = logging.getLogger(__name__)
+
+DECISIONS = (Decision.ACCEPT.value, Decision.REJECT.value, Decision.UNSURE.value)
+YES, NO = frozenset({"yes", "y", "true", "1"}), frozenset({"no", "n", "false", "0"})
+_FILE_BATCH = re.compile(r"^batch_(.+)\.csv$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    line: int  # CSV line number (1 = header); 0 for the file as a whole
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line else "file"
+        return f"{where}" + (f", column {self.column}" if self.column else "") + f": {self.message}"
+
+
+@dataclass
+class ImportReport:
+    path: str
+    batch_id: str | None = None
+    rows: int = 0  # data rows in the file
+    updated: int = 0  # rows whose decision was written (new or superseding)
+    unchanged: int = 0  # rows equal to what the table already holds
+    blank: int = 0  # rows without a decision (left pending)
+    missing: int = 0  # batch images absent from the file (left as they are)
+    problems: list[ImportProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        if self.problems:
+            lines = [f"{self.path}: {len(self.problems)} problem(s); nothing was imported. Fix them and import again:"]
+            lines += [f"  {p}" for p in self.problems]
+            return "\n".join(lines)
+        return (
+            f"{self.path}: batch {self.batch_id}: {self.rows} rows, {self.updated} written, "
+            f"{self.unchanged} unchanged, {self.blank} without decision, {self.missing} batch image(s) not in the file"
+        )
+
+
+def _inside(root: Path, rel: str) -> bool:
+    if not rel:
+        return True
+    p = Path(rel)
+    if p.is_absolute():
+        return False
+    try:
+        (root / p).resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _same_conf(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return math.isclose(float(a), float(b), abs_tol=5e-5)  # spreadsheets rewrite 0.9000 as 0.9
+    except ValueError:
+        return False
+
+
+def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: str | None = None) -> ImportReport:
+    """Validate ``path`` completely, then upsert its decisions into ``reviews`` — or, on any problem, write nothing.
+
+    Args:
+        path: the annotated ``batch_<id>.csv``.
+        root: the data root.
+        default_reviewer: recorded for rows whose ``reviewer`` cell is empty (else such rows are a problem).
+    Returns:
+        the report; ``report.ok`` is False when problems were found (then the manifests are unchanged).
+    """
+    path, root = Path(path), Path(root)
+    report = ImportReport(str(path))
+    problems = report.problems
+
+    # 1. Decode (a BOM is accepted) and check the header.
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problems.append(ImportProblem(0, None, f"not UTF-8 ({exc}); save it as 'CSV UTF-8'"))
+        return report
+    lines = list(read_csv_lines(text))
+    if not lines:
+        problems.append(ImportProblem(0, None, "empty file; expected a header row"))
+        return report
+    header = [h.strip() for h in lines[0][1]]
+    missing = [c for c in COLUMNS if c not in header]
+    unknown = [h for h in header if h not in COLUMNS]
+    dup_cols = [h for h, n in Counter(header).items() if n > 1]
+    if missing or unknown or dup_cols:
+        msg = []
+        if missing:
+            msg.append(f"missing column(s) {missing}")
+        if unknown:
+            msg.append(f"unknown column(s) {unknown} (renamed? an index column written by pandas?)")
+        if dup_cols:
+            msg.append(f"duplicate column(s) {dup_cols}")
+        problems.append(ImportProblem(1, None, "; ".join(msg) + f". The header must be exactly: {','.join(COLUMNS)}"))
+        return report
+    col = {name: header.index(name) for name in COLUMNS}
+    records: list[tuple[int, dict[str, str]]] = []
+    for line, cells in lines[1:]:
+        if not any(c.strip() for c in cells):
+            continue  # spreadsheets append empty lines
+        if len(cells) != len(header):
+            problems.append(ImportProblem(line, None, f"{len(cells)} cells but the header has {len(header)}"))
+            continue
+        records.append((line, {name: cells[i].strip() for name, i in col.items()}))
+    report.rows = len(records)
+
+    # 2. Which batch is this file? The file name says so; otherwise the most common batch_id in it.
+    reviews = reviews_frame(root)
+    known_batches = set(reviews["batch_id"])
+    m = _FILE_BATCH.match(path.name)
+    file_batch = m.group(1) if m else None
+    if file_batch is None or file_batch not in known_batches:
+        common = Counter(r["batch_id"] for _, r in records).most_common(1)
+        file_batch = common[0][0] if common else file_batch
+    report.batch_id = file_batch
+    if file_batch not in known_batches:
+        problems.append(
+            ImportProblem(0, "batch_id", f"unknown batch {file_batch!r}; `diffveri review status` lists the batches")
+        )
+        for line, r in records:
+            problems.append(ImportProblem(line, "batch_id", f"unknown batch {r['batch_id']!r}"))
+        return report
+    expected = {r["image_id"]: r for r in batch_rows(root, file_batch, reviews)}
+    current = reviews[reviews["batch_id"] == file_batch].set_index("image_id")
+    gen = dm.read_table(root, "generations", columns=["image_id", "path"]).to_pandas().set_index("image_id")["path"]
+
+    # 3. Row by row: every problem is collected, none stops the check.
+    seen: dict[str, int] = {}
+    for line, r in records:
+        bid, iid = r["batch_id"], r["image_id"]
+        if bid != file_batch:
+            where = "another batch" if bid in known_batches else "an unknown batch"
+            problems.append(
+                ImportProblem(line, "batch_id", f"row is from {where} ({bid!r}); this file is batch {file_batch!r}")
+            )
+            continue
+        if iid not in expected:
+            known = iid in gen.index
+            problems.append(
+                ImportProblem(
+                    line,
+                    "image_id",
+                    f"image {iid!r} is not in batch {file_batch}" if known else f"unknown image id {iid!r}",
+                )
+            )
+            continue
+        if iid in seen:
+            problems.append(
+                ImportProblem(line, "image_id", f"duplicate row: image {iid} is already on line {seen[iid]}")
+            )
+            continue
+        seen[iid] = line
+        exp = expected[iid]
+        for name in READ_ONLY[2:]:
+            value = r[name]
+            if name in ("image", "reference") and not _inside(root, value):
+                problems.append(ImportProblem(line, name, f"path {value!r} is outside the data root {root}"))
+            elif name == "detector_conf" and _same_conf(value, exp[name]):
+                continue
+            elif value != exp[name]:
+                problems.append(
+                    ImportProblem(line, name, f"read-only column edited: {value!r}, exported as {exp[name]!r}")
+                )
+        decision = r["decision"].lower()
+        if decision and decision not in DECISIONS:
+            problems.append(
+                ImportProblem(line, "decision", f"{r['decision']!r} is not one of {list(DECISIONS)} (or empty)")
+            )
+        view = r["view_label"]
+        if view and view not in INTENDED_VIEWS:
+            problems.append(ImportProblem(line, "view_label", f"{view!r} is not one of {list(INTENDED_VIEWS)}"))
+        elif decision == Decision.ACCEPT.value and not view:
+            problems.append(ImportProblem(line, "view_label", "an accepted image needs a view label"))
+        ok = r["identity_ok"].lower()
+        if ok and ok not in YES | NO:
+            problems.append(ImportProblem(line, "identity_ok", f"{r['identity_ok']!r} is not yes, no or empty"))
+        if decision and not r["reviewer"] and not default_reviewer:
+            problems.append(ImportProblem(line, "reviewer", "a decision needs a reviewer (your name or initials)"))
+        # The image the decision is about must be the one that was exported.
+        rel = gen.get(iid)
+        src = root / rel if isinstance(rel, str) else None
+        if src is None or not src.is_file():
+            problems.append(ImportProblem(line, "image", f"the image file of {iid} ({src}) no longer exists"))
+        elif dm.sha256_file(src) != current.at[iid, "source_sha256"]:
+            problems.append(
+                ImportProblem(line, "image", f"the bytes of {rel} changed since export; re-export and review it again")
+            )
+    report.missing = len(set(expected) - set(seen))
+    if problems:
+        return report
+
+    # 4. Nothing wrong: write the rows that say something new, keeping what they supersede.
+    now = dt.datetime.now(dt.UTC)
+    changed = []
+    for _line, r in records:
+        decision = r["decision"].lower()
+        if not decision:
+            report.blank += 1
+            continue
+        ok_text = r["identity_ok"].lower()
+        identity_ok = True if ok_text in YES else False if ok_text in NO else None
+        new = {
+            "decision": decision,
+            "view_label": r["view_label"] or None,
+            "identity_ok": identity_ok,
+            "notes": r["notes"] or None,
+            "reviewer": r["reviewer"] or default_reviewer,
+        }
+        old = current.loc[r["image_id"]].to_dict()
+        if all(_norm(old.get(k)) == _norm(v) for k, v in new.items()):
+            report.unchanged += 1
+            continue
+        history = json.loads(old["history"]) if _norm(old.get("history")) else []
+        if old["decision"] != Decision.PENDING.value:
+            history.append(_history_entry(old))
+        status, reason = status_of(decision, identity_ok)
+        changed.append(
+            {
+                "image_id": r["image_id"],
+                "batch_id": file_batch,
+                **new,
+                "reviewed_at": now,
+                "source_sha256": old["source_sha256"],
+                "history": json.dumps(history) if history else None,
+                "status": status,
+                "reason": reason,
+            }
+        )
+    if changed:
+        dm.upsert(root, "reviews", changed)
+    report.updated = len(changed)
+    log.info("%s", report)
+    return report
+
+
+def _norm(value: Any) -> Any:
+    """NaN/NaT/None -> None; numpy bools -> bool (so stored and parsed values compare equal)."""
+    if value is None:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if hasattr(value, "item") and not isinstance(value, pd.Timestamp):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value
+
+
+def _history_entry(old: dict[str, Any]) -> dict[str, Any]:
+    """The superseded decision as a JSON-ready dict."""
+    entry = {
+        k: _norm(old.get(k)) for k in ("decision", "view_label", "identity_ok", "notes", "reviewer", "reviewed_at")
+    }
+    if entry["reviewed_at"] is not None:
+        entry["reviewed_at"] = entry["reviewed_at"].isoformat()
+    return entry
