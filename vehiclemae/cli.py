@@ -13,7 +13,12 @@ import sys
 
 from data_manifests.runtime import apply_offline_env
 
-COMMAND_MODULES: tuple[str, ...] = ("vehiclemae.commands.info",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "vehiclemae.commands.info",
+    "vehiclemae.commands.train",
+    "vehiclemae.commands.export",
+    "vehiclemae.commands.viz",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

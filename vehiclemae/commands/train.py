@@ -1,0 +1,37 @@
+"""``vehiclemae train --config configs/vehiclemae/<name>.yaml [--set key=value ...] [--resume]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="pre-train VehicleMAE / VMIM / MAE on a diffveri manifest",
+        description="Pre-train on the diffveri table of data.root. Multi-GPU: `accelerate launch -m vehiclemae.cli "
+        "train ...` (or torchrun). The run folder is the config key output_dir.",
+    )
+    parser.add_argument(
+        "--config", required=True, help="YAML experiment file (configs/vehiclemae/toy.yaml, paper.yaml)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set epochs=2 --set optim.batch_size=16 (repeatable)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/checkpoint-last.pt")
+    parser.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..engine import PretrainConfig, run_pretraining
+
+    cfg = load_config(PretrainConfig, args.config, args.overrides)
+    path = run_pretraining(cfg, resume=args.resume)
+    print(f"last checkpoint: {path}")
+    return 0

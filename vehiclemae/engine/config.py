@@ -1,0 +1,76 @@
+"""Typed configuration of a pre-training run (defaults = the toy profile; see ``configs/vehiclemae/*.yaml``).
+
+Every key is documented in ``docs/vehiclemae.md``. Only :func:`vehiclemae.engine.pretrain.run_pretraining` reads
+this object; it turns it into explicit keyword arguments for the data, model and loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/toy"  # data root holding manifests/<table>
+    table: str = "diffveri"
+    splits: tuple[str, ...] = ("train",)  # rows used for pre-training (status == ok only)
+    view_classes: str = "toyworld"  # "pven" | "toyworld" (left/right kept distinct; flips swap them)
+    scale: tuple[float, float] = (0.5, 1.0)  # random resized crop: area range
+    ratio: tuple[float, float] = (0.75, 1.3333)  # random resized crop: aspect range
+    hflip: float = 0.5
+    num_workers: int = 0
+    limit: int | None = None  # use only the first N rows (by image_id), for smoke runs
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "vehiclemae_vit_toy_patch8"  # a name from vehiclemae.models.ARCHS
+    img_size: int = 64
+    decoder_embed_dim: int = 96
+    decoder_depth: int = 2
+    decoder_num_heads: int = 3
+    norm_pix_loss: bool = True
+    drop_path_rate: float = 0.0
+    init: str = "scratch"  # "scratch" | "mae" (an exported encoder / timm state_dict) | "clip" (OpenAI or HF CLIP)
+    init_path: str | None = None  # local file for init "mae" / "clip"
+
+
+@dataclass
+class MethodConfig:
+    mode: str = "vehiclemae"  # "mae" | "vmim" | "vehiclemae"
+    mask_mode: str = "asymmetric"  # "asymmetric" | "symmetric" (vmim/vehiclemae); mode mae always uses one mask
+    mask_ratio: float = 0.75
+    fg_floor: float = 0.1  # weight of background-only patches in the reconstruction losses (1.0 = plain MAE)
+    view_loss_weight: float = 1.0
+    ppmd_weight: float = 1.0  # cross-branch distillation weight once ramped
+    ppmd_same_weight: float = 0.0  # optional same-branch term (student -> its own past)
+    ppmd_ramp_epochs: int = 1  # weight ramps linearly from epoch 1 to epoch ramp_epochs
+    export_branch: str = "rgb"  # encoder written by `vehiclemae export` by default
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = 32  # per process, per step
+    accum_steps: int = 1  # effective batch = batch_size * accum_steps * processes
+    blr: float = 1.5e-4  # lr = blr * effective batch / 256
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_epochs: float = 1.0
+    clip_grad: float | None = 3.0  # max gradient norm; null disables
+
+
+@dataclass
+class PretrainConfig:
+    profile: str = "toy"
+    seed: int = 0
+    output_dir: str = "runs/vehiclemae-toy"
+    epochs: int = 4
+    cpu: bool = True  # force the CPU (toy); false uses the accelerator's device (GPU)
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (fp16 uses a gradient scaler; GPUs only)
+    log_every: int = 10  # iterations between JSON-lines / TensorBoard entries
+    checkpoint_every: int = 1  # also keep checkpoint-<epoch>.pt every N epochs (checkpoint-last.pt always)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)

@@ -1,0 +1,350 @@
+"""The pre-training loop (``train_one_epoch``) and the run wiring (``run_pretraining``).
+
+Scaling: accelerate provides DDP (``accelerate launch``/``torchrun``), gradient accumulation and bf16/fp16
+autocast. Exactness: items, masks and the sampling order are pure functions of ``(seed, epoch, index)``, the lr is a
+pure function of the fractional epoch, and checkpoints hold everything else (model, optimiser, scaler, teachers, RNG
+states), so a resumed run continues bit-for-bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from ..config import save_run_config, to_dict
+from ..data import DiffVERIDataset
+from ..models import build_vehiclemae
+from ..models.vmim import VehicleMAE
+from ..ppmd import PPMDTeachers, ppmd_weight
+from .checkpoint import LAST, checkpoint_dir, find_last, load_checkpoint, save_checkpoint, set_rng_states
+from .config import PretrainConfig
+from .schedule import build_optimizer, cosine_lr, set_lr
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN/inf; training stops instead of writing corrupt weights."""
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffled order that depends only on ``(seed, epoch)`` (call ``set_epoch``), so resume replays it exactly."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class JsonlLogger:
+    """Append-only JSON-lines log plus TensorBoard scalars (main process only)."""
+
+    def __init__(self, output_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = output_dir / "log.jsonl"
+        self.tb = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(output_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any], step: int, prefix: str) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+        for key, value in record.items():
+            if isinstance(value, int | float) and key not in ("epoch", "step"):
+                self.tb.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Any,
+    *,
+    epoch: int,
+    lr_at: Callable[[float], float],
+    teachers: PPMDTeachers | None,
+    ppmd_w: float,
+    ppmd_same_w: float,
+    clip_grad: float | None,
+    global_step: int,
+    logger: JsonlLogger,
+    log_every: int,
+) -> tuple[dict[str, float], int]:
+    """One epoch of optimisation. Returns ``(mean of each loss part, global_step)``.
+
+    ``global_step`` counts data iterations (micro-batches). The lr is set from the fractional epoch at the start of
+    every accumulation cycle (per-iteration cosine). A non-finite loss on any process stops every process.
+    """
+    model.train()
+    steps = len(loader)
+    accum = accelerator.gradient_accumulation_steps
+    sums: dict[str, float] = {}
+    bar = tqdm(loader, total=steps, desc=f"epoch {epoch}", disable=not accelerator.is_main_process, leave=False)
+    t0 = time.perf_counter()
+    for it, batch in enumerate(bar):
+        if it % accum == 0:
+            set_lr(optimizer, lr_at(epoch + it / steps))
+        with accelerator.accumulate(model):
+            loss, parts = model(
+                batch["image"],
+                batch["labels"],
+                batch["fg"],
+                batch["keep_a"],
+                batch["keep_b"],
+                teachers=teachers,
+                ppmd_weight=ppmd_w,
+                ppmd_same_weight=ppmd_same_w,
+            )
+            # 1. Stop on NaN/inf everywhere at once (a lone raising rank would hang the others in all-reduce).
+            finite = accelerator.gather(torch.isfinite(loss.detach()).reshape(1)).all()
+            if not bool(finite):
+                detail = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items() if v.dim() == 0)
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch}, iteration {it} (global step {global_step}): {detail}. "
+                    "Lower optim.blr, keep optim.clip_grad set, or use mixed_precision=bf16 instead of fp16; "
+                    "resume from the last checkpoint with --resume after changing the config."
+                )
+            # 2. Backward; accelerate divides by the accumulation steps and syncs gradients on the last micro-batch.
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and clip_grad:
+                accelerator.clip_grad_norm_(model.parameters(), clip_grad)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        global_step += 1
+        scalars = {k: float(v) for k, v in parts.items() if v.dim() == 0}
+        scalars["loss"] = float(loss.detach())
+        for key, value in scalars.items():
+            sums[key] = sums.get(key, 0.0) + value
+        if accelerator.is_main_process:
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+            if log_every and global_step % log_every == 0:
+                lr = optimizer.param_groups[0]["lr"]
+                logger.write({"epoch": epoch, "step": global_step, "lr": lr, **scalars}, global_step, "train")
+    means = {k: v / max(1, steps) for k, v in sums.items()}
+    means["seconds"] = time.perf_counter() - t0
+    return means, global_step
+
+
+def _check_config(cfg: PretrainConfig) -> None:
+    m = cfg.method
+    if m.mode not in ("mae", "vmim", "vehiclemae"):
+        raise ValueError(f"method.mode must be mae, vmim or vehiclemae, got {m.mode!r}")
+    if m.mode != "mae" and m.mask_mode not in ("asymmetric", "symmetric"):
+        raise ValueError(f"method.mask_mode must be asymmetric or symmetric for mode {m.mode}, got {m.mask_mode!r}")
+    if m.mode != "mae" and m.mask_mode == "asymmetric" and m.mask_ratio < 0.5:
+        raise ValueError(f"asymmetric masks need method.mask_ratio >= 0.5, got {m.mask_ratio}")
+    if cfg.model.init != "scratch" and not cfg.model.init_path:
+        raise ValueError(f"model.init={cfg.model.init!r} needs model.init_path (a local weights file)")
+    if cfg.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+
+
+def model_meta(cfg: PretrainConfig, num_view_classes: int) -> dict[str, Any]:
+    """What `vehiclemae export` / `viz-recon` need to rebuild the model from a checkpoint."""
+    return {
+        "encoder_name": cfg.model.encoder,
+        "img_size": cfg.model.img_size,
+        "mode": cfg.method.mode,
+        "num_view_classes": num_view_classes,
+        "decoder_embed_dim": cfg.model.decoder_embed_dim,
+        "decoder_depth": cfg.model.decoder_depth,
+        "decoder_num_heads": cfg.model.decoder_num_heads,
+        "fg_floor": cfg.method.fg_floor,
+        "view_loss_weight": cfg.method.view_loss_weight,
+        "norm_pix_loss": cfg.model.norm_pix_loss,
+    }
+
+
+def build_model_from_meta(meta: dict[str, Any]) -> VehicleMAE:
+    return build_vehiclemae(
+        encoder_name=meta["encoder_name"],
+        img_size=meta["img_size"],
+        mode=meta["mode"],
+        num_view_classes=meta["num_view_classes"],
+        decoder_embed_dim=meta["decoder_embed_dim"],
+        decoder_depth=meta["decoder_depth"],
+        decoder_num_heads=meta["decoder_num_heads"],
+        fg_floor=meta["fg_floor"],
+        view_loss_weight=meta["view_loss_weight"],
+        norm_pix_loss=meta["norm_pix_loss"],
+    )
+
+
+def build_dataset(cfg: PretrainConfig, patch_size: int) -> DiffVERIDataset:
+    d = cfg.data
+    return DiffVERIDataset(
+        d.root,
+        table=d.table,
+        splits=d.splits,
+        img_size=cfg.model.img_size,
+        view_classes=d.view_classes,
+        augment=True,
+        scale=d.scale,
+        ratio=d.ratio,
+        hflip=d.hflip,
+        seed=cfg.seed,
+        patch_size=patch_size,
+        mask_ratio=cfg.method.mask_ratio,
+        mask_mode="single" if cfg.method.mode == "mae" else cfg.method.mask_mode,
+        limit=d.limit,
+    )
+
+
+def run_pretraining(cfg: PretrainConfig, *, resume: bool = False) -> Path:
+    """Pre-train per ``cfg``; returns the path of the last checkpoint. The one place the config becomes arguments."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    _check_config(cfg)
+    out = Path(cfg.output_dir)
+    accelerator = Accelerator(
+        cpu=cfg.cpu, mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.optim.accum_steps
+    )
+    last = find_last(out)
+    if last is not None and not resume:
+        raise ValueError(f"{out} already holds {last.name}; pass --resume to continue it or choose another output_dir")
+    if resume and last is None:
+        raise FileNotFoundError(f"--resume: no {LAST} under {checkpoint_dir(out)}; start without --resume")
+    set_seed(cfg.seed)  # model initialisation is identical on every process
+
+    # 1. Data: every process sees whole, disjoint micro-batches of the same global order.
+    from .. import models as _models  # registers encoders with timm
+
+    patch = int(_models.ARCHS[cfg.model.encoder]["patch_size"]) if cfg.model.encoder in _models.ARCHS else None
+    if patch is None:
+        raise KeyError(f"unknown model.encoder {cfg.model.encoder!r}; valid names: {', '.join(_models.ARCHS)}")
+    dataset = build_dataset(cfg, patch)
+    if len(dataset) < cfg.optim.batch_size * accelerator.num_processes:
+        raise ValueError(
+            f"{len(dataset)} training images are fewer than one global batch "
+            f"({cfg.optim.batch_size} x {accelerator.num_processes} processes); lower optim.batch_size"
+        )
+    sampler = EpochSampler(len(dataset), cfg.seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.optim.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+        pin_memory=not cfg.cpu,
+    )
+
+    # 2. Model, optional initialisation from local weights, teachers (vehiclemae mode only), optimiser.
+    meta = model_meta(cfg, len(dataset.view_classes))
+    model = build_model_from_meta(meta)
+    if cfg.model.init != "scratch":
+        from ..models.init import load_into_encoder
+
+        for branch in (model.rgb, model.view):
+            if branch is not None:
+                load_into_encoder(branch.encoder, cfg.model.init_path, cfg.model.init)
+    teachers = PPMDTeachers(model.rgb.encoder, model.view.encoder) if cfg.method.mode == "vehiclemae" else None
+    eff_batch = cfg.optim.batch_size * cfg.optim.accum_steps * accelerator.num_processes
+    lr = cfg.optim.blr * eff_batch / 256
+    optimizer = build_optimizer(model, lr=lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if teachers is not None:
+        teachers.to(accelerator.device)
+
+    # 3. Resume: restore everything the straight run would hold at this point.
+    start_epoch, global_step = 0, 0
+    if resume:
+        ck = load_checkpoint(last)
+        accelerator.unwrap_model(model).load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        if ck.get("scaler") is not None and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(ck["scaler"])
+        if teachers is not None and ck.get("teachers") is not None:
+            teachers.load_state_dict(ck["teachers"])
+        start_epoch, global_step = int(ck["epoch"]), int(ck["global_step"])
+        set_rng_states(ck["rng"])
+        log.info("resumed %s at epoch %d (step %d)", last, start_epoch, global_step)
+    if accelerator.is_main_process:
+        save_run_config(cfg, out)
+    logger = JsonlLogger(out, accelerator.is_main_process)
+    if accelerator.is_main_process:
+        log.info(
+            "%s: %d images, %d iterations/epoch/process, effective batch %d, lr %.3g, %d process(es)",
+            cfg.method.mode,
+            len(dataset),
+            len(loader),
+            eff_batch,
+            lr,
+            accelerator.num_processes,
+        )
+
+    lr_at = lambda e: cosine_lr(  # noqa: E731
+        e, lr=lr, min_lr=cfg.optim.min_lr, warmup_epochs=cfg.optim.warmup_epochs, epochs=cfg.epochs
+    )
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            dataset.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            w = ppmd_weight(epoch, cfg.method.ppmd_weight, cfg.method.ppmd_ramp_epochs)
+            w_same = ppmd_weight(epoch, cfg.method.ppmd_same_weight, cfg.method.ppmd_ramp_epochs)
+            stats, global_step = train_one_epoch(
+                model,
+                loader,
+                optimizer,
+                accelerator,
+                epoch=epoch,
+                lr_at=lr_at,
+                teachers=teachers if teachers is not None and bool(teachers.ready) else None,
+                ppmd_w=w,
+                ppmd_same_w=w_same,
+                clip_grad=cfg.optim.clip_grad,
+                global_step=global_step,
+                logger=logger,
+                log_every=cfg.log_every,
+            )
+            # 4. PPMD: this epoch's weights become the next epoch's teachers.
+            unwrapped = accelerator.unwrap_model(model)
+            if teachers is not None:
+                teachers.update(unwrapped.rgb.encoder, unwrapped.view.encoder)
+            logger.write({"epoch": epoch, "step": global_step, "ppmd_weight": w, **stats}, epoch, "epoch")
+            if accelerator.is_main_process:
+                log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in stats.items()))
+                payload = {
+                    "model": unwrapped.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                    "teachers": teachers.state_dict() if teachers is not None else None,
+                    "epoch": epoch + 1,  # epochs completed
+                    "global_step": global_step,
+                    "schedule": {"lr": lr, "min_lr": cfg.optim.min_lr, "warmup_epochs": cfg.optim.warmup_epochs},
+                    "model_meta": meta,
+                    "config": to_dict(cfg),
+                    "stats": stats,
+                }
+                save_checkpoint(checkpoint_dir(out) / LAST, payload)
+                if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
+                    save_checkpoint(checkpoint_dir(out) / f"checkpoint-{epoch + 1:04d}.pt", payload)
+            accelerator.wait_for_everyone()
+    finally:
+        logger.close()
+    return checkpoint_dir(out) / LAST

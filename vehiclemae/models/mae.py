@@ -1,0 +1,134 @@
+"""One masked autoencoder: a timm ViT encoder that sees the visible patches, and a light decoder.
+
+``target="rgb"`` reconstructs (per-patch normalised) pixels; ``target="view"`` predicts the view class of every pixel
+of every patch (logits over ``num_view_classes``). Both branches of VMIM are this class (homogeneous MAEs).
+
+Shapes: images ``(N, 3, H, W)``, ``L = (H / p) * (W / p)`` patches, ``keep`` ``(N, K)`` visible patch indices.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import Block, VisionTransformer
+from torch import nn
+
+from .pos_embed import sincos_2d
+
+TARGETS = ("rgb", "view")
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(N, L, p*p*C)``; ``(N, H, W)`` -> ``(N, L, p*p)``.
+
+    Patches are in row-major order, each flattened as ``(p, p, C)`` (channels fastest), as in MAE.
+    """
+    squeeze = x.dim() == 3
+    if squeeze:
+        x = x[:, None]
+    n, c, h, w = x.shape
+    if h % p or w % p:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {p}")
+    x = x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(n, (h // p) * (w // p), p * p * c) if not squeeze else x.reshape(n, (h // p) * (w // p), p * p)
+
+
+def unpatchify(x: torch.Tensor, p: int, channels: int = 3) -> torch.Tensor:
+    """Inverse of :func:`patchify` for square images: ``(N, L, p*p*C)`` -> ``(N, C, H, W)``."""
+    n, length, _ = x.shape
+    g = int(round(length**0.5))
+    if g * g != length:
+        raise ValueError(f"unpatchify expects a square grid of patches, got {length}")
+    x = x.reshape(n, g, g, p, p, channels).permute(0, 5, 1, 3, 2, 4)
+    return x.reshape(n, channels, g * p, g * p)
+
+
+def gather_tokens(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``x (N, L, D)``, ``keep (N, K)`` -> ``(N, K, D)``."""
+    return torch.gather(x, 1, keep[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def encode_visible(encoder: VisionTransformer, imgs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Run a timm ViT on the visible patches only: ``(N, 3, H, W)``, ``(N, K)`` -> ``(N, 1 + K, D)`` (class first).
+
+    Mirrors ``VisionTransformer.forward_features`` with the patch selection inserted after the position embedding.
+    """
+    if encoder.cls_token is None or getattr(encoder, "no_embed_class", False) or encoder.reg_token is not None:
+        raise ValueError("encode_visible expects a ViT with a class token, class pos-embed and no register tokens")
+    x = encoder.patch_embed(imgs)  # (N, L, D)
+    pos = encoder.pos_embed  # (1, 1 + L, D)
+    x = gather_tokens(x + pos[:, 1:], keep)
+    cls = (encoder.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
+    x = torch.cat([cls, x], dim=1)
+    x = encoder.norm_pre(x)
+    x = encoder.blocks(x)
+    return encoder.norm(x)
+
+
+class MaskedAutoencoder(nn.Module):
+    """Encoder + decoder. ``forward(imgs, keep) -> pred (N, L, out_dim)`` where ``out_dim = p*p*3`` (rgb) or
+    ``p*p*num_view_classes`` (view)."""
+
+    def __init__(
+        self,
+        encoder: VisionTransformer,
+        *,
+        target: str = "rgb",
+        num_view_classes: int = 5,
+        decoder_embed_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        fix_pos_embed: bool = True,
+    ) -> None:
+        super().__init__()
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; valid: {TARGETS}")
+        self.encoder = encoder
+        self.target = target
+        self.num_view_classes = num_view_classes
+        self.patch_size = int(encoder.patch_embed.patch_size[0])
+        grid = encoder.patch_embed.grid_size
+        if grid[0] != grid[1]:
+            raise ValueError(f"square images only, got a {grid} patch grid")
+        self.grid = int(grid[0])
+        self.num_patches = self.grid * self.grid
+        dim = encoder.embed_dim
+        if fix_pos_embed:
+            # MAE: fixed sin-cos position embedding (kept in the exported weights; fine-tuning may train it).
+            encoder.pos_embed.data.copy_(sincos_2d(dim, self.grid))
+            encoder.pos_embed.requires_grad_(False)
+        self.decoder_embed = nn.Linear(dim, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.register_buffer("decoder_pos_embed", sincos_2d(decoder_embed_dim, self.grid), persistent=False)
+        self.decoder_blocks = nn.Sequential(
+            *[Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True) for _ in range(decoder_depth)]
+        )
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim)
+        out_channels = 3 if target == "rgb" else num_view_classes
+        self.out_channels = out_channels
+        self.decoder_pred = nn.Linear(decoder_embed_dim, self.patch_size**2 * out_channels)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for module in [self.decoder_embed, self.decoder_pred, *self.decoder_blocks.modules(), self.decoder_norm]:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def encode(self, imgs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)``, ``(N, K)`` -> latent ``(N, 1 + K, D)``."""
+        return encode_visible(self.encoder, imgs, keep)
+
+    def decode(self, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Latent ``(N, 1 + K, D)`` -> prediction for every patch ``(N, L, p*p*C)``."""
+        x = self.decoder_embed(latent)
+        n, _, d = x.shape
+        full = self.mask_token.to(x.dtype).expand(n, self.num_patches, d)
+        full = full.scatter(1, keep[..., None].expand(-1, -1, d), x[:, 1:])
+        x = torch.cat([x[:, :1], full], dim=1) + self.decoder_pos_embed.to(x.dtype)
+        x = self.decoder_norm(self.decoder_blocks(x))
+        return self.decoder_pred(x[:, 1:])
+
+    def forward(self, imgs: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(pred (N, L, p*p*C), latent (N, 1 + K, D))``."""
+        latent = self.encode(imgs, keep)
+        return self.decode(latent, keep), latent

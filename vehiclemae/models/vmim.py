@@ -1,0 +1,155 @@
+"""VMIM: two homogeneous MAEs (RGB and view-map reconstruction) with asymmetric masks, plus PPMD; and the MAE baseline.
+
+``VehicleMAE.forward`` returns the total loss and its parts, like MAE's ``forward -> (loss, pred, mask)``.
+Modes:
+    ``mae``        the RGB MAE only (one random mask per image), the baseline;
+    ``vmim``       both MAEs, masks per ``mask_mode`` (asymmetric by default), no distillation;
+    ``vehiclemae`` VMIM + PPMD (pass ``teachers`` and a non-zero ``ppmd_weight``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..losses import distill_cosine, patch_weights, rgb_per_patch, view_per_patch, weighted_masked_mean
+from ..masking import keep_to_mask
+from .mae import MaskedAutoencoder, patchify
+
+MODES = ("mae", "vmim", "vehiclemae")
+
+
+class VehicleMAE(nn.Module):
+    """The pre-training model: ``rgb`` MAE and (unless mode ``mae``) ``view`` MAE."""
+
+    def __init__(
+        self,
+        rgb: MaskedAutoencoder,
+        view: MaskedAutoencoder | None,
+        *,
+        mode: str = "vehiclemae",
+        fg_floor: float = 0.1,
+        view_loss_weight: float = 1.0,
+        norm_pix_loss: bool = True,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; valid modes: {MODES}")
+        if (mode == "mae") != (view is None):
+            raise ValueError(f"mode {mode!r} needs {'no' if mode == 'mae' else 'a'} view branch")
+        if rgb.target != "rgb" or (view is not None and view.target != "view"):
+            raise ValueError("the first MAE must reconstruct rgb and the second the view map")
+        self.rgb, self.view = rgb, view
+        self.mode = mode
+        self.fg_floor = fg_floor
+        self.view_loss_weight = view_loss_weight
+        self.norm_pix_loss = norm_pix_loss
+
+    @property
+    def patch_size(self) -> int:
+        return self.rgb.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.rgb.num_patches
+
+    def forward(
+        self,
+        imgs: torch.Tensor,
+        labels: torch.Tensor,
+        fg: torch.Tensor,
+        keep_a: torch.Tensor,
+        keep_b: torch.Tensor | None = None,
+        teachers: nn.Module | None = None,
+        ppmd_weight: float = 0.0,
+        ppmd_same_weight: float = 0.0,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One pre-training step's loss.
+
+        Args:
+            imgs: ``(N, 3, H, W)`` normalised images.
+            labels: ``(N, H, W)`` int64 view classes (used by the view branch).
+            fg: ``(N, H, W)`` float foreground mask (patch weights).
+            keep_a: ``(N, K)`` visible patches of the RGB branch; ``keep_b``: of the view branch.
+            teachers: :class:`~vehiclemae.ppmd.PPMDTeachers` (previous epoch), used when ``ppmd_weight > 0``.
+        Returns:
+            ``(loss, parts)``; ``parts`` holds detached scalars ``loss_rgb``, ``loss_view``, ``loss_ppmd`` and the
+            predictions ``pred_rgb (N, L, p*p*3)`` / ``pred_view (N, L, p*p*C)`` (detached) for visualisation.
+        """
+        p, length = self.patch_size, self.num_patches
+        weight = patch_weights(patchify(fg.float(), p).mean(-1), self.fg_floor)  # (N, L)
+        parts: dict[str, torch.Tensor] = {}
+
+        # 1. RGB branch: reconstruct normalised pixels of the patches it did not see.
+        pred_rgb, lat_rgb = self.rgb(imgs, keep_a)
+        mask_a = keep_to_mask(keep_a, length)
+        loss_rgb = weighted_masked_mean(rgb_per_patch(pred_rgb, patchify(imgs, p), self.norm_pix_loss), mask_a, weight)
+        loss = loss_rgb
+        parts["loss_rgb"] = loss_rgb.detach()
+        parts["pred_rgb"] = pred_rgb.detach()
+        if self.view is None:
+            return loss, parts
+
+        # 2. View branch: per-pixel view class of its masked patches, from a disjoint visible set.
+        if keep_b is None:
+            raise ValueError(f"mode {self.mode!r} needs the view branch's visible patches keep_b")
+        pred_view, lat_view = self.view(imgs, keep_b)
+        mask_b = keep_to_mask(keep_b, length)
+        ce = view_per_patch(pred_view, patchify(labels, p), self.view.num_view_classes)
+        loss_view = weighted_masked_mean(ce, mask_b, weight)
+        loss = loss + self.view_loss_weight * loss_view
+        parts["loss_view"] = loss_view.detach()
+        parts["pred_view"] = pred_view.detach()
+
+        # 3. PPMD: each student's visible tokens toward the other branch's past on the same patches.
+        if teachers is not None and (ppmd_weight > 0 or ppmd_same_weight > 0):
+            tok_rgb, tok_view = lat_rgb[:, 1:], lat_view[:, 1:]
+            cross = distill_cosine(tok_rgb, teachers.features("view", imgs, keep_a)[:, 1:]) + distill_cosine(
+                tok_view, teachers.features("rgb", imgs, keep_b)[:, 1:]
+            )
+            ppmd = ppmd_weight * cross
+            parts["loss_ppmd_cross"] = cross.detach()
+            if ppmd_same_weight > 0:
+                same = distill_cosine(tok_rgb, teachers.features("rgb", imgs, keep_a)[:, 1:]) + distill_cosine(
+                    tok_view, teachers.features("view", imgs, keep_b)[:, 1:]
+                )
+                ppmd = ppmd + ppmd_same_weight * same
+                parts["loss_ppmd_same"] = same.detach()
+            loss = loss + ppmd
+            parts["loss_ppmd"] = ppmd.detach()
+        return loss, parts
+
+
+def build_vehiclemae(
+    *,
+    encoder_name: str,
+    img_size: int,
+    mode: str,
+    num_view_classes: int,
+    decoder_embed_dim: int,
+    decoder_depth: int,
+    decoder_num_heads: int,
+    fg_floor: float,
+    view_loss_weight: float,
+    norm_pix_loss: bool = True,
+    drop_path_rate: float = 0.0,
+) -> VehicleMAE:
+    """Build the model of ``mode`` with freshly initialised timm encoders (load weights afterwards if wanted)."""
+    from .vit import create_encoder
+
+    def branch(target: str) -> MaskedAutoencoder:
+        encoder = create_encoder(encoder_name, img_size, drop_path_rate=drop_path_rate)
+        return MaskedAutoencoder(
+            encoder,
+            target=target,
+            num_view_classes=num_view_classes,
+            decoder_embed_dim=decoder_embed_dim,
+            decoder_depth=decoder_depth,
+            decoder_num_heads=decoder_num_heads,
+        )
+
+    rgb = branch("rgb")
+    view = None if mode == "mae" else branch("view")
+    return VehicleMAE(
+        rgb, view, mode=mode, fg_floor=fg_floor, view_loss_weight=view_loss_weight, norm_pix_loss=norm_pix_loss
+    )
