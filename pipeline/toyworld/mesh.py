@@ -3,9 +3,10 @@
 Vehicle frame: x forward (the front is at ``+x``), y to the vehicle's left, z up, ground at ``z = 0``, the
 vehicle centred on the origin in x and y. Every polygon carries an outward normal, a colour and a view label:
 
-* by default the label follows the normal: ``top`` when the normal points more up than sideways (slopes up to
-  45 degrees from horizontal, e.g. most windscreens, count as top), otherwise the dominant horizontal axis decides
-  ``front``/``rear`` (+x/-x) or ``left``/``right`` (+y/-y);
+* by default the label follows the normal: ``top`` for surfaces facing up, i.e. within ``TOP_MAX_TILT`` (30)
+  degrees of horizontal (roof, bonnet, boot lid, roof boxes); otherwise the dominant horizontal axis of the normal
+  decides ``front``/``rear`` (+x/-x) or ``left``/``right`` (+y/-y), so windscreens and rear windows belong to the
+  front and rear, as in PVEN's part annotation;
 * wheels are labelled by the side they are on, whatever their face normals.
 
 Downward faces are never emitted (cameras are at or above the vehicle's centre height, so they are never seen).
@@ -16,6 +17,7 @@ the z-buffer always shows them in front of the face they sit on.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +26,8 @@ from .identity import ToyIdentity
 
 # Indices into data_manifests.VIEW_CLASSES_TOYWORLD.
 BACKGROUND, FRONT, REAR, LEFT, RIGHT, TOP = range(6)
+TOP_MAX_TILT = 30.0  # degrees: steeper upward faces are front/rear/side
+_TOP_COS = math.cos(math.radians(TOP_MAX_TILT))
 DECAL_EPS = 0.012
 
 GLASS = (38, 48, 60)
@@ -53,8 +57,9 @@ class Mesh:
 
 def label_for_normal(normal: np.ndarray) -> int:
     """View label of a face with outward ``normal (3,)`` (see the module docstring)."""
-    nx, ny, nz = (float(v) for v in normal)
-    if nz >= max(abs(nx), abs(ny)):
+    n = np.asarray(normal, float)
+    nx, ny, nz = (float(v) for v in n / np.linalg.norm(n))
+    if nz >= _TOP_COS:
         return TOP
     if abs(nx) >= abs(ny):
         return FRONT if nx > 0 else REAR

@@ -1,0 +1,56 @@
+"""Toy identities: determinism, JSON round trip, hard-negative twins, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.toyworld import CLASSES, identity_from_attributes, sample_identity
+
+
+def test_sample_identity_is_deterministic_and_named() -> None:
+    a, b = sample_identity(3, 7), sample_identity(3, 7)
+    assert a == b and hash(a) == hash(b)
+    assert a.identity_id == "toy0007"
+    assert a.class_name in CLASSES
+    assert sample_identity(4, 7) != a  # another world
+
+
+def test_attributes_round_trip_through_json() -> None:
+    for index in range(40):
+        ident = sample_identity(11, index)
+        text = json.dumps(ident.attributes())
+        attrs = json.loads(text)
+        assert attrs["toyworld_seed"] == 11 and attrs["toyworld_index"] == index
+        assert identity_from_attributes(text) == ident
+        assert identity_from_attributes(attrs) == ident
+
+
+def test_twins_share_body_and_differ_by_marks() -> None:
+    twins = 0
+    for index in range(0, 200, 2):
+        a, b = sample_identity(0, index), sample_identity(0, index + 1)
+        if a.twin_of is None:
+            assert b.twin_of is None
+            continue
+        twins += 1
+        assert a.twin_of == b.identity_id and b.twin_of == a.identity_id
+        assert (a.class_name, a.dims, a.color_name, a.body_color) == (b.class_name, b.dims, b.color_name, b.body_color)
+        assert a.marks() != b.marks()
+    assert 15 <= twins <= 55  # TWIN_PROBABILITY = 0.35 of 100 pairs
+
+
+def test_classes_all_occur() -> None:
+    assert {sample_identity(0, i).class_name for i in range(200)} == set(CLASSES)
+
+
+def test_identity_from_attributes_errors_name_the_fix() -> None:
+    with pytest.raises(KeyError, match="toyworld_index"):
+        identity_from_attributes({"toyworld_seed": 0})
+    attrs = sample_identity(0, 1).attributes()
+    attrs["class_name"] = "tractor"
+    with pytest.raises(ValueError, match="regenerate"):
+        identity_from_attributes(attrs)
+    with pytest.raises(ValueError, match=">= 0"):
+        sample_identity(0, -1)
