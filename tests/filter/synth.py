@@ -143,3 +143,49 @@ def known_detector(root: Path, truth: dict[str, list], conf: float = 0.9) -> Kno
         img = load_rgb(root / r["path"])
         table[KnownBoxesDetector.key(img)] = [[*map(float, b), conf, 0.0] for b in truth[r["image_id"]]]
     return KnownBoxesDetector(table)
+
+
+def make_toy_generations(root: Path, n_identities: int = 2, per_identity: int = 3, size: int = 128) -> dict[str, list]:
+    """Like :func:`make_generations` with toy-world renders (the renderer's exact boxes as truth)."""
+    from pipeline.toyworld import VIEW_ANGLES, render, sample_identity
+
+    views = list(VIEW_ANGLES)
+    subjects, gens, truth = [], [], {}
+    for k in range(n_identities):
+        ident = sample_identity(seed=0, index=k)
+        iid0 = ident.identity_id
+        ref_path = f"subjects/{iid0}/0.png"
+        dm.atomic_write_bytes(root / ref_path, png(render(ident, 30.0, 15.0, size=size, seed=0).image))
+        subjects.append(
+            {
+                "identity_id": iid0,
+                "class_name": ident.class_name,
+                "instance_images": [ref_path],
+                "source": "toyworld",
+                "status": "ok",
+            }
+        )
+        for j in range(per_identity):
+            view = views[j % len(views)]
+            r = render(ident, *VIEW_ANGLES[view], size=size, seed=j + 1)
+            iid = dm.image_id(iid0, view, j + 1, "toyworld:test")
+            path = f"generations/{iid0}/{iid}.png"
+            dm.atomic_write_bytes(root / path, png(r.image))
+            truth[iid] = [tuple(r.bbox)]
+            gens.append(
+                {
+                    "image_id": iid,
+                    "identity_id": iid0,
+                    "intended_view": view,
+                    "seed": j + 1,
+                    "width": size,
+                    "height": size,
+                    "path": path,
+                    "sha256": dm.sha256_file(root / path),
+                    "model_ref": "toyworld:test",
+                    "status": "ok",
+                }
+            )
+    dm.upsert(root, "subjects", subjects)
+    dm.upsert(root, "generations", gens)
+    return truth

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ import data_manifests as dm
 from pipeline.filter import FilterRules, UltralyticsDetector, filter_images
 from pipeline.filter.stage import load_rgb
 
-from .synth import draw, known_detector, make_generations, png
+from .synth import draw, known_detector, make_generations, make_toy_generations, png
 
 RULES = FilterRules(min_area=0.02, vehicle_classes=None)
 
@@ -86,13 +88,13 @@ def test_identities_restrict_the_work(tmp_path):
     }
 
 
-def test_real_yolo_run_through_the_stage_adapter(tmp_path):
-    """A randomly initialised YOLO11n saved to a local .pt, run by `diffveri run filter`'s adapter."""
+def test_real_yolo_run_on_toy_world_images_through_the_stage_adapter(tmp_path):
+    """A randomly initialised YOLO11n saved to a local .pt, run by `diffveri run filter`'s adapter on toy renders."""
     from ultralytics import YOLO
 
     from pipeline.filter import run_stage
 
-    make_generations(tmp_path, n_identities=1, per_identity=3)
+    make_toy_generations(tmp_path, n_identities=1, per_identity=3)
     weights = tmp_path / "models" / "rand.pt"
     weights.parent.mkdir(parents=True)
     YOLO("yolo11n.yaml").save(str(weights))
@@ -118,3 +120,16 @@ def test_real_yolo_run_through_the_stage_adapter(tmp_path):
 def test_missing_weights_error_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="toyworld-detector"):
         UltralyticsDetector(tmp_path / "nope.pt")
+
+
+def test_toy_world_renders_with_their_true_boxes_are_kept(tmp_path):
+    """The renderer's exact boxes pass the toy profile's rules (a sanity check of the thresholds)."""
+    from pipeline.config import load_config, section
+    from pipeline.filter import FilterConfig
+
+    truth = make_toy_generations(tmp_path, n_identities=2, per_identity=4)
+    cfg = section(load_config(Path(__file__).parents[2] / "configs/pipeline/toy.yaml"), "filter", FilterConfig)
+    counts = filter_images(root=tmp_path, detector=known_detector(tmp_path, truth), rules=cfg.rules(), progress=False)
+    rows = dm.read_rows(tmp_path, "detections")
+    assert counts["processed"] == 8 and counts["failed"] == 0
+    assert counts["kept"] >= 6, [(r["reason"], r["message"]) for r in rows if r["status"] != "ok"]
