@@ -72,6 +72,7 @@ class PerImage:
 
 
 def bench_filter(n: int, imgsz: int, batch: int, tmp: Path) -> tuple[float, float, dict]:
+    import torch
     from ultralytics import YOLO
 
     from pipeline.filter import FilterRules, UltralyticsDetector, filter_images
@@ -104,10 +105,12 @@ def bench_filter(n: int, imgsz: int, batch: int, tmp: Path) -> tuple[float, floa
         stage[name] = time.perf_counter() - t
         assert counts["processed"] == n, counts
     print(
-        f"filter, {n} toy images 128 px, imgsz {imgsz}, batch {batch}, torch threads {os.environ.get('OMP_NUM_THREADS')}"
+        f"filter, {n} toy images 128 px, imgsz {imgsz}, batch {batch}, "
+        f"torch threads {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})"
     )
     print(
-        f"  predict only : per-image {n / t_single:7.1f} img/s | batched {n / t_batched:7.1f} img/s | x{t_single / t_batched:.2f}"
+        f"  predict only : per-image {n / t_single:7.1f} img/s | batched {n / t_batched:7.1f} img/s"
+        f" | x{t_single / t_batched:.2f}"
     )
     print(
         f"  whole stage  : per-image {n / stage['per_image']:7.1f} img/s | batched {n / stage['batched']:7.1f} img/s"
