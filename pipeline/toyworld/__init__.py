@@ -11,7 +11,7 @@ It is the embedded default data of the project (no real vehicle dataset or pretr
 
 from .camera import VIEW_ANGLES, nearest_view, view_to_camera
 from .identity import CLASSES, ToyIdentity, identity_from_attributes, identity_name, sample_identity
-from .render import KEY_COLOR, RenderResult, collapse_labels, render
+from .renderer import KEY_COLOR, RenderResult, collapse_labels, render
 
 __all__ = [
     "CLASSES",

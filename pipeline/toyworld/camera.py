@@ -39,15 +39,12 @@ def direction(azimuth: float, elevation: float) -> np.ndarray:
     return np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
 
 
+_VIEW_DIRECTIONS = np.stack([direction(*VIEW_ANGLES[name]) for name in INTENDED_VIEWS])  # (9, 3)
+
+
 def nearest_view(azimuth: float, elevation: float) -> str:
     """The name in ``INTENDED_VIEWS`` whose canonical direction is closest (great-circle angle) to the camera."""
-    d = direction(azimuth, elevation)
-    best, best_cos = "", -2.0
-    for name in INTENDED_VIEWS:
-        c = float(np.dot(d, direction(*VIEW_ANGLES[name])))
-        if c > best_cos:
-            best, best_cos = name, c
-    return best
+    return INTENDED_VIEWS[int(np.argmax(_VIEW_DIRECTIONS @ direction(azimuth, elevation)))]
 
 
 def view_to_camera(view: str, rng: np.random.Generator) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .identity import ToyIdentity
-from .render import AMBIENT_RANGE, random_background, random_light, render_vehicle, sensor_noise
+from .renderer import AMBIENT_RANGE, random_background, random_light, render_vehicle, sensor_noise
 
 VEHICLE_COUNTS = (0, 1, 2, 3, 4)
 VEHICLE_COUNT_P = (0.15, 0.4, 0.2, 0.15, 0.1)

@@ -38,7 +38,7 @@ from data_manifests import INTENDED_VIEWS, VIEW_SETS, rle
 from .camera import view_to_camera
 from .detection import render_scene, yolo_lines
 from .identity import ToyIdentity, sample_identity
-from .render import collapse_labels, render
+from .renderer import collapse_labels, render
 
 log = logging.getLogger(__name__)
 

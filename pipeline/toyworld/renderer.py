@@ -10,6 +10,7 @@ arguments always give the same pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -208,7 +209,20 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _road(rng: np.random.Generator, size: int, camera: Camera, ident: ToyIdentity, light: np.ndarray) -> np.ndarray:
     """A ground plane (asphalt with lane markings, at a random angle) seen through ``camera``, sky above the
-    horizon, and the vehicle's soft shadow cast along ``light``."""
+    horizon, and the vehicle's soft shadow cast along ``light``. Ray-cast at half resolution and upsampled
+    bilinearly: four times cheaper, and the upsampling anti-aliases the lane lines."""
+    half = max(8, size // 2)
+    low = dataclasses.replace(
+        camera, focal=camera.focal * half / size, cx=camera.cx * half / size, cy=camera.cy * half / size
+    )
+    out = _road_at(rng, half, low, ident, light)
+    if half == size:
+        return out
+    up = Image.fromarray(np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    return np.asarray(up, np.float32) * np.float32(1 / 255.0)
+
+
+def _road_at(rng: np.random.Generator, size: int, camera: Camera, ident: ToyIdentity, light: np.ndarray) -> np.ndarray:
     rays = camera.rays(size).astype(np.float32)
     origin = camera.position.astype(np.float32)
     sky_top = np.array([0.45, 0.62, 0.85], np.float32)
