@@ -337,8 +337,12 @@ def train_identity(
     cfg: DreamBoothConfig,
     seed: int,
     progress_bar: bool = True,
+    stop_at: int | None = None,
 ) -> tuple[dict[str, Any], int, float]:
     """Train one identity's adapter; resumes from the newest checkpoint in ``work_dir/checkpoints``.
+
+    ``stop_at``: end this run after that optimizer step with a checkpoint (for preemptible jobs; a later call
+    resumes from it).
 
     Returns ``(trained state dict, steps done, final loss)``; the final loss is the mean over the accumulation
     micro-steps of the last optimizer step. Raises ``FloatingPointError`` on a non-finite loss.
@@ -377,9 +381,13 @@ def train_identity(
         if weight_dtype != torch.float32 and not (model is unet and cfg.mode == "full"):
             model.to(dtype=weight_dtype)
     if cfg.mode == "lora":
-        unet.add_adapter(lora_config(cfg.rank, cfg.alpha, UNET_TARGETS))
-        if cfg.train_text_encoder:
-            text_encoder.add_adapter(lora_config(cfg.rank, cfg.alpha, TEXT_TARGETS))
+        # peft draws the initial LoRA weights from torch's global RNG: seed it (in a fork, leaving the caller's
+        # RNG alone) so a run is reproducible from its seed.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet.add_adapter(lora_config(cfg.rank, cfg.alpha, UNET_TARGETS))
+            if cfg.train_text_encoder:
+                text_encoder.add_adapter(lora_config(cfg.rank, cfg.alpha, TEXT_TARGETS))
         # Trainable (LoRA) parameters stay in fp32 even when the frozen base runs in fp16/bf16.
         for model in (unet, text_encoder):
             for p in model.parameters():
@@ -448,7 +456,8 @@ def train_identity(
         logger.info("resuming %s from step %d", work_dir.name, start_step)
 
     # 5. The loop: optimizer steps x accumulation micro-steps, every draw from a per-(step, micro) seed.
-    bar = tqdm(range(start_step, cfg.steps), desc=f"dreambooth {work_dir.name}", disable=not progress_bar, leave=False)
+    end_step = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    bar = tqdm(range(start_step, end_step), desc=f"dreambooth {work_dir.name}", disable=not progress_bar, leave=False)
     for step in bar:
         micro_losses = []
         for micro in range(cfg.gradient_accumulation):
@@ -485,7 +494,7 @@ def train_identity(
         last_loss = float(np.mean(micro_losses))
         bar.set_postfix(loss=f"{last_loss:.4f}")
         done = step + 1
-        if done % cfg.checkpoint_every == 0 and done < cfg.steps:
+        if (done % cfg.checkpoint_every == 0 and done < cfg.steps) or done == stop_at:
             _save_checkpoint(accelerator, ckpt_dir, done, {"step": done, "loss": last_loss}, cfg.keep_checkpoints)
 
     # 6. What to save.
@@ -496,7 +505,7 @@ def train_identity(
         train_text,
     )
     accelerator.free_memory()
-    return state, cfg.steps, last_loss
+    return state, end_step, last_loss
 
 
 # ------------------------------------------------------------------------------------------------------------- stage
