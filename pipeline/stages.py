@@ -16,6 +16,7 @@ from typing import Any
 STAGES: dict[str, str] = {
     "filter": "pipeline.filter.stage:run_stage",
     "review": "pipeline.review.stage:run_stage",
+    "segment": "pipeline.segment.infer:run_stage",
     "dreambooth": "pipeline.generate.dreambooth:run_stage",
     "synthesize": "pipeline.generate.synthesize:run_stage",
     "assemble": "pipeline.assemble:run_stage",

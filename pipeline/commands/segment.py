@@ -1,0 +1,151 @@
+"""``diffveri segment finetune|eval|synth-world``: fine-tune the view SAM, score it, make annotated test data.
+
+Inference over a pipeline root is the ``segment`` stage: ``diffveri run segment --config C --root R``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--config", required=required, help="profile YAML, e.g. configs/pipeline/toy.yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set segment.finetune.steps=100 (repeatable)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("segment", help="fine-tune / evaluate the SAM view segmenter")
+    ssub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    p = ssub.add_parser("finetune", help="fine-tune the view SAM on annotated masks (a segments-schema table)")
+    _add_config(p)
+    p.add_argument("--root", required=True, help="data root with generations + the annotated masks table")
+    p.add_argument("--gt-root", default=None, help="read the masks table from this root instead (paths from --root)")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even if OUT_DIR/last.pt exists")
+    p.set_defaults(handler=_finetune)
+
+    p = ssub.add_parser("eval", help="per-class IoU and mIoU against ground truth, plus a comparison PNG")
+    p.add_argument("--root", required=True, help="data root whose segments table holds the predictions")
+    p.add_argument("--gt", default=None, help="ground-truth root (its --table); default: --root")
+    p.add_argument("--table", default=None, help="ground-truth table (default segments_gt, or segments with --gt)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="predict on the fly with this checkpoint over the ground truth's images (true boxes) instead of "
+        "reading --root's segments table; --root is then the ground-truth root",
+    )
+    p.add_argument("--box-jitter", type=float, default=0.0, help="with --checkpoint: box noise (fraction of side)")
+    p.add_argument("--png", default=None, help="comparison image path (default ROOT/reports/segment_eval.png)")
+    p.add_argument("--n-png", type=int, default=6, help="images in the PNG (default 6)")
+    p.add_argument("--json", default=None, help="also write the metrics as JSON to this path")
+    p.set_defaults(handler=_eval)
+
+    p = ssub.add_parser("synth-world", help="render a small annotated world (images, generations, segments)")
+    p.add_argument("--out", required=True, help="data root to write")
+    p.add_argument("--identities", type=int, default=8)
+    p.add_argument("--images-per-identity", type=int, default=8)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="auto", choices=["auto", "toyworld", "boxes"])
+    p.set_defaults(handler=_synth)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config, section
+    from pipeline.segment.config import SegmentConfig
+    from pipeline.segment.data import resolve_view_classes
+    from pipeline.segment.finetune import finetune
+
+    config = load_config(args.config, args.overrides)
+    cfg = section(config, "segment", SegmentConfig)
+    root = Path(args.root)
+    ft = cfg.finetune
+
+    def under_root(p: str) -> Path:
+        return Path(p) if Path(p).is_absolute() else root / p
+
+    result = finetune(
+        root=root,
+        gt_root=Path(args.gt_root) if args.gt_root else None,
+        view_classes=resolve_view_classes(cfg.view_set, cfg.view_classes),
+        model=cfg.model,
+        checkpoint=under_root(cfg.checkpoint),
+        out_dir=under_root(ft.out_dir),
+        table=ft.table,
+        train_image_encoder=ft.train_image_encoder,
+        train_prompt_encoder=ft.train_prompt_encoder,
+        steps=ft.steps,
+        max_minutes=ft.max_minutes,
+        batch_size=ft.batch_size,
+        lr=ft.lr,
+        weight_decay=ft.weight_decay,
+        warmup_steps=ft.warmup_steps,
+        grad_clip=ft.grad_clip,
+        dice_weight=ft.dice_weight,
+        view_weight=ft.view_weight,
+        box_jitter=ft.box_jitter,
+        hflip=ft.hflip,
+        val_fraction=ft.val_fraction,
+        eval_every=ft.eval_every,
+        checkpoint_every=ft.checkpoint_every,
+        num_threads=ft.num_threads,
+        seed=ft.seed,
+        resume=not args.no_resume,
+        device=cfg.device,
+        config_snapshot={"segment": config.get("segment"), "overrides": args.overrides, "config": str(args.config)},
+    )
+    print(f"checkpoint {result.checkpoint} (sam:{result.sha256})")
+    print(f"steps {result.steps} in {result.seconds:.0f} s; loss {result.first_loss:.4f} -> {result.final_loss:.4f}")
+    if result.val is not None:
+        from pipeline.segment.metrics import format_result
+
+        print("validation (held-out identities, true boxes):")
+        print(format_result(result.val))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pipeline.segment.evaluate import comparison_png, evaluate_checkpoint, evaluate_tables
+    from pipeline.segment.metrics import format_result
+
+    root = Path(args.root)
+    if args.checkpoint:
+        table = args.table or "segments"
+        result, samples = evaluate_checkpoint(
+            Path(args.checkpoint), root, table, box_jitter=args.box_jitter, keep=args.n_png
+        )
+    else:
+        gt_root = Path(args.gt) if args.gt else root
+        table = args.table or ("segments" if args.gt else "segments_gt")
+        result, samples = evaluate_tables(root, gt_root, table, keep=args.n_png)
+    print(format_result(result))
+    if result.get("missing"):
+        print(f"ground-truth images without an ok prediction: {result['missing']}")
+    png = Path(args.png) if args.png else root / "reports" / "segment_eval.png"
+    if samples:
+        comparison_png(png, samples, tuple(result["iou"]))
+        print(f"wrote {png}")
+    if args.json:
+        from data_manifests import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.json), json.dumps(result, indent=1).encode())
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from pipeline.segment.synthetic import write_synthetic_world
+
+    ids = write_synthetic_world(
+        Path(args.out), args.identities, args.images_per_identity, args.size, args.seed, args.backend
+    )
+    print(f"wrote {len(ids)} annotated images under {args.out}")
+    return 0

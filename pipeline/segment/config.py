@@ -1,0 +1,69 @@
+"""The ``segment:`` config section as typed dataclasses (built only in the CLI / ``run_stage`` adapters)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .model import ModelSpec
+
+T = TypeVar("T")
+
+
+def _sub(values: Any, name: str, cls: type[T]) -> T:
+    if isinstance(values, cls):
+        return values
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {name!r} must be a mapping, got {type(values).__name__}")
+    valid = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; valid keys: {sorted(valid)}")
+    return cls(**values)
+
+
+@dataclass
+class FinetuneConfig:
+    """How ``diffveri segment finetune`` trains (see docs/segment.md for every value)."""
+
+    table: str = "segments"  # annotated masks: segments (toy world / human) or segments_gt
+    out_dir: str = "models/segment"  # run folder (relative to the data root unless absolute)
+    train_image_encoder: bool = False
+    train_prompt_encoder: bool = False
+    steps: int = 2000
+    max_minutes: float | None = None  # stop early (and save) when the wall-clock budget is used
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    dice_weight: float = 1.0  # loss = CE/BCE + dice_weight * Dice, for the vehicle and the view tokens
+    view_weight: float = 1.0  # weight of the view-token loss relative to the vehicle-token loss
+    box_jitter: float = 0.1  # std of box-corner noise, as a fraction of the box width/height
+    hflip: bool = True  # mirror images (left/right classes are swapped accordingly)
+    val_fraction: float = 0.15  # share of identities held out for validation
+    eval_every: int = 200
+    checkpoint_every: int = 200
+    num_threads: int = 1  # torch threads; 1 is fastest on a busy 2-core machine
+    seed: int = 0
+
+
+@dataclass
+class SegmentConfig:
+    """The ``segment:`` section: model, view classes, inference and fine-tuning settings."""
+
+    view_set: str = "pven"  # named class set (data_manifests.VIEW_SETS) ...
+    view_classes: list[str] | None = None  # ... or an explicit list, background first
+    checkpoint: str = "models/segment/sam_view.pt"  # fine-tuned model: finetune's output, inference's input
+    model: ModelSpec = field(default_factory=ModelSpec)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    batch_size: int = 8  # images per encoder pass at inference
+    device: str = "cpu"
+    overwrite: bool = False  # re-segment images that already have an ok row
+    flush_every: int = 64  # rows buffered before each upsert (resume granularity)
+    num_threads: int = 1
+
+    def __post_init__(self) -> None:
+        self.model = _sub(self.model, "segment.model", ModelSpec)
+        self.finetune = _sub(self.finetune, "segment.finetune", FinetuneConfig)

@@ -1,0 +1,385 @@
+"""Fine-tuning the view SAM on annotated masks: Dice + cross-entropy, box jitter, AdamW, atomic checkpoints,
+validation IoU per class.
+
+``finetune`` is the loop; ``train_step`` / ``evaluate_items`` are the pieces tests call directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+from tqdm import tqdm
+
+from data_manifests import atomic_write_bytes, rle
+
+from .data import Annotated, label_map, load_annotated, read_image, split_by_identity
+from .metrics import SegMeter
+from .model import ModelSpec, ViewSegmenter, build_segmenter, load_segmenter, save_segmenter
+
+log = logging.getLogger(__name__)
+
+IGNORE = -1  # label of padding pixels (outside the resized image)
+
+
+@dataclass
+class Prepared:
+    """One training image in the encoder's input frame (side ``S``), cached in memory."""
+
+    image: torch.Tensor  # (3, S, S) uint8, zero-padded right/bottom
+    labels: torch.Tensor  # (S, S) int64 view labels, IGNORE in the padding
+    vehicle: torch.Tensor  # (S, S) float32 {0, 1}
+    box: torch.Tensor  # (4,) xyxy in the input frame
+    input_size: tuple[int, int]  # (h, w) of the resized image inside the padded square
+
+
+def prepare(segmenter: ViewSegmenter, item: Annotated) -> Prepared:
+    """Resize image and masks to the encoder input frame exactly as inference will (``ResizeLongestSide``)."""
+    where = f"{item.image_id}: "
+    image = read_image(item.path, where)
+    labels = label_map(item, segmenter.view_classes)
+    if labels.shape != image.shape[:2]:
+        raise ValueError(f"{where}mask size {labels.shape} differs from image size {image.shape[:2]} ({item.path})")
+    resized, (h, w) = segmenter.prepare_image(image)
+    s = segmenter.img_size
+    padded = torch.zeros(3, s, s, dtype=torch.uint8)
+    padded[:, :h, :w] = resized
+    small = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((w, h), Image.NEAREST), dtype=np.int64)
+    lab = torch.full((s, s), IGNORE, dtype=torch.int64)
+    lab[:h, :w] = torch.from_numpy(small)
+    truth = rle.decode(item.vehicle_rle).astype(np.uint8)
+    vehicle = torch.zeros(s, s)
+    vehicle[:h, :w] = torch.from_numpy(np.asarray(Image.fromarray(truth).resize((w, h), Image.NEAREST), np.float32))
+    box = segmenter.boxes_to_input(np.asarray(item.bbox)[None], [image.shape[:2]])[0].cpu()
+    return Prepared(padded, lab, vehicle, box, (h, w))
+
+
+# --------------------------------------------------------------------------------------------------- augmentation
+def augment(
+    batch: list[Prepared], view_classes: tuple[str, ...], box_jitter: float, hflip: bool, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """Stack a batch with random horizontal flips and box jitter.
+
+    Returns images ``(B, 3, S, S)`` uint8, labels ``(B, S, S)``, vehicle ``(B, S, S)``, boxes ``(B, 4)`` and the
+    input sizes. A flip mirrors the image inside its un-padded region and swaps left/right labels (when both
+    exist) so the annotation stays true; box jitter moves each corner by N(0, box_jitter * side) to mimic an
+    imprecise detector box.
+    """
+    swap = torch.arange(len(view_classes))
+    if "left" in view_classes and "right" in view_classes:
+        left, right = view_classes.index("left"), view_classes.index("right")
+        swap[left], swap[right] = right, left
+    images, labels, vehicles, boxes, sizes = [], [], [], [], []
+    for p in batch:
+        img, lab, veh, box = p.image.clone(), p.labels.clone(), p.vehicle.clone(), p.box.clone()
+        h, w = p.input_size
+        if hflip and torch.rand((), generator=gen) < 0.5:
+            img[:, :h, :w] = img[:, :h, :w].flip(-1)
+            region = lab[:h, :w].flip(-1)
+            lab[:h, :w] = torch.where(region >= 0, swap[region.clamp(min=0)], region)
+            veh[:h, :w] = veh[:h, :w].flip(-1)
+            box = torch.stack([w - box[2], box[1], w - box[0], box[3]])
+        if box_jitter > 0:
+            side = torch.stack([box[2] - box[0], box[3] - box[1]]).repeat(2)
+            box = box + torch.randn(4, generator=gen) * box_jitter * side
+            box = torch.stack([box[0].clamp(0, w - 1), box[1].clamp(0, h - 1), box[2].clamp(1, w), box[3].clamp(1, h)])
+            box = torch.stack([torch.minimum(box[0], box[2] - 1), torch.minimum(box[1], box[3] - 1), box[2], box[3]])
+        images.append(img)
+        labels.append(lab)
+        vehicles.append(veh)
+        boxes.append(box)
+        sizes.append((h, w))
+    return torch.stack(images), torch.stack(labels), torch.stack(vehicles), torch.stack(boxes), sizes
+
+
+def normalise(segmenter: ViewSegmenter, images: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor:
+    """uint8 ``(B, 3, S, S)`` -> SAM's normalised input; padding stays 0 as ``Sam.preprocess`` leaves it."""
+    sam = segmenter.sam
+    x = (images.to(sam.device, torch.float32) - sam.pixel_mean) / sam.pixel_std
+    for i, (h, w) in enumerate(sizes):
+        x[i, :, h:, :] = 0
+        x[i, :, :, w:] = 0
+    return x
+
+
+# ----------------------------------------------------------------------------------------------------------- loss
+def dice_loss(probs: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice over ``(B, C, H, W)`` probabilities vs one-hot targets, per class over the batch, then averaged."""
+    probs, target = probs * valid, target * valid
+    inter = (probs * target).sum(dim=(0, 2, 3))
+    total = probs.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
+    return (1 - (2 * inter + eps) / (total + eps)).mean()
+
+
+def segmentation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    vehicle: torch.Tensor,
+    dice_weight: float = 1.0,
+    view_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Vehicle token: BCE + Dice. View tokens: cross-entropy over the K classes + multi-class Dice.
+
+    Args:
+        logits: ``(B, 1 + K, S, S)``; token 0 is the vehicle, tokens ``1..K`` the view classes.
+        labels: ``(B, S, S)`` int64 view labels, ``IGNORE`` where not annotated (padding).
+        vehicle: ``(B, S, S)`` float {0, 1}.
+    """
+    valid = (labels != IGNORE).unsqueeze(1).float()
+    veh_logits = logits[:, :1]
+    bce = F.binary_cross_entropy_with_logits(veh_logits, vehicle.unsqueeze(1), weight=valid)
+    veh_dice = dice_loss(torch.sigmoid(veh_logits), vehicle.unsqueeze(1), valid)
+    view_logits = logits[:, 1:]
+    ce = F.cross_entropy(view_logits, labels, ignore_index=IGNORE)
+    onehot = F.one_hot(labels.clamp(min=0), view_logits.shape[1]).permute(0, 3, 1, 2).float()
+    view_dice = dice_loss(view_logits.softmax(dim=1), onehot, valid)
+    loss = bce + dice_weight * veh_dice + view_weight * (ce + dice_weight * view_dice)
+    parts = {"bce": bce.item(), "vehicle_dice": veh_dice.item(), "ce": ce.item(), "view_dice": view_dice.item()}
+    return loss, parts
+
+
+def train_step(
+    segmenter: ViewSegmenter,
+    optimizer: torch.optim.Optimizer,
+    batch: list[Prepared],
+    gen: torch.Generator,
+    box_jitter: float = 0.1,
+    hflip: bool = True,
+    dice_weight: float = 1.0,
+    view_weight: float = 1.0,
+    grad_clip: float = 1.0,
+) -> dict[str, float]:
+    """One optimisation step on a batch; raises on a non-finite loss (stop early rather than save NaN weights)."""
+    segmenter.train()
+    images, labels, vehicle, boxes, sizes = augment(batch, segmenter.view_classes, box_jitter, hflip, gen)
+    device = segmenter.sam.device
+    logits = segmenter(normalise(segmenter, images, sizes), boxes.to(device))
+    loss, parts = segmentation_loss(logits, labels.to(device), vehicle.to(device), dice_weight, view_weight)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {loss.item()} (parts {parts}); lower segment.finetune.lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip) if grad_clip > 0 else torch.tensor(0.0)
+    optimizer.step()
+    return {"loss": loss.item(), "grad_norm": float(grad_norm), **parts}
+
+
+@torch.no_grad()
+def evaluate_prepared(segmenter: ViewSegmenter, items: list[Prepared], batch_size: int = 16) -> dict[str, Any]:
+    """Vehicle IoU and per-class IoU on prepared images, prompted with their exact boxes (input frame)."""
+    segmenter.eval()
+    meter = SegMeter(segmenter.view_classes)
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        images, labels, vehicle, boxes, sizes = augment(chunk, segmenter.view_classes, 0.0, False, torch.Generator())
+        logits = segmenter(normalise(segmenter, images, sizes), boxes.to(segmenter.sam.device)).cpu()
+        pred_vehicle = logits[:, 0] > 0
+        pred_labels = torch.where(pred_vehicle, logits[:, 2:].argmax(1) + 1, 0)
+        valid = labels != IGNORE
+        meter.update(pred_labels.numpy(), labels.clamp(min=0).numpy(), pred_vehicle.numpy(), vehicle.numpy() > 0,
+                     valid.numpy())  # fmt: skip
+    return meter.result()
+
+
+# ----------------------------------------------------------------------------------------------------------- loop
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _set_trainable(segmenter: ViewSegmenter, train_image_encoder: bool, train_prompt_encoder: bool) -> list:
+    sam = segmenter.sam
+    for module, flag in ((sam.image_encoder, train_image_encoder), (sam.prompt_encoder, train_prompt_encoder)):
+        module.requires_grad_(flag)
+    sam.mask_decoder.requires_grad_(True)
+    return [p for p in sam.parameters() if p.requires_grad]
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+@dataclass
+class FinetuneResult:
+    checkpoint: Path
+    sha256: str
+    steps: int
+    final_loss: float
+    first_loss: float
+    val: dict[str, Any] | None
+    seconds: float
+
+
+def finetune(
+    *,
+    root: Path,
+    view_classes: tuple[str, ...],
+    model: ModelSpec,
+    checkpoint: Path,
+    out_dir: Path,
+    table: str = "segments",
+    gt_root: Path | None = None,
+    train_image_encoder: bool = False,
+    train_prompt_encoder: bool = False,
+    steps: int = 2000,
+    max_minutes: float | None = None,
+    batch_size: int = 8,
+    lr: float = 1e-4,
+    weight_decay: float = 0.01,
+    warmup_steps: int = 50,
+    grad_clip: float = 1.0,
+    dice_weight: float = 1.0,
+    view_weight: float = 1.0,
+    box_jitter: float = 0.1,
+    hflip: bool = True,
+    val_fraction: float = 0.15,
+    eval_every: int = 200,
+    checkpoint_every: int = 200,
+    num_threads: int = 1,
+    seed: int = 0,
+    resume: bool = True,
+    device: str = "cpu",
+    config_snapshot: dict[str, Any] | None = None,
+) -> FinetuneResult:
+    """Fine-tune a view SAM on ``root``'s annotated masks; writes ``checkpoint`` (best validation view mIoU, or the
+    last weights without a validation split) and ``out_dir/{last.pt, metrics.jsonl, config.yaml, result.json}``.
+
+    Resumes from ``out_dir/last.pt`` when it exists (``resume=True``): weights, optimiser, schedule, RNG and step.
+    """
+    # 1. Data: identity-disjoint split, images prepared once in the encoder's input frame.
+    torch.set_num_threads(num_threads)
+    torch.manual_seed(seed)
+    items = load_annotated(root, table, gt_root=gt_root)
+    if not items:
+        raise ValueError(f"no ok rows with masks in {gt_root or root}/manifests/{table}; nothing to fine-tune on")
+    train_items, val_items = split_by_identity(items, val_fraction, seed)
+    segmenter = build_segmenter(model, view_classes).to(device)
+    log.info("fine-tuning on %d images (%d held out for validation)", len(train_items), len(val_items))
+    train_set = [prepare(segmenter, a) for a in tqdm(train_items, desc="prepare train", leave=False)]
+    val_set = [prepare(segmenter, a) for a in tqdm(val_items, desc="prepare val", leave=False)]
+
+    # 2. Optimiser over the trainable parts; cosine schedule after a linear warm-up.
+    params = _set_trainable(segmenter, train_image_encoder, train_prompt_encoder)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup_steps, steps))
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    step, best, first_loss, history = 0, -1.0, float("nan"), []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path = out_dir / "last.pt"
+    if config_snapshot is not None:
+        atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump(config_snapshot, sort_keys=False).encode())
+
+    # 3. Resume.
+    if resume and last_path.is_file():
+        try:
+            state = torch.load(last_path, map_location=device, weights_only=False)
+            segmenter.sam.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{last_path} cannot be resumed ({exc}); delete it or pass --no-resume") from exc
+        gen.set_state(state["gen"])
+        rng.bit_generator.state = state["rng"]
+        step, best, first_loss = state["step"], state["best"], state["first_loss"]
+        log.info("resumed from %s at step %d", last_path, step)
+
+    def save_last() -> None:
+        atomic_write_bytes(
+            last_path,
+            _torch_bytes(
+                {
+                    "model": segmenter.sam.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "gen": gen.get_state(),
+                    "rng": rng.bit_generator.state,
+                    "step": step,
+                    "best": best,
+                    "first_loss": first_loss,
+                }
+            ),
+        )
+
+    def log_metrics(record: dict[str, Any]) -> None:
+        history.append(record)
+        with open(out_dir / "metrics.jsonl", "a") as handle:  # append-only log; a torn last line is harmless
+            handle.write(json.dumps(record) + "\n")
+
+    # 4. Loop: sample a batch without replacement per epoch, step, validate, checkpoint.
+    start = time.monotonic()
+    sha = ""
+    val_result: dict[str, Any] | None = None
+    loss_ema = None
+    order: list[int] = []
+    progress = tqdm(total=steps, initial=step, desc="segment finetune")
+    while step < steps:
+        if len(order) < batch_size:
+            order = list(rng.permutation(len(train_set))) + order
+        batch = [train_set[order.pop()] for _ in range(min(batch_size, len(train_set)))]
+        out = train_step(segmenter, optimizer, batch, gen, box_jitter, hflip, dice_weight, view_weight, grad_clip)
+        scheduler.step()
+        step += 1
+        if math.isnan(first_loss):
+            first_loss = out["loss"]
+        loss_ema = out["loss"] if loss_ema is None else 0.95 * loss_ema + 0.05 * out["loss"]
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss_ema:.3f}")
+        out_of_time = max_minutes is not None and (time.monotonic() - start) / 60 >= max_minutes
+        last = step >= steps or out_of_time
+        if step % eval_every == 0 or last:
+            record = {"step": step, "lr": scheduler.get_last_lr()[0], "loss": out["loss"], "loss_ema": loss_ema}
+            if val_set:
+                val_result = evaluate_prepared(segmenter, val_set)
+                record["val"] = val_result
+                log.info(
+                    "step %d loss %.4f val vehicle IoU %.4f view mIoU %.4f",
+                    step, loss_ema, val_result["vehicle_iou"] or 0, val_result["view_miou"] or 0,
+                )  # fmt: skip
+                score = val_result["view_miou"] or 0.0
+                if score > best:
+                    best = score
+                    sha = save_segmenter(checkpoint, segmenter, {"step": step, "val": val_result})
+            log_metrics(record)
+        if step % checkpoint_every == 0 or last:
+            if not val_set:
+                sha = save_segmenter(checkpoint, segmenter, {"step": step})
+            save_last()
+        if out_of_time:
+            log.info("stopping at step %d: segment.finetune.max_minutes=%s reached", step, max_minutes)
+            break
+    progress.close()
+    if not sha:  # resumed after the last step, or no improvement recorded in this session
+        if not checkpoint.is_file():
+            sha = save_segmenter(checkpoint, segmenter, {"step": step})
+        else:
+            sha = load_segmenter(checkpoint)[1]
+    seconds = time.monotonic() - start
+    best_val = None
+    if val_set:
+        best_model, _ = load_segmenter(checkpoint, device)
+        best_val = evaluate_prepared(best_model, val_set)
+    result = FinetuneResult(checkpoint, sha, step, loss_ema or float("nan"), first_loss, best_val, seconds)
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()}
+    atomic_write_bytes(out_dir / "result.json", json.dumps(summary, indent=1).encode())
+    return result
