@@ -18,6 +18,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vehiclemae.commands.train",
     "vehiclemae.commands.export",
     "vehiclemae.commands.viz",
+    "vehiclemae.commands.finetune",
+    "vehiclemae.commands.eval",
+    "vehiclemae.commands.plot",
 )
 
 

@@ -1,0 +1,380 @@
+"""Fine-tuning runs and evaluations: the typed config, the epoch loop with eval and checkpoints, and model loading.
+
+The YAML config (``configs/vehiclemae/finetune_*.yaml``) becomes :class:`FinetuneConfig` in the CLI; :func:`run`
+unpacks it into the explicit-argument functions of :mod:`vehiclemae.benchmarks.finetune`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from data_manifests import atomic_write_bytes
+
+from . import finetune as ft
+from .metrics import evaluate_rank, pairwise_distance, summarize
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "vehiclemae-reid-v1"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelConfig:
+    init: str = "scratch"  # scratch | export (vehiclemae export file) | mae (timm/MAE state dict) | clip
+    init_path: str | None = None
+    model_name: str = "vehiclemae_vit_toy_patch8"  # ignored for init=export (the file names its architecture)
+    img_size: int = 64
+    drop_path_rate: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "veri776"  # veri776 | vehicleid
+    root: str = "data/toy/VeRi"
+    vehicleid_test_size: int | None = None  # default: the smallest test list offered
+    p: int = 8  # identities per batch
+    k: int = 4  # images per identity
+    eval_batch_size: int = 64
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 3.5e-4
+    weight_decay: float = 0.05
+    layer_decay: float = 1.0  # < 1 enables layer-wise lr decay
+    epochs: int = 10
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    max_iters_per_epoch: int | None = None
+    label_smoothing: float = 0.1
+    triplet_margin: float | None = 0.3  # null = soft margin
+    id_weight: float = 1.0
+    triplet_weight: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    every: int = 1  # evaluate every N epochs (and after the last)
+    metric: str = "euclidean"  # euclidean | cosine
+    rerank: bool = False
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+    num_trials: int = 10  # VehicleID protocol trials
+    max_rank: int = 50
+
+
+@dataclass
+class UnsupervisedConfig:
+    k1: int = 30
+    k2: int = 6
+    eps: float = 0.6
+    min_samples: int = 4
+    temperature: float = 0.05
+    momentum: float = 0.2
+
+
+@dataclass
+class FinetuneConfig:
+    mode: str = "supervised"  # supervised | unsupervised
+    seed: int = 0
+    output_dir: str = "runs/finetune-toy"
+    device: str = "cpu"
+    threads: int | None = None  # torch threads (None: torch's default)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    unsupervised: UnsupervisedConfig = field(default_factory=UnsupervisedConfig)
+
+    def validate(self) -> None:
+        if self.mode not in ("supervised", "unsupervised"):
+            raise ValueError(f"mode must be 'supervised' or 'unsupervised', got {self.mode!r}")
+        if self.data.dataset not in ("veri776", "vehicleid"):
+            raise ValueError(f"data.dataset must be 'veri776' or 'vehicleid', got {self.data.dataset!r}")
+        if self.eval.metric not in ("euclidean", "cosine"):
+            raise ValueError(f"eval.metric must be 'euclidean' or 'cosine', got {self.eval.metric!r}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------------ data
+def load_split(dataset: str, root: str | Path, vehicleid_test_size: int | None = None) -> dict[str, Any]:
+    """``{"train": samples, "query": samples, "gallery": samples}`` (VeRi) or ``{"train", "test"}`` (VehicleID)."""
+    from vehiclemae.data.reid import load_vehicleid, load_veri776
+
+    if dataset == "veri776":
+        split = load_veri776(root)
+        logger.info(split.summary())
+        return {"train": split.train, "query": split.query, "gallery": split.gallery}
+    if dataset == "vehicleid":
+        vid = load_vehicleid(root, vehicleid_test_size)
+        logger.info(
+            "VehicleID at %s: train %d images, test list %d (%d images)",
+            root,
+            len(vid.train),
+            vid.test_size,
+            len(vid.test),
+        )
+        return {"train": vid.train, "test": vid.test, "test_size": vid.test_size}
+    raise ValueError(f"unknown dataset {dataset!r}; valid: veri776, vehicleid")
+
+
+def eval_loader(samples: list, img_size: int, batch_size: int, num_workers: int = 0) -> torch.utils.data.DataLoader:
+    from vehiclemae.data.reid import ReIDImageDataset, build_transforms
+
+    dataset = ReIDImageDataset(samples, build_transforms(img_size, False, IMAGENET_MEAN, IMAGENET_STD))
+    return ft.make_loader(dataset, batch_size, None, num_workers)
+
+
+# ------------------------------------------------------------------------------------------------ eval
+def evaluate_model(
+    model: torch.nn.Module,
+    dataset: str,
+    split: dict[str, Any],
+    *,
+    img_size: int,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    metric: str = "euclidean",
+    rerank: dict[str, float] | None = None,
+    num_trials: int = 10,
+    max_rank: int = 50,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Paper metrics of ``model`` (eval-mode features) on a parsed split; percentages (0-100).
+
+    VeRi-776: ``mAP``, ``mINP``, ``Rank-1/5/10`` (query vs gallery, same id + same camera removed).
+    VehicleID: ``Rank-1``, ``Rank-5``, ``mAP`` averaged over ``num_trials`` seeded splits.
+    """
+    if dataset == "veri776":
+        qf, q_pids, q_cams = ft.extract_features(
+            model, eval_loader(split["query"], img_size, batch_size, num_workers), device, "query"
+        )
+        gf, g_pids, g_cams = ft.extract_features(
+            model, eval_loader(split["gallery"], img_size, batch_size, num_workers), device, "gallery"
+        )
+        if rerank:
+            from .reranking import re_ranking
+
+            dist = re_ranking(qf, gf, metric=metric, **rerank)
+        else:
+            dist = pairwise_distance(qf, gf, metric=metric).numpy()
+        res = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=max_rank)
+        out = summarize(res, ranks=(1, 5, 10))
+        out.update(num_query=len(q_pids), num_gallery=len(g_pids), num_valid_queries=res["num_valid_queries"])
+        return out
+    if dataset == "vehicleid":
+        from .vehicleid import evaluate_vehicleid
+
+        feats, pids, _ = ft.extract_features(
+            model, eval_loader(split["test"], img_size, batch_size, num_workers), device, "test"
+        )
+        res = evaluate_vehicleid(feats, pids, num_trials, seed, metric, max_rank, rerank)
+        res.pop("trials")
+        res["test_size"] = split.get("test_size")
+        return res
+    raise ValueError(f"unknown dataset {dataset!r}")
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+def save_reid_checkpoint(path: Path, model: ft.ReIDModel, **extra: Any) -> Path:
+    """Atomic ``torch.save`` of the model weights, its backbone spec and ``extra`` (epoch, metrics, config...)."""
+    buffer = io.BytesIO()
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "spec": model.spec,
+        "num_classes": model.num_classes,
+        **extra,
+    }
+    torch.save(payload, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def load_model(path: str | Path, img_size: int | None = None) -> tuple[torch.nn.Module, int]:
+    """A model for evaluation and its image size, from a fine-tuning checkpoint or a ``vehiclemae export`` file.
+
+    An exported encoder (``.safetensors``) is evaluated as is (its class-token feature, no BNNeck): the
+    "pre-trained only" row of a comparison.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist (fine-tuning writes OUTPUT/best.pth, last.pth)")
+    if path.suffix == ".safetensors":
+        from vehiclemae.models import load_encoder, read_metadata
+
+        size = img_size or read_metadata(path)["img_size"]
+        return load_encoder(path, img_size=size).eval(), size
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is not a Re-ID checkpoint of `vehiclemae finetune` (format {CHECKPOINT_FORMAT}) nor an exported "
+            ".safetensors encoder"
+        )
+    spec = payload["spec"]
+    size = img_size or int(spec["img_size"])
+    backbone, _ = ft.build_backbone("scratch", spec["model_name"], size)
+    model = ft.ReIDModel(backbone, int(payload["num_classes"]), spec)
+    model.load_state_dict(payload["model"])
+    return model.eval(), size
+
+
+# ------------------------------------------------------------------------------------------------- run
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=float) + "\n").encode())
+
+
+def run(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune (supervised or unsupervised) with evaluation during training; writes into ``cfg.output_dir``:
+    ``config.yaml``, ``best.pth`` (best mAP, or Rank-1 for VehicleID), ``last.pth``, ``metrics.jsonl``,
+    ``result.json``. Returns the final result dict."""
+    from vehiclemae.config import save_run_config
+    from vehiclemae.data import PKSampler
+    from vehiclemae.data.reid import ReIDImageDataset, build_transforms, relabel
+
+    cfg.validate()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_run_config(cfg, out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+
+    # 1. Data: the parsed split, training labels (ground truth or, unsupervised, re-clustered each epoch).
+    split = load_split(cfg.data.dataset, cfg.data.root, cfg.data.vehicleid_test_size)
+    train_samples = split["train"]
+    gt_labels, _ = relabel(train_samples)
+    size = cfg.model.img_size
+    train_set = ReIDImageDataset(train_samples, build_transforms(size, True, IMAGENET_MEAN, IMAGENET_STD), gt_labels)
+
+    # 2. Model: backbone from the chosen initialisation + BNNeck (+ classifier when supervised).
+    backbone, spec = ft.build_backbone(
+        cfg.model.init, cfg.model.model_name, size, cfg.model.init_path, cfg.model.drop_path_rate
+    )
+    num_classes = int(gt_labels.max()) + 1 if cfg.mode == "supervised" else 0
+    model = ft.ReIDModel(backbone, num_classes, spec).to(cfg.device)
+    optimizer = ft.build_optimizer(
+        model, cfg.optim.optimizer, cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.layer_decay
+    )
+    weights = ft.LossWeights(
+        cfg.optim.id_weight, cfg.optim.triplet_weight, cfg.optim.label_smoothing, cfg.optim.triplet_margin
+    )
+    rerank = {"k1": cfg.eval.k1, "k2": cfg.eval.k2, "lambda_value": cfg.eval.lambda_value} if cfg.eval.rerank else None
+    key_metric = "mAP" if cfg.data.dataset == "veri776" else "Rank-1"
+    best: dict[str, Any] = {key_metric: -1.0}
+    history_path = out / "metrics.jsonl"
+    history_path.unlink(missing_ok=True)
+    result: dict[str, Any] = {}
+
+    # 3. Epochs: (unsupervised: cluster) -> train -> (every N epochs) evaluate -> checkpoints.
+    for epoch in range(cfg.optim.epochs):
+        memory = None
+        row: dict[str, Any] = {"epoch": epoch}
+        if cfg.mode == "unsupervised":
+            memory, n_clusters, n_out = _recluster(model, train_samples, train_set, cfg)
+            row.update(clusters=n_clusters, unclustered=n_out)
+            if memory is None:
+                logger.warning("epoch %d: DBSCAN found fewer than 2 usable clusters; skipping training", epoch)
+                _append_jsonl(history_path, row)
+                continue
+        labels = train_set.labels
+        usable = np.flatnonzero(labels >= 0)
+        sampler = PKSampler(_masked_labels(labels), cfg.data.p, cfg.data.k, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+        loader = ft.make_loader(
+            torch.utils.data.Subset(train_set, usable) if len(usable) < len(labels) else train_set,
+            cfg.data.p * cfg.data.k,
+            sampler,
+            cfg.data.num_workers,
+            seed=cfg.seed + epoch,
+        )
+        stats = ft.train_one_epoch(
+            model,
+            loader,
+            optimizer,
+            epoch=epoch,
+            epochs=cfg.optim.epochs,
+            base_lr=cfg.optim.lr,
+            warmup_epochs=cfg.optim.warmup_epochs,
+            min_lr_ratio=cfg.optim.min_lr_ratio,
+            weights=weights,
+            memory=memory,
+            max_iters=cfg.optim.max_iters_per_epoch,
+            device=cfg.device,
+        )
+        row.update(stats)
+        last_epoch = epoch == cfg.optim.epochs - 1
+        if last_epoch or (cfg.eval.every > 0 and (epoch + 1) % cfg.eval.every == 0):
+            result = evaluate_model(
+                model,
+                cfg.data.dataset,
+                split,
+                img_size=size,
+                batch_size=cfg.data.eval_batch_size,
+                num_workers=cfg.data.num_workers,
+                metric=cfg.eval.metric,
+                rerank=rerank,
+                num_trials=cfg.eval.num_trials,
+                max_rank=cfg.eval.max_rank,
+                seed=cfg.seed,
+                device=cfg.device,
+            )
+            row["eval"] = result
+            if result[key_metric] > best[key_metric]:
+                best = {**result, "epoch": epoch}
+                save_reid_checkpoint(out / "best.pth", model, epoch=epoch, metrics=result, config=asdict(cfg))
+        save_reid_checkpoint(out / "last.pth", model, epoch=epoch, metrics=result, config=asdict(cfg))
+        logger.info("epoch %d: %s", epoch, json.dumps(row, default=float))
+        _append_jsonl(history_path, row)
+
+    final = {"mode": cfg.mode, "dataset": cfg.data.dataset, "init": cfg.model.init, "last": result, "best": best}
+    _write_json(out / "result.json", final)
+    return final
+
+
+def _masked_labels(labels: np.ndarray) -> np.ndarray:
+    """Labels of the clustered samples only (the PK sampler indexes the Subset of usable samples)."""
+    return labels[labels >= 0]
+
+
+def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(row, default=float) + "\n")
+
+
+def _recluster(
+    model: ft.ReIDModel, samples: list, train_set: Any, cfg: FinetuneConfig
+) -> tuple[ft.ClusterMemory | None, int, int]:
+    """Pseudo labels for this epoch (set on ``train_set``) and a memory initialised from the cluster centroids."""
+    loader = eval_loader(samples, cfg.model.img_size, cfg.data.eval_batch_size, cfg.data.num_workers)
+    feats, _, _ = ft.extract_features(model, loader, cfg.device, "cluster")
+    u = cfg.unsupervised
+    labels = ft.cluster_pseudo_labels(feats, u.k1, u.k2, u.eps, u.min_samples)
+    n_clusters = int(labels.max()) + 1
+    n_out = int((labels < 0).sum())
+    logger.info("clustering: %d clusters, %d of %d images un-clustered", n_clusters, n_out, len(labels))
+    train_set.set_labels(labels)
+    if n_clusters < 2 or len(np.unique(labels[labels >= 0])) < cfg.data.p:
+        return None, n_clusters, n_out
+    memory = ft.ClusterMemory(ft.centroids(feats, labels), u.temperature, u.momentum).to(cfg.device)
+    return memory, n_clusters, n_out

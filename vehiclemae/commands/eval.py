@@ -1,0 +1,93 @@
+"""``vehiclemae eval --checkpoint CK --dataset veri776|vehicleid --root R``: the paper's table and a JSON file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "eval",
+        help="evaluate a fine-tuned checkpoint (or an exported encoder) on VeRi-776 / VehicleID",
+        description="Prints a table in the paper's format and writes the metrics as JSON.",
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, help="best.pth/last.pth of `vehiclemae finetune`, or .safetensors"
+    )
+    parser.add_argument("--dataset", required=True, choices=("veri776", "vehicleid"))
+    parser.add_argument("--root", required=True, help="dataset root (VeRi/ or VehicleID_V1.0/)")
+    parser.add_argument("--name", default=None, help="method name in the table (default: the checkpoint's folder)")
+    parser.add_argument("--test-size", type=int, default=None, help="VehicleID test list (default: all offered)")
+    parser.add_argument("--trials", type=int, default=10, help="VehicleID random gallery trials")
+    parser.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean")
+    parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")
+    parser.add_argument("--k1", type=int, default=20)
+    parser.add_argument("--k2", type=int, default=6)
+    parser.add_argument("--lambda-value", type=float, default=0.3)
+    parser.add_argument("--img-size", type=int, default=None, help="default: the checkpoint's")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="output JSON (default: <checkpoint>.<dataset>.json)")
+    parser.set_defaults(handler=_eval)
+
+
+def format_table(rows: list[tuple[str, dict]], dataset: str) -> str:
+    """Markdown table in the paper's layout: VeRi-776 mAP / Rank-1, VehicleID Rank-1 / Rank-5 (per test size)."""
+    if dataset == "veri776":
+        lines = ["| Method | VeRi-776 mAP | Rank-1 | Rank-5 | mINP |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {n} | {r['mAP']:.1f} | {r['Rank-1']:.1f} | {r.get('Rank-5', float('nan')):.1f} | {r['mINP']:.1f} |"
+            for n, r in rows
+        ]
+    else:
+        lines = ["| Method | Test size | VehicleID Rank-1 | Rank-5 | mAP |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {n} | {r.get('test_size')} | {r['Rank-1']:.1f} ± {r['Rank-1_std']:.1f} | {r['Rank-5']:.1f} | "
+            f"{r['mAP']:.1f} |"
+            for n, r in rows
+        ]
+    return "\n".join(lines)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from data_manifests import atomic_write_bytes
+
+    from ..benchmarks.runner import evaluate_model, load_model, load_split
+    from ..data.reid import vehicleid_test_sizes
+
+    ckpt = Path(args.checkpoint)
+    model, size = load_model(ckpt, args.img_size)
+    rerank = {"k1": args.k1, "k2": args.k2, "lambda_value": args.lambda_value} if args.rerank else None
+    name = args.name or ckpt.parent.name
+    sizes = [None]
+    if args.dataset == "vehicleid":
+        sizes = [args.test_size] if args.test_size else vehicleid_test_sizes(args.root) or [None]
+    results = []
+    for test_size in sizes:
+        split = load_split(args.dataset, args.root, test_size)
+        res = evaluate_model(
+            model,
+            args.dataset,
+            split,
+            img_size=size,
+            batch_size=args.batch_size,
+            metric=args.metric,
+            rerank=rerank,
+            num_trials=args.trials,
+            seed=args.seed,
+        )
+        results.append((name, res))
+    print(format_table(results, args.dataset))
+    out = Path(args.json) if args.json else ckpt.with_suffix(f".{args.dataset}.json")
+    payload = {
+        "checkpoint": str(ckpt),
+        "dataset": args.dataset,
+        "root": str(args.root),
+        "rerank": rerank,
+        "results": [r for _, r in results],
+    }
+    atomic_write_bytes(out, (json.dumps(payload, indent=2, default=float) + "\n").encode())
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,48 @@
+"""``vehiclemae plot distances|tsne --checkpoint CK [--checkpoint CK2 ...] --dataset D --root R --out PNG``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("plot", help="pair-distance histograms or t-SNE of Re-ID features (PNG)")
+    parser.add_argument("kind", choices=("distances", "tsne"))
+    parser.add_argument(
+        "--checkpoint", action="append", required=True, help="checkpoint or exported encoder; repeat to compare"
+    )
+    parser.add_argument("--label", action="append", default=None, help="panel label per checkpoint (repeatable)")
+    parser.add_argument("--dataset", required=True, choices=("veri776", "vehicleid"))
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--split", default="test", choices=("train", "test"), help="which images to embed")
+    parser.add_argument("--max-ids", type=int, default=20, help="t-SNE: identities shown")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output PNG")
+    parser.set_defaults(handler=_plot)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from ..benchmarks import finetune as ft
+    from ..benchmarks.plots import plot_distance_distributions, plot_tsne
+    from ..benchmarks.runner import eval_loader, load_model, load_split
+
+    labels = args.label or [Path(c).parent.name for c in args.checkpoint]
+    if len(labels) != len(args.checkpoint):
+        raise ValueError(f"{len(labels)} --label for {len(args.checkpoint)} --checkpoint")
+    split = load_split(args.dataset, args.root)
+    if args.split == "train":
+        samples = split["train"]
+    else:
+        samples = split["test"] if args.dataset == "vehicleid" else split["query"] + split["gallery"]
+    entries = []
+    for label, ckpt in zip(labels, args.checkpoint):
+        model, size = load_model(ckpt)
+        feats, pids, _ = ft.extract_features(model, eval_loader(samples, size, 64), desc=label)
+        entries.append((label, feats, pids))
+    if args.kind == "distances":
+        out = plot_distance_distributions(entries, args.out)
+    else:
+        out = plot_tsne(entries, args.out, max_ids=args.max_ids, seed=args.seed)
+    print(f"wrote {out}")
+    return 0
