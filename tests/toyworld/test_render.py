@@ -144,3 +144,17 @@ def test_rasterizer_matches_brute_force_reference() -> None:
     assert np.array_equal(tri >= 0, ref >= 0)
     assert (tri == ref).mean() > 0.999  # only exact depth ties near intersections may differ
     assert tri.shape == (h, w) and (depth[tri < 0] == 0).all()
+
+
+def test_contact_sheet_shows_each_identity_and_view() -> None:
+    from pipeline.toyworld.contact_sheet import MASK_COLORS, contact_sheet, pick_identities
+
+    idents = pick_identities(0)
+    assert {i.class_name for i in idents} == set(CLASSES) and sum(i.twin_of is not None for i in idents) == 2
+    sheet = contact_sheet(idents[:2], views=("front", "top"), size=32)
+    pixels = np.asarray(sheet)
+    assert sheet.height > 4 * 32 and sheet.width > 2 * 32
+    # The mask colours of front and top appear (front view / top view rows).
+    for name in ("front", "top"):
+        color = MASK_COLORS[VIEW_CLASSES_TOYWORLD.index(name)]
+        assert (pixels == color).all(axis=-1).any(), name

@@ -1,0 +1,96 @@
+"""A contact sheet of toy-world identities: renders from several views above their colourised view masks.
+
+``python -m pipeline.toyworld.contact_sheet --out docs/img/toyworld_contact_sheet.png`` writes the PNG shown in
+``docs/toyworld.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from data_manifests import VIEW_CLASSES_TOYWORLD, atomic_write_bytes
+
+from .camera import VIEW_ANGLES
+from .identity import ToyIdentity, sample_identity
+from .renderer import render
+
+# Colour of each VIEW_CLASSES_TOYWORLD class in mask images.
+MASK_COLORS = np.array(
+    [(0, 0, 0), (230, 60, 60), (60, 120, 230), (60, 190, 80), (235, 200, 40), (200, 80, 220)], np.uint8
+)
+SHEET_VIEWS: tuple[str, ...] = ("front", "front_left", "left", "rear_left", "rear", "right", "top")
+
+
+def colorize(labels: np.ndarray) -> np.ndarray:
+    """Label map ``(H, W)`` over ``VIEW_CLASSES_TOYWORLD`` -> RGB ``(H, W, 3)`` uint8."""
+    return MASK_COLORS[labels]
+
+
+def pick_identities(seed: int, n_twin_pairs: int = 1) -> list[ToyIdentity]:
+    """One identity per class, plus ``n_twin_pairs`` hard-negative twin pairs (same body, different marks)."""
+    chosen: dict[str, ToyIdentity] = {}
+    twins: list[ToyIdentity] = []
+    index = 0
+    while (len(chosen) < 5 or len(twins) < 2 * n_twin_pairs) and index < 10_000:
+        ident = sample_identity(seed, index)
+        if ident.twin_of is not None and index % 2 == 0 and len(twins) < 2 * n_twin_pairs:
+            twins.extend([ident, sample_identity(seed, index + 1)])
+        elif ident.twin_of is None:
+            chosen.setdefault(ident.class_name, ident)
+        index += 1
+    return list(chosen.values()) + twins
+
+
+def contact_sheet(identities: list[ToyIdentity], views: tuple[str, ...] = SHEET_VIEWS, size: int = 128) -> Image.Image:
+    """Rows: one identity (image row, then its mask row); columns: ``views`` at their canonical angles (top views
+    at 75 degrees elevation). A legend of the mask colours is drawn at the bottom."""
+    font = ImageFont.load_default()
+    label_w, pad = 150, 4
+    cell = size + pad
+    height = len(identities) * 2 * cell + 40
+    sheet = Image.new("RGB", (label_w + len(views) * cell, height + 24), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for c, view in enumerate(views):
+        draw.text((label_w + c * cell + 4, 4), view, fill=(0, 0, 0), font=font)
+    for r, ident in enumerate(identities):
+        y = 24 + r * 2 * cell
+        text = f"{ident.identity_id}\n{ident.color_name} {ident.class_name}"
+        if ident.twin_of:
+            text += f"\ntwin of {ident.twin_of}"
+        draw.multiline_text((4, y + 4), text, fill=(0, 0, 0), font=font)
+        for c, view in enumerate(views):
+            az, el = VIEW_ANGLES[view]
+            el = 75.0 if view == "top" else 12.0
+            res = render(ident, az + 8.0 if view != "top" else 20.0, el, size=size, seed=r * 31 + c)
+            sheet.paste(Image.fromarray(res.image), (label_w + c * cell, y))
+            sheet.paste(Image.fromarray(colorize(res.labels)), (label_w + c * cell, y + cell))
+    x = 4
+    for name, color in zip(VIEW_CLASSES_TOYWORLD, MASK_COLORS):
+        draw.rectangle((x, height + 2, x + 14, height + 16), fill=tuple(int(v) for v in color), outline=(0, 0, 0))
+        draw.text((x + 18, height + 3), name, fill=(0, 0, 0), font=font)
+        x += 110
+    return sheet
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="write a toy-world contact sheet PNG")
+    parser.add_argument("--out", required=True, help="PNG path")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=112)
+    args = parser.parse_args(argv)
+    import io
+
+    sheet = contact_sheet(pick_identities(args.seed), size=args.size)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG", optimize=True)
+    atomic_write_bytes(Path(args.out), buffer.getvalue())
+    print(f"wrote {args.out} ({sheet.width}x{sheet.height})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
