@@ -15,6 +15,7 @@ and rows already exist (resume); the three folder exports are rebuilt under temp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -432,11 +433,16 @@ def export_detection(
 
 # ---------------------------------------------------------------------------------------------------------- main
 def build_toyworld(
-    out: str | os.PathLike, settings: ToyworldSettings, workers: int = 0, progress: bool = True
+    out: str | os.PathLike,
+    settings: ToyworldSettings,
+    workers: int = 0,
+    progress: bool = True,
+    flush_every: int = 64,
 ) -> ToyworldSummary:
     """Render the toy world described by ``settings`` into ``out`` (see the module docstring for the layout).
 
-    ``workers`` > 1 renders identities in that many processes; the output is identical for any value."""
+    ``workers`` > 1 renders identities in that many processes; the output is identical for any value. Rows are
+    written every ``flush_every`` identities (the resume granularity)."""
     settings.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -444,34 +450,44 @@ def build_toyworld(
     # 1. Plan every identity; identities whose images and rows already exist are only re-read (resume).
     plans = {i: plan_identity(settings, i) for i in range(settings.identities)}
     gen_keys = dm.existing_keys(out, "generations") if dm.table_exists(out, "generations") else set()
-    seg_keys = dm.existing_keys(out, "segments") if dm.table_exists(out, "segments") else set()
+    seg_keys = dm.existing_keys(out, "segments_gt") if dm.table_exists(out, "segments_gt") else set()
     jobs = [(settings, i, str(out), _existing(out, plans[i][1], gen_keys, seg_keys)) for i in plans]
     summary.skipped_identities = sum(job[3] for job in jobs)
-    # 2. Render (in worker processes when asked); results come back in identity order.
-    results: list[dict[str, Any]] = []
+    # 2. Render (in worker processes when asked); results come back in identity order and are written every
+    #    `flush_every` identities, so an interrupted run resumes from the last flush.
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        dm.upsert(out, "subjects", [r["subject"] for r in pending])
+        gens = [g for r in pending for g in r["generations"]]
+        segs = [s for r in pending for s in r["segments"]]
+        if gens:
+            # segments_gt keeps the exact masks when the segment stage later replaces `segments` with predictions.
+            dm.upsert(out, "segments_gt", segs)
+            dm.upsert(out, "segments", segs)
+            dm.upsert(out, "generations", gens)  # last: its keys mark the identity as done for the resume check
+        summary.rendered += sum(r["rendered"] for r in pending)
+        pending.clear()
+
     bar = tqdm(total=len(jobs), desc="toyworld identities", disable=not progress)
-    if workers > 1:
-        with get_context("spawn").Pool(workers) as pool:
-            for res in pool.imap(render_identity, jobs):
-                results.append(res)
-                bar.update()
-    else:
-        for job in jobs:
-            results.append(render_identity(job))
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(get_context("spawn").Pool(workers))
+            stream = pool.imap(render_identity, jobs)
+        else:
+            stream = map(render_identity, jobs)
+        for res in stream:
+            pending.append(res)
             bar.update()
+            if len(pending) >= flush_every:
+                flush()
+        flush()
     bar.close()
-    summary.rendered = sum(r["rendered"] for r in results)
-    # 3. Manifests: subjects, generations, segments (+ segments_gt: the same exact masks, kept for evaluation).
-    dm.upsert(out, "subjects", [r["subject"] for r in results])
-    gens = [g for r in results for g in r["generations"]]
-    segs = [s for r in results for s in r["segments"]]
-    if gens:
-        dm.upsert(out, "generations", gens)
-        dm.upsert(out, "segments", segs)
-        dm.upsert(out, "segments_gt", segs)
-    all_ids = [p.image_id for _, ps in plans.values() for p in ps]
-    wanted = set(all_ids)
-    seg_by_id = {s["image_id"]: s for s in dm.read_rows(out, "segments") if s["image_id"] in wanted}
+    # 3. The exact masks of every planned image (from segments_gt: the ground truth even after the segment stage).
+    wanted = {p.image_id for _, ps in plans.values() for p in ps}
+    seg_by_id = {s["image_id"]: s for s in dm.read_rows(out, "segments_gt") if s["image_id"] in wanted}
     # 4. The diffveri table with identity-disjoint splits.
     order = np.random.default_rng([settings.seed & 0xFFFFFFFF, 9]).permutation(settings.identities)
     n_train = min(max(1, round(settings.identities * settings.train_fraction)), settings.identities - 1)

@@ -185,3 +185,47 @@ def test_cli_runs_and_reports_bad_arguments(tmp_path: Path, capsys: pytest.Captu
     assert segs and all(s["view_classes"] == list(dm.VIEW_CLASSES_PVEN) for s in segs)
     assert main(["toyworld", "--out", str(tmp_path / "x"), "--identities", "1", "--no-progress"]) == 2
     assert "--identities must be >= 2" in capsys.readouterr().err
+
+
+def test_missing_image_is_re_rendered_identically(tmp_path: Path) -> None:
+    small = ToyworldSettings(identities=3, images_per_identity=3, size=48, seed=2, detection_images=2)
+    build_toyworld(tmp_path, small, progress=False, flush_every=1)
+    gen = sorted(dm.read_rows(tmp_path, "generations"), key=lambda r: r["image_id"])[0]
+    (tmp_path / gen["path"]).unlink()
+    summary = build_toyworld(tmp_path, small, progress=False)
+    assert summary.rendered == small.images_per_identity and summary.skipped_identities == small.identities - 1
+    assert dm.sha256_file(tmp_path / gen["path"]) == gen["sha256"]
+    assert dm.validate(tmp_path) == []
+
+
+def test_vehiclemae_dataset_reads_the_world(world: Path) -> None:
+    from pipeline.toyworld import collapse_labels
+    from vehiclemae.data import DiffVERIDataset
+
+    ds = DiffVERIDataset(world, splits=("train",), img_size=64, view_classes="pven", augment=False)
+    assert len(ds) == sum(r["split"] == "train" for r in dm.read_rows(world, "diffveri"))
+    image, labels, fg = ds.load(0)
+    seg = {r["image_id"]: r for r in dm.read_rows(world, "segments_gt")}[ds.rows[0]["image_id"]]
+    expected = collapse_labels(rle.rles_to_label_map(seg["view_rles"]))
+    assert image.size == (SETTINGS.size, SETTINGS.size)
+    assert np.array_equal(labels, expected) and np.array_equal(fg, expected > 0)
+
+
+@pytest.mark.slow
+def test_yolo_trains_on_the_detection_set(world: Path, tmp_path: Path) -> None:
+    from ultralytics import YOLO
+
+    model = YOLO("yolo11n.yaml")
+    model.train(
+        data=str(world / "detection" / "data.yaml"), imgsz=64, epochs=1, batch=8, device="cpu", workers=0,
+        plots=False, amp=False, project=str(tmp_path), name="run", verbose=False,
+    )  # fmt: skip
+    assert (tmp_path / "run" / "weights" / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_default_cli_world_validates(tmp_path: Path) -> None:
+    args = ["toyworld", "--out", str(tmp_path), "--identities", "12", "--images-per-identity", "16", "--size", "128"]
+    assert main([*args, "--no-progress"]) == 0
+    assert main(["manifests", "validate", str(tmp_path)]) == 0
+    assert len(dm.read_rows(tmp_path, "generations")) == 12 * 16
