@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.compute as pc
 
 import data_manifests as dm
 from data_manifests import INTENDED_VIEWS, Decision
 
 from .csvio import COLUMNS, READ_ONLY, read_csv_lines
-from .queue import batch_rows, reviews_frame, status_of
+from .queue import batch_reviews, batch_rows, hash_files, image_info, status_of
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +73,14 @@ class ImportReport:
         )
 
 
-def _inside(root: Path, rel: str) -> bool:
+def _inside(rel: str) -> bool:
+    """Is the relative path ``rel`` inside the data root? (Lexical: "a/../b" is inside, "../x" and "/x" are not.)"""
     if not rel:
         return True
-    p = Path(rel)
-    if p.is_absolute():
+    if os.path.isabs(rel) or re.match(r"^[A-Za-z]:[\\/]", rel):
         return False
-    try:
-        (root / p).resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+    norm = os.path.normpath(rel.replace("\\", "/"))
+    return norm != ".." and not norm.startswith("../")
 
 
 def _same_conf(a: str, b: str) -> bool:
@@ -143,8 +142,8 @@ def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: s
     report.rows = len(records)
 
     # 2. Which batch is this file? The file name says so; otherwise the most common batch_id in it.
-    reviews = reviews_frame(root)
-    known_batches = set(reviews["batch_id"])
+    batch_col = dm.read_table(root, "reviews", columns=["batch_id"], missing_ok=True)["batch_id"]
+    known_batches = set(pc.unique(batch_col).to_pylist())
     m = _FILE_BATCH.match(path.name)
     file_batch = m.group(1) if m else None
     if file_batch is None or file_batch not in known_batches:
@@ -158,12 +157,18 @@ def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: s
         for line, r in records:
             problems.append(ImportProblem(line, "batch_id", f"unknown batch {r['batch_id']!r}"))
         return report
-    expected = {r["image_id"]: r for r in batch_rows(root, file_batch, reviews)}
-    current = reviews[reviews["batch_id"] == file_batch].set_index("image_id")
-    gen = dm.read_table(root, "generations", columns=["image_id", "path"]).to_pandas().set_index("image_id")["path"]
+    current_rows = batch_reviews(root, file_batch)
+    current = {r["image_id"]: r for r in current_rows}
+    info = image_info(root, list(current))
+    expected = {r["image_id"]: r for r in batch_rows(root, file_batch, current_rows, info)}
+    # The source images of the rows that name a batch image, hashed up front (threads overlap the file reads).
+    to_hash = sorted({r["image_id"] for _, r in records if r["image_id"] in info and info[r["image_id"]]["path"]})
+    base = str(root)
+    hashes = dict(zip(to_hash, hash_files([os.path.join(base, info[i]["path"]) for i in to_hash]), strict=True))
 
     # 3. Row by row: every problem is collected, none stops the check.
     seen: dict[str, int] = {}
+    generation_ids: set[str] | None = None
     for line, r in records:
         bid, iid = r["batch_id"], r["image_id"]
         if bid != file_batch:
@@ -173,7 +178,9 @@ def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: s
             )
             continue
         if iid not in expected:
-            known = iid in gen.index
+            if generation_ids is None:  # read once, only when a file names an image outside its batch
+                generation_ids = dm.existing_keys(root, "generations")
+            known = iid in generation_ids
             problems.append(
                 ImportProblem(
                     line,
@@ -191,7 +198,7 @@ def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: s
         exp = expected[iid]
         for name in READ_ONLY[2:]:
             value = r[name]
-            if name in ("image", "reference") and not _inside(root, value):
+            if name in ("image", "reference") and not _inside(value):
                 problems.append(ImportProblem(line, name, f"path {value!r} is outside the data root {root}"))
             elif name == "detector_conf" and _same_conf(value, exp[name]):
                 continue
@@ -215,11 +222,10 @@ def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: s
         if decision and not r["reviewer"] and not default_reviewer:
             problems.append(ImportProblem(line, "reviewer", "a decision needs a reviewer (your name or initials)"))
         # The image the decision is about must be the one that was exported.
-        rel = gen.get(iid)
-        src = root / rel if isinstance(rel, str) else None
-        if src is None or not src.is_file():
-            problems.append(ImportProblem(line, "image", f"the image file of {iid} ({src}) no longer exists"))
-        elif dm.sha256_file(src) != current.at[iid, "source_sha256"]:
+        rel = info.get(iid, {}).get("path")
+        if hashes.get(iid) is None:
+            problems.append(ImportProblem(line, "image", f"the image file of {iid} ({rel}) no longer exists"))
+        elif hashes[iid] != current[iid]["source_sha256"]:
             problems.append(
                 ImportProblem(line, "image", f"the bytes of {rel} changed since export; re-export and review it again")
             )
@@ -244,7 +250,7 @@ def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: s
             "notes": r["notes"] or None,
             "reviewer": r["reviewer"] or default_reviewer,
         }
-        old = current.loc[r["image_id"]].to_dict()
+        old = current[r["image_id"]]
         if all(_norm(old.get(k)) == _norm(v) for k, v in new.items()):
             report.unchanged += 1
             continue

@@ -13,12 +13,15 @@ import hashlib
 import html
 import logging
 import os
+import posixpath
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 import data_manifests as dm
@@ -125,15 +128,38 @@ def _chunks(df: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     return [df.iloc[i : i + size] for i in range(0, len(df), size)]
 
 
+def hash_files(paths: Sequence[str | os.PathLike], threads: int = 4) -> list[str | None]:
+    """sha256 of each file (None if it does not exist). A few threads, each hashing a contiguous share of the list,
+    overlap the file system calls (they release the GIL)."""
+
+    def some(part: Sequence[str | os.PathLike]) -> list[str | None]:
+        out: list[str | None] = []
+        for path in part:
+            try:
+                with open(path, "rb") as handle:
+                    out.append(hashlib.file_digest(handle, "sha256").hexdigest())
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                out.append(None)
+        return out
+
+    if len(paths) < 256:
+        return some(paths)
+    step = -(-len(paths) // threads)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = pool.map(some, [paths[i : i + step] for i in range(0, len(paths), step)])
+    return [h for part in parts for h in part]
+
+
 def _new_rows(root: Path, chunk: pd.DataFrame, batch_id: str, decision: str, reviewer: str | None) -> list[dict]:
     now = dt.datetime.now(dt.UTC) if decision != Decision.PENDING.value else None
+    status, reason = status_of(decision, None)
+    base = str(root)
+    shas = hash_files([os.path.join(base, p) for p in chunk["path"]])
     rows = []
-    for r in chunk.itertuples(index=False):
-        path = root / r.path
-        if not path.is_file():
-            log.warning("review: %s has no image file %s; not queued", r.image_id, path)
+    for r, sha in zip(chunk.itertuples(index=False), shas, strict=True):
+        if sha is None:
+            log.warning("review: %s has no image file %s; not queued", r.image_id, root / r.path)
             continue
-        status, reason = status_of(decision, None)
         rows.append(
             {
                 "image_id": r.image_id,
@@ -142,7 +168,7 @@ def _new_rows(root: Path, chunk: pd.DataFrame, batch_id: str, decision: str, rev
                 "view_label": r.intended_view if decision != Decision.PENDING.value else None,
                 "reviewer": reviewer,
                 "reviewed_at": now,
-                "source_sha256": dm.sha256_file(path),
+                "source_sha256": sha,
                 "status": status,
                 "reason": reason,
             }
@@ -214,37 +240,77 @@ def auto_review(
 
 
 # ---------------------------------------------------------------------------------------------------- batch contents
-def batch_rows(root: Path, batch_id: str, reviews: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+def batch_reviews(root: Path, batch_id: str) -> list[dict[str, Any]]:
+    """The ``reviews`` rows of one batch."""
+    return dm.read_rows(root, "reviews", filter=pc.field("batch_id") == batch_id, missing_ok=True)
+
+
+def image_info(root: Path, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """image_id -> identity_id, intended_view, path, crop_path, conf, reference (missing values as None)."""
+    ids = pa.array(list(image_ids), pa.string())
+    gen = dm.read_table(
+        root,
+        "generations",
+        columns=["image_id", "identity_id", "intended_view", "path"],
+        filter=pc.field("image_id").isin(ids),
+    )
+    det = dm.read_table(
+        root,
+        "detections",
+        columns=["image_id", "crop_path", "conf"],
+        filter=pc.field("image_id").isin(ids),
+        missing_ok=True,
+    )
+    refs: dict[str, str] = {}
+    if dm.table_exists(root, "subjects"):
+        for r in dm.read_rows(root, "subjects", columns=["identity_id", "instance_images"]):
+            refs[r["identity_id"]] = (r["instance_images"] or [""])[0]
+    info: dict[str, dict[str, Any]] = {}
+    for r in gen.to_pylist():
+        r["reference"] = refs.get(r["identity_id"], "")
+        r["crop_path"] = r["conf"] = None
+        info[r["image_id"]] = r
+    for r in det.to_pylist():
+        if r["image_id"] in info:
+            info[r["image_id"]].update(crop_path=r["crop_path"], conf=r["conf"])
+    return info
+
+
+def batch_rows(
+    root: Path,
+    batch_id: str,
+    reviews: list[dict[str, Any]] | None = None,
+    info: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """The CSV rows of a batch as export writes them (read-only columns from the manifests, editable ones from the
     batch's current ``reviews`` rows), sorted by identity then image. Import compares files against this."""
-    reviews = reviews_frame(root) if reviews is None else reviews
-    rows = reviews[reviews["batch_id"] == batch_id]
-    if rows.empty:
+    reviews = batch_reviews(root, batch_id) if reviews is None else reviews
+    if not reviews:
         raise KeyError(f"unknown review batch {batch_id!r}; `diffveri review status --root {root}` lists the batches")
-    cands = candidates(root)[["image_id", "identity_id", "intended_view", "crop_path", "conf", "reference"]]
-    df = rows.merge(cands, on="image_id", how="left")
-    df = df.sort_values(["identity_id", "image_id"], kind="stable", na_position="last")
+    info = image_info(root, [r["image_id"] for r in reviews]) if info is None else info
     out = []
-    for r in df.to_dict("records"):
+    for r in reviews:
+        g = info.get(r["image_id"], {})
         decision = r["decision"] or ""
-        identity_ok = r["identity_ok"]
-        intended = _s(r["intended_view"])
+        intended = _s(g.get("intended_view"))
+        conf = g.get("conf")
         out.append(
             {
                 "batch_id": batch_id,
                 "image_id": r["image_id"],
-                "image": _s(r["crop_path"]),
-                "reference": _s(r["reference"]),
-                "identity_id": _s(r["identity_id"]),
+                "image": _s(g.get("crop_path")),
+                "reference": _s(g.get("reference")),
+                "identity_id": _s(g.get("identity_id")),
                 "intended_view": intended,
-                "detector_conf": f"{float(r['conf']):.4f}" if pd.notna(r["conf"]) else "",
+                "detector_conf": f"{float(conf):.4f}" if conf is not None else "",
                 "decision": "" if decision == Decision.PENDING.value else decision,
                 "view_label": _s(r["view_label"]) or intended,
-                "identity_ok": "" if identity_ok is None or pd.isna(identity_ok) else ("yes" if identity_ok else "no"),
+                "identity_ok": "" if r["identity_ok"] is None else ("yes" if r["identity_ok"] else "no"),
                 "notes": _s(r["notes"]),
                 "reviewer": _s(r["reviewer"]),
             }
         )
+    out.sort(key=lambda x: (x["identity_id"], x["image_id"]))
     return out
 
 
@@ -265,11 +331,13 @@ def write_batch_files(root: Path, batch_id: str, out_dir: Path) -> tuple[Path, P
 def contact_sheet(root: Path, batch_id: str, rows: Sequence[dict[str, Any]], out_dir: Path) -> str:
     """An HTML page: each candidate crop beside its identity's reference image, with the row's image_id."""
 
+    prefix = Path(os.path.relpath(Path(root).resolve(), Path(out_dir).resolve())).as_posix()
+
     def img(rel: str, alt: str) -> str:
         if not rel:
             return "<em>no image</em>"
-        src = os.path.relpath(Path(root).resolve() / rel, Path(out_dir).resolve())
-        return f'<img src="{html.escape(Path(src).as_posix())}" alt="{html.escape(alt)}" loading="lazy">'
+        src = posixpath.normpath(f"{prefix}/{rel}")
+        return f'<img src="{html.escape(src)}" alt="{html.escape(alt)}" loading="lazy">'
 
     body = []
     for i, r in enumerate(rows, start=2):  # CSV line numbers: the header is line 1
