@@ -1,0 +1,72 @@
+"""The paper-style comparison table from fine-tuning run folders (``result.json`` of each run).
+
+``python -m vehiclemae.benchmarks.report RUNS_DIR [--markdown OUT]`` reads ``RUNS_DIR/ft-{init}-{mode}[-{dataset}]/
+result.json`` and prints one table: rows = pre-training (none, mae, vehiclemae) within Supervised / Unsupervised
+sections, columns = VeRi-776 mAP / Rank-1 and VehicleID Rank-1 / Rank-5 (``-`` where not run), like the paper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from data_manifests import atomic_write_bytes
+
+INIT_ORDER = ("none", "mae", "vmim", "vehiclemae")
+
+
+def collect(runs: Path) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """``{(mode, init): {dataset: best metrics}}`` from every ``ft-*/result.json`` under ``runs``."""
+    table: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for path in sorted(runs.glob("ft-*/result.json")):
+        parts = path.parent.name.split("-")
+        if len(parts) < 3:
+            continue
+        init, mode = parts[1], parts[2]
+        res = json.loads(path.read_text())
+        table.setdefault((mode, init), {})[res["dataset"]] = res["best"]
+    return table
+
+
+def format_table(table: dict[tuple[str, str], dict[str, dict[str, Any]]]) -> str:
+    def cell(res: dict[str, Any] | None, key: str) -> str:
+        return f"{res[key]:.1f}" if res and key in res else "-"
+
+    lines = [
+        "| Pre-training | VeRi-776 mAP | VeRi-776 Rank-1 | VehicleID Rank-1 | VehicleID Rank-5 |",
+        "|---|---|---|---|---|",
+    ]
+    for mode in ("supervised", "unsupervised"):
+        inits = sorted({i for m, i in table if m == mode}, key=lambda i: (INIT_ORDER + (i,)).index(i))
+        if not inits:
+            continue
+        lines.append(f"| *{mode.capitalize()} fine-tuning* | | | | |")
+        for init in inits:
+            row = table[(mode, init)]
+            veri, vid = row.get("veri776"), row.get("vehicleid")
+            lines.append(
+                f"| {init} | {cell(veri, 'mAP')} | {cell(veri, 'Rank-1')} | {cell(vid, 'Rank-1')} | "
+                f"{cell(vid, 'Rank-5')} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path)
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    table = collect(args.runs)
+    if not table:
+        raise SystemExit(f"no ft-*/result.json under {args.runs}")
+    text = format_table(table)
+    print(text)
+    if args.markdown:
+        atomic_write_bytes(args.markdown, (text + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
