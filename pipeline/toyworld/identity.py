@@ -141,7 +141,7 @@ def _rgb(values: np.ndarray) -> RGB:
 
 def _shared(seed: int, pair: int) -> dict[str, Any]:
     """Class, dimensions and colour drawn from the stream of a twin pair (used when the pair are twins)."""
-    rng = np.random.default_rng([seed, pair, 1])
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, pair, 1])
     return _sample_body(rng)
 
 
@@ -203,8 +203,8 @@ def sample_identity(seed: int, index: int) -> ToyIdentity:
         raise ValueError(f"toy world identity index must be >= 0, got {index}")
     seed, index = int(seed), int(index)
     pair = index // 2
-    twins = np.random.default_rng([seed, pair, 0]).random() < TWIN_PROBABILITY
-    rng = np.random.default_rng([seed, index, 2])
+    twins = np.random.default_rng([seed & 0xFFFFFFFF, pair, 0]).random() < TWIN_PROBABILITY
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, index, 2])
     body = _shared(seed, pair) if twins else _sample_body(rng)
     marks = _sample_marks(rng, body["class_name"])
     twin_of = None
@@ -213,7 +213,7 @@ def sample_identity(seed: int, index: int) -> ToyIdentity:
         twin_of = identity_name(partner)
         if index % 2 == 1:
             # The twins must differ by at least one mark: if the draw repeated the partner's marks, flip the roof.
-            other = _sample_marks(np.random.default_rng([seed, partner, 2]), body["class_name"])
+            other = _sample_marks(np.random.default_rng([seed & 0xFFFFFFFF, partner, 2]), body["class_name"])
             if other == marks:
                 marks["roof"] = "box" if marks["roof"] != "box" else "none"
     return ToyIdentity(identity_id=identity_name(index), seed=seed, index=index, twin_of=twin_of, **body, **marks)

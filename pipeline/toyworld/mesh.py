@@ -70,10 +70,10 @@ class MeshBuilder:
     """Collects convex polygons and fan-triangulates them into a :class:`Mesh`."""
 
     def __init__(self) -> None:
-        self._tris: list[np.ndarray] = []
+        self._tris: list[np.ndarray] = []  # (k, 3, 3) blocks, one per polygon
         self._normals: list[np.ndarray] = []
-        self._colors: list[tuple[int, int, int]] = []
-        self._labels: list[int] = []
+        self._colors: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
 
     def polygon(
         self,
@@ -92,15 +92,16 @@ class MeshBuilder:
             return
         pts = pts + offset * n
         lab = label_for_normal(n) if label is None else label
-        for k in range(1, len(pts) - 1):
-            tri = np.stack([pts[0], pts[k], pts[k + 1]])
-            # Orient every triangle counter-clockwise around its outward normal.
-            if np.dot(np.cross(tri[1] - tri[0], tri[2] - tri[0]), n) < 0:
-                tri = tri[[0, 2, 1]]
-            self._tris.append(tri)
-            self._normals.append(n)
-            self._colors.append(color)
-            self._labels.append(lab)
+        # Fan triangulation (valid for convex polygons), all triangles at once.
+        count = len(pts) - 2
+        tris = np.stack([np.broadcast_to(pts[0], (count, 3)), pts[1:-1], pts[2:]], axis=1)
+        # Orient every triangle counter-clockwise around its outward normal.
+        flip = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]) @ n < 0
+        tris[flip] = tris[flip][:, [0, 2, 1]]
+        self._tris.append(tris)
+        self._normals.append(np.broadcast_to(n, (count, 3)))
+        self._colors.append(np.broadcast_to(np.asarray(color, np.float32), (count, 3)))
+        self._labels.append(np.full(count, lab, np.int64))
 
     def prism(
         self,
@@ -145,10 +146,10 @@ class MeshBuilder:
 
     def build(self) -> Mesh:
         return Mesh(
-            vertices=np.stack(self._tris).astype(np.float64),
-            normals=np.stack(self._normals).astype(np.float64),
-            colors=(np.asarray(self._colors, np.float32) / 255.0),
-            labels=np.asarray(self._labels, np.int64),
+            vertices=np.concatenate(self._tris).astype(np.float64),
+            normals=np.concatenate(self._normals).astype(np.float64),
+            colors=np.concatenate(self._colors) / np.float32(255.0),
+            labels=np.concatenate(self._labels),
         )
 
 
