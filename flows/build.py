@@ -80,11 +80,11 @@ def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 # -------------------------------------------------------------------------------------------------------------- tasks
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what may pass on a second try: bad input and bad config (ValueError, KeyError, missing files)
+    """Retry only what may pass on a second try: bad input and bad config (ValueError, KeyError, missing files or modules)
     fail at once with their message instead of three times."""
     try:
         state.result()
-    except (ValueError, KeyError, FileNotFoundError, TypeError):
+    except (ValueError, KeyError, FileNotFoundError, TypeError, ImportError):
         return False
     except Exception:  # noqa: BLE001 - anything else (OOM, I/O hiccup, lost worker) is worth a retry
         return True
