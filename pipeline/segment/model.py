@@ -238,8 +238,12 @@ class ViewSegmenter(nn.Module):
         ``SamPredictor.set_image`` resizes; also returns the resized size ``(h, w)``."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {image.dtype} {image.shape}")
-        resized = self.transform.apply_image(image)
-        return torch.as_tensor(resized).permute(2, 0, 1).contiguous(), (resized.shape[0], resized.shape[1])
+        if max(image.shape[:2]) == self.img_size:  # ResizeLongestSide would return an exact copy (PIL same-size)
+            resized = image
+        else:
+            resized = self.transform.apply_image(image)
+        tensor = torch.tensor(resized).permute(2, 0, 1).contiguous()  # a copy: the input may be read-only
+        return tensor, (resized.shape[0], resized.shape[1])
 
     def preprocess(self, images: list[torch.Tensor]) -> torch.Tensor:
         """Resized images ``[(3, h_i, w_i)]`` -> normalised, zero-padded batch ``(B, 3, S, S)``."""
@@ -299,10 +303,31 @@ class ViewSegmenter(nn.Module):
             sizes = [img.shape[:2] for img in chunk]
             batch = self.preprocess([p[0] for p in prepared])
             low_res, _ = self.decode(self.encode(batch), self.boxes_to_input(boxes[start : start + batch_size], sizes))
-            for i, (_, input_size) in enumerate(prepared):
-                full = self.sam.postprocess_masks(low_res[i : i + 1], input_size, sizes[i])
-                results.append(full[0].cpu())
+            results.extend(self.postprocess(low_res, [p[1] for p in prepared], sizes))
         return results
+
+    def postprocess(
+        self, low_res: torch.Tensor, input_sizes: list[tuple[int, int]], original_sizes: list[tuple[int, int]]
+    ) -> list[torch.Tensor]:
+        """``Sam.postprocess_masks`` for a batch: low-res logits ``(B, T, h, w)`` -> ``[(T, H_i, W_i)]``.
+
+        Images sharing (input size, original size) are upscaled in one call; the second resize is skipped when it
+        would be the identity (the original image already had the input size), which is exact for bilinear
+        interpolation with ``align_corners=False``.
+        """
+        out: list[torch.Tensor | None] = [None] * low_res.shape[0]
+        groups: dict[tuple[tuple[int, int], tuple[int, int]], list[int]] = {}
+        for i, key in enumerate(zip(input_sizes, original_sizes)):
+            groups.setdefault((tuple(key[0]), tuple(key[1])), []).append(i)
+        s = self.img_size
+        for (input_size, original_size), index in groups.items():
+            masks = F.interpolate(low_res[index], (s, s), mode="bilinear", align_corners=False)
+            masks = masks[..., : input_size[0], : input_size[1]]
+            if tuple(masks.shape[-2:]) != tuple(original_size):
+                masks = F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+            for j, i in enumerate(index):
+                out[i] = masks[j].cpu()
+        return out  # type: ignore[return-value]
 
 
 def logits_to_masks(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
