@@ -116,7 +116,7 @@ class DiffusionBackend:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
         self.pipe = StableDiffusionPipeline.from_pretrained(
-            base_model, local_files_only=True, safety_checker=None, torch_dtype=torch_dtype
+            base_model, local_files_only=True, safety_checker=None, dtype=torch_dtype
         ).to(device)
         self.pipe.scheduler = classes[scheduler].from_config(self.pipe.scheduler.config)
         self.pipe.set_progress_bar_config(disable=True)

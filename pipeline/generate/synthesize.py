@@ -277,7 +277,8 @@ def run_synthesize(
         lora_sha = db_rows[ident]["lora_sha256"] if adapter is not None else None
         settings = backend.settings()
         try:
-            for start in range(0, len(todo), cfg.batch_size):
+            start = 0
+            while start < len(todo):
                 if made >= budget:
                     fail(
                         todo[start:],
@@ -286,10 +287,12 @@ def run_synthesize(
                         f"synthesize.max_images={cfg.max_images} reached",
                     )
                     break
-                batch = todo[start : start + min(cfg.batch_size, int(min(budget - made, 1 << 30)))]
+                # The last batch before the budget runs out is cut to what is left of it.
+                batch = todo[start : start + int(min(cfg.batch_size, budget - made))]
+                start += len(batch)
                 try:
                     outputs = backend.generate([req for req, _ in batch])
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - the batch fails, the next one is tried
                     logger.exception("synthesize %s: batch failed", ident)
                     fail(batch, Status.FAILED, Reason.EXCEPTION, f"{type(exc).__name__}: {exc}")
                     continue
