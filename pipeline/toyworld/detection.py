@@ -1,5 +1,6 @@
 """Detection scenes: images with zero, one or several toy vehicles (some tiny, some truncated by the border) and
-their boxes, for testing the YOLO filter stage and training a toy detector.
+their boxes, for testing the YOLO filter stage and training a toy detector. Non-vehicle distractor shapes are
+painted into the background so that "vehicle" is not just "any object".
 
 Vehicles are rendered one by one as layers and composited far-to-near (smaller = farther, drawn first); placements
 that would overlap an earlier vehicle's box by more than ``MAX_IOU`` are redrawn, so every drawn vehicle stays
@@ -52,6 +53,25 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def add_distractors(rng: np.random.Generator, image: np.ndarray, count: int) -> None:
+    """Paint ``count`` non-vehicle shapes (flat boxes, poles, ellipses) into ``image (H, W, 3)`` float, in place, so
+    that a detector trained on the scenes must learn vehicles rather than "any object"."""
+    size = image.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    for _ in range(count):
+        kind = int(rng.integers(3))
+        cx, cy = rng.uniform(0, size, 2)
+        w, h = rng.uniform(0.05, 0.35, 2) * size
+        if kind == 0:  # box, shaded top half lighter
+            shape = (np.abs(xx - cx) < w / 2) & (np.abs(yy - cy) < h / 2)
+        elif kind == 1:  # pole
+            shape = (np.abs(xx - cx) < max(1.0, 0.04 * w)) & (yy > cy - h)
+        else:
+            shape = ((xx - cx) / (w / 2)) ** 2 + ((yy - cy) / (h / 2)) ** 2 < 1
+        color = rng.uniform(0.05, 0.95, 3).astype(np.float32)
+        image[shape] = color * np.where(yy[shape] < cy, 1.0, 0.8)[:, None].astype(np.float32)
+
+
 def render_scene(identities: list[ToyIdentity], size: int, rng: np.random.Generator) -> Scene:
     """A random scene of ``size x size`` pixels with 0-4 vehicles drawn from ``identities``."""
     n = int(rng.choice(VEHICLE_COUNTS, p=VEHICLE_COUNT_P)) if identities else 0
@@ -83,9 +103,10 @@ def render_scene(identities: list[ToyIdentity], size: int, rng: np.random.Genera
                 plans.append((float(extent), (float(centre[0]), float(centre[1])), bool(tiny), bool(truncated)))
                 break
     plans.sort(key=lambda p: p[0])  # far (small) first
-    # 2. Background, then the vehicles far to near.
+    # 2. Background with 0-3 distractors (boxes, poles, blobs that are not vehicles), then the vehicles far to near.
     light = random_light(rng)
     image, _ = random_background(rng, size)
+    add_distractors(rng, image, int(rng.integers(0, 4)))
     vehicles: list[SceneVehicle] = []
     for extent, centre, tiny, _planned_truncation in plans:
         ident = identities[int(rng.integers(len(identities)))]

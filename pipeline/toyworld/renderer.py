@@ -33,6 +33,8 @@ FILL_RANGE = (0.70, 0.92)  # longer side of the vehicle's box as a fraction of t
 CENTRE_JITTER = 0.04  # fraction of the image side
 AMBIENT_RANGE = (0.30, 0.45)
 NOISE_STD = 0.015  # sensor noise, in 0..1 intensity units
+SPECULAR, SHININESS = 0.25, 24.0  # Blinn-Phong highlight strength and exponent (flat faces: one value per face)
+MAX_VEHICLE_INTENSITY = 250.0 / 255.0
 
 # Lookup of VIEW_CLASSES_TOYWORLD index -> VIEW_CLASSES_PVEN index.
 _PVEN_LUT = np.array(
@@ -128,11 +130,18 @@ def render_vehicle(
     facing = np.einsum("fk,fk->f", mesh.normals, position - mesh.vertices[:, 0]) > 1e-9
     tri, _ = rasterize(screen[facing], 1.0 / cam[facing][..., 2], size, size)
     visible = np.flatnonzero(facing)
-    # 3. Flat Lambert shading per triangle, looked up per pixel.
+    # 3. Flat shading per triangle (Lambert plus a Blinn-Phong highlight toward the camera), looked up per pixel.
+    #    Capped at 250/255 so that no vehicle pixel can equal the chroma key of plain renders.
     if light is None:
         light = random_light(rng)
-    lambert = np.clip(mesh.normals[visible] @ light, 0.0, None)
-    shade = (ambient + (1.0 - ambient) * lambert)[:, None] * mesh.colors[visible]
+    normals = mesh.normals[visible]
+    lambert = np.clip(normals @ light, 0.0, None)
+    to_cam = position - mesh.vertices[visible].mean(axis=1)
+    half = to_cam / np.linalg.norm(to_cam, axis=1, keepdims=True) + light
+    half /= np.linalg.norm(half, axis=1, keepdims=True)
+    highlight = SPECULAR * np.clip(np.einsum("fk,fk->f", normals, half), 0.0, None) ** SHININESS
+    shade = (ambient + (1.0 - ambient) * lambert)[:, None] * mesh.colors[visible] + highlight[:, None]
+    shade = np.minimum(shade, MAX_VEHICLE_INTENSITY)
     # Row 0 of the lookup tables is "no triangle" (index -1 + 1).
     shade_table = np.concatenate([np.zeros((1, 3)), shade]).astype(np.float32)
     label_table = np.concatenate([[0], mesh.labels[visible]])
