@@ -24,6 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override a config key, e.g. --set epochs=2 --set optim.batch_size=16 (repeatable)",
     )
     parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/checkpoint-last.pt")
+    parser.add_argument(
+        "--stop-after-epoch",
+        type=int,
+        default=None,
+        metavar="E",
+        help="return after E epochs are done and checkpointed (e.g. to fit a job time limit); --resume continues",
+    )
     parser.set_defaults(handler=_train)
 
 
@@ -32,6 +39,6 @@ def _train(args: argparse.Namespace) -> int:
     from ..engine import PretrainConfig, run_pretraining
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
-    path = run_pretraining(cfg, resume=args.resume)
+    path = run_pretraining(cfg, resume=args.resume, stop_after_epoch=args.stop_after_epoch)
     print(f"last checkpoint: {path}")
     return 0

@@ -215,8 +215,12 @@ def build_dataset(cfg: PretrainConfig, patch_size: int) -> DiffVERIDataset:
     )
 
 
-def run_pretraining(cfg: PretrainConfig, *, resume: bool = False) -> Path:
-    """Pre-train per ``cfg``; returns the path of the last checkpoint. The one place the config becomes arguments."""
+def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epoch: int | None = None) -> Path:
+    """Pre-train per ``cfg``; returns the path of the last checkpoint. The one place the config becomes arguments.
+
+    ``stop_after_epoch=e`` returns after epoch ``e`` is done and checkpointed (as if the job were interrupted there,
+    e.g. by a cluster time limit); ``resume=True`` later continues the same schedule exactly.
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -302,9 +306,14 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False) -> Path:
         e, lr=lr, min_lr=cfg.optim.min_lr, warmup_epochs=cfg.optim.warmup_epochs, epochs=cfg.epochs
     )
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        end = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
+        for epoch in range(start_epoch, end):
             dataset.set_epoch(epoch)
             sampler.set_epoch(epoch)
+            if hasattr(loader, "set_epoch"):
+                # accelerate's loader re-sets the dataset/sampler epoch from its own counter, which starts at 0 in a
+                # resumed process: give it the true epoch.
+                loader.set_epoch(epoch)
             w = ppmd_weight(epoch, cfg.method.ppmd_weight, cfg.method.ppmd_ramp_epochs)
             w_same = ppmd_weight(epoch, cfg.method.ppmd_same_weight, cfg.method.ppmd_ramp_epochs)
             stats, global_step = train_one_epoch(

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data_manifests import VIEW_CLASSES_TOYWORLD, rle, write_table
+from vehiclemae.data import DiffVERIDataset, PKSampler
+
+
+def test_items_shapes_and_consistency(diffveri_root: Path) -> None:
+    ds = DiffVERIDataset(diffveri_root, img_size=32, view_classes="toyworld", patch_size=8, mask_ratio=0.75)
+    assert len(ds) == 24 and len(ds.identities) == 6
+    item = ds[3]
+    assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32
+    assert item["labels"].shape == (32, 32) and item["labels"].dtype == torch.int64
+    assert item["keep_a"].shape == item["keep_b"].shape == (4,)
+    assert not set(item["keep_a"].tolist()) & set(item["keep_b"].tolist())
+    assert int(item["labels"].max()) < len(VIEW_CLASSES_TOYWORLD)
+    # the toy world's fg mask is exactly the non-background labels (nearest resampling keeps them aligned)
+    assert torch.equal(item["fg"] > 0, item["labels"] > 0)
+
+
+def test_items_depend_only_on_seed_epoch_index(diffveri_root: Path) -> None:
+    a = DiffVERIDataset(diffveri_root, img_size=32, view_classes="toyworld", patch_size=8, mask_ratio=0.75)
+    b = DiffVERIDataset(diffveri_root, img_size=32, view_classes="toyworld", patch_size=8, mask_ratio=0.75)
+    for key in ("image", "labels", "keep_a"):
+        assert torch.equal(a[5][key], b[5][key])
+    b.set_epoch(1)
+    assert not torch.equal(a[5]["keep_a"], b[5]["keep_a"])
+
+
+def _one_row(root: Path, labels: np.ndarray, image: np.ndarray, classes: tuple[str, ...]) -> None:
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(root / "img" / "a.png")
+    present = list(range(len(classes)))
+    write_table(
+        root,
+        "diffveri",
+        [
+            {
+                "image_id": "a",
+                "identity_id": "v1",
+                "split": "train",
+                "path": "img/a.png",
+                "width": labels.shape[1],
+                "height": labels.shape[0],
+                "vehicle_rle": rle.encode(labels > 0),
+                "view_classes": [classes[c] for c in present],
+                "view_rles": [rle.encode(labels == c) for c in present],
+                "status": "ok",
+            }
+        ],
+    )
+
+
+def test_flip_swaps_left_and_right(tmp_path: Path) -> None:
+    labels = np.zeros((32, 32), np.int64)
+    labels[8:24, 2:14] = VIEW_CLASSES_TOYWORLD.index("left")
+    labels[8:24, 18:30] = VIEW_CLASSES_TOYWORLD.index("front")
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:, :16] = 200
+    _one_row(tmp_path, labels, image, VIEW_CLASSES_TOYWORLD)
+    common = dict(img_size=32, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    flipped = DiffVERIDataset(tmp_path, view_classes="toyworld", hflip=1.0, **common)[0]
+    expected = labels[:, ::-1].copy()
+    expected[expected == VIEW_CLASSES_TOYWORLD.index("left")] = VIEW_CLASSES_TOYWORLD.index("right")
+    assert np.array_equal(flipped["labels"].numpy(), expected)
+    assert flipped["image"][0, 0, -1] > flipped["image"][0, 0, 0]  # the bright half moved right
+    # PVEN classes have one "side": the flip keeps it, and toy-world left/right collapse to it
+    pven = DiffVERIDataset(tmp_path, view_classes="pven", hflip=1.0, **common)[0]
+    assert set(pven["labels"].unique().tolist()) == {0, 1, 3}
+    assert (pven["labels"][8:24, 18:30] == 3).all()
+
+
+def test_unknown_view_class_is_a_clear_error(tmp_path: Path) -> None:
+    labels = np.zeros((16, 16), np.int64)
+    labels[4:12, 4:12] = 1
+    _one_row(tmp_path, labels, np.zeros((16, 16, 3), np.uint8), ("background", "top"))
+    with pytest.raises(ValueError, match="image_id='a'.*not in the training classes"):
+        DiffVERIDataset(tmp_path, view_classes=("background", "front"), img_size=16)[0]
+
+
+def test_empty_table_error_names_the_fix(tmp_path: Path, diffveri_root: Path) -> None:
+    with pytest.raises(ValueError, match="no rows with status 'ok'"):
+        DiffVERIDataset(diffveri_root, splits=("query",))
+
+
+def test_pk_sampler_batches() -> None:
+    labels = np.repeat(np.arange(7), [4, 4, 4, 2, 9, 4, 1])
+    sampler = PKSampler(labels, p=3, k=4, seed=1)
+    order = list(sampler)
+    assert len(order) == len(sampler) and len(order) % 12 == 0
+    for start in range(0, len(order), 12):
+        counts = Counter(labels[order[start : start + 12]].tolist())
+        assert len(counts) == 3 and set(counts.values()) == {4}
+    assert order == list(PKSampler(labels, p=3, k=4, seed=1))
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    with pytest.raises(ValueError, match="at least P=8 identities"):
+        PKSampler(labels, p=8, k=2)
