@@ -112,6 +112,29 @@ class ToyworldSummary:
         )
 
 
+# Settings that change the pixels or masks of an image without changing its id: a world must keep them.
+RENDER_SETTINGS: tuple[str, ...] = ("seed", "size", "occluder_probability", "view_classes", "instance_views")
+
+
+def check_compatible(out: Path, settings: ToyworldSettings) -> None:
+    """Refuse to resume into a world built with other render settings (images would silently mix)."""
+    info_path = out / "toyworld.json"
+    if not info_path.is_file():
+        return
+    try:
+        old = json.loads(info_path.read_text())["settings"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise ValueError(f"{info_path}: unreadable ({exc}); delete it or choose another --out") from exc
+    new = asdict(settings)
+    differ = {k: (old.get(k), new[k]) for k in RENDER_SETTINGS if json.dumps(old.get(k)) != json.dumps(new[k])}
+    if differ:
+        shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(
+            f"{out} holds a toy world rendered with other settings ({shown}); resuming would mix images. "
+            "Use another --out, or delete the folder to rebuild it"
+        )
+
+
 def image_seed(seed: int, index: int, j: int) -> int:
     """The render seed of image ``j`` of identity ``index`` (uint32)."""
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, index, j, 5]).generate_state(1)[0])
@@ -136,14 +159,19 @@ def plan_identity(settings: ToyworldSettings, index: int) -> tuple[ToyIdentity, 
     """The identity ``index`` and its ``images_per_identity`` planned images (cheap: no rendering).
 
     Views cycle through every ``INTENDED_VIEWS`` entry in a random order per cycle, so each identity is seen from
-    all directions; cameras are jittered around each view (:func:`view_to_camera`)."""
+    all directions; cameras are jittered around each view (:func:`view_to_camera`). Image ``j`` depends only on
+    ``(seed, index, j)``, so a larger ``images_per_identity`` extends a world without changing its images."""
     ident = sample_identity(settings.seed, index)
-    rng = np.random.default_rng([settings.seed & 0xFFFFFFFF, index, 3])
+    seed32 = settings.seed & 0xFFFFFFFF
     views: list[str] = []
+    cycle = 0
     while len(views) < settings.images_per_identity:
-        views.extend(INTENDED_VIEWS[int(i)] for i in rng.permutation(len(INTENDED_VIEWS)))
+        order = np.random.default_rng([seed32, index, cycle, 3]).permutation(len(INTENDED_VIEWS))
+        views.extend(INTENDED_VIEWS[int(i)] for i in order)
+        cycle += 1
     plans = []
     for j, view in enumerate(views[: settings.images_per_identity]):
+        rng = np.random.default_rng([seed32, index, j, 12])
         azimuth, elevation = view_to_camera(view, rng)
         occluded = bool(rng.random() < settings.occluder_probability)
         seed = image_seed(settings.seed, index, j)
@@ -446,6 +474,7 @@ def build_toyworld(
     settings.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    check_compatible(out, settings)
     summary = ToyworldSummary(out=out, identities=settings.identities)
     # 1. Plan every identity; identities whose images and rows already exist are only re-read (resume).
     plans = {i: plan_identity(settings, i) for i in range(settings.identities)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import defaultdict
@@ -229,3 +230,17 @@ def test_default_cli_world_validates(tmp_path: Path) -> None:
     assert main([*args, "--no-progress"]) == 0
     assert main(["manifests", "validate", str(tmp_path)]) == 0
     assert len(dm.read_rows(tmp_path, "generations")) == 12 * 16
+
+
+def test_resume_refuses_other_render_settings_and_extends_worlds(tmp_path: Path) -> None:
+    small = ToyworldSettings(identities=2, images_per_identity=2, size=48, seed=2, detection_images=1)
+    build_toyworld(tmp_path, small, progress=False)
+    first = {r["image_id"]: r["sha256"] for r in dm.read_rows(tmp_path, "generations")}
+    with pytest.raises(ValueError, match="size: 48 -> 64"):
+        build_toyworld(tmp_path, dataclasses.replace(small, size=64), progress=False)
+    # More identities and more images per identity extend the world; existing images keep their bytes.
+    bigger = dataclasses.replace(small, identities=3, images_per_identity=4)
+    build_toyworld(tmp_path, bigger, progress=False)
+    after = {r["image_id"]: r["sha256"] for r in dm.read_rows(tmp_path, "generations")}
+    assert len(after) == 12 and all(after[k] == v for k, v in first.items())
+    assert dm.validate(tmp_path) == []
