@@ -11,12 +11,12 @@ Protocol (as in the VeRi-776 / Market-1501 evaluation code used by the literatur
   is larger than a query's ranking, the curve stays at its last value (every valid query has a match somewhere);
 * INP (Ye et al., 2021) is ``num_matches / (position of the hardest match + 1)``; mINP is its mean.
 
-:func:`evaluate_rank` never sorts a full gallery row. Only the ranks of true matches matter, so for a chunk of
-queries it takes the ``k`` nearest matches per query (``torch.topk``, k = most matches of any query in the chunk),
-locates every gallery distance among those sorted thresholds (batched ``torch.searchsorted``, ``O(G log k)``), and
-turns the per-bin counts into ranks with a cumulative sum. Rows in which some distance ties a match's distance (or
-is not finite) take the exact stable-sort path, so the result equals :func:`evaluate_rank_loop` bit for bit up to
-floating-point summation order. Memory is bounded by ``chunk_elements`` (about 40 bytes per element).
+:func:`evaluate_rank` never argsorts. Only the ranks of true matches matter, so for a chunk of queries it sorts
+the distance *values* of each row (numpy's SIMD sort, several times faster than argsort, in a reused buffer) and
+finds each match's rank by binary search (``O(k log G)`` for ``k`` matches), subtracting the junk ranked before it;
+a match whose distance ties another sample's is resolved with one comparison pass over the row (stable tie-break by
+gallery index). Identity -> gallery-column lists replace ``(Q, G)`` boolean masks. Results equal
+:func:`evaluate_rank_loop` up to floating-point summation order; memory is bounded by ``chunk_elements``.
 """
 
 from __future__ import annotations
@@ -114,17 +114,6 @@ def evaluate_rank_loop(
     return _finalise(np.asarray(aps), np.asarray(inps), np.asarray(firsts, dtype=np.int64), num_q, max_rank)
 
 
-def _row_exact(dist: np.ndarray, pos: np.ndarray, keep: np.ndarray) -> tuple[float, float, int] | None:
-    """Exact stable-sort evaluation of one query row; ``None`` if it has no true match left."""
-    order = np.argsort(dist, kind="stable")
-    raw = pos[order][keep[order]]
-    positions = np.flatnonzero(raw)
-    if positions.size == 0:
-        return None
-    precision = np.arange(1, positions.size + 1) / (positions + 1.0)
-    return float(precision.mean()), positions.size / (positions[-1] + 1.0), int(positions[0])
-
-
 def _gallery_index(g_pids: np.ndarray) -> dict[int, np.ndarray]:
     """Gallery columns of every identity, ascending: ``{pid: (n_pid,) int64}``."""
     order = np.argsort(g_pids, kind="stable")
@@ -168,24 +157,22 @@ def _chunk(
         if cols.size == 0 or is_junk.all():
             continue  # no true match left: skipped and not counted as valid
         row = dist[r]
-        # 2. A match's rank = samples with a strictly smaller distance, minus the junk among them (log G per match).
-        m = np.sort(row[cols[~is_junk]])
-        left = np.searchsorted(sorted_all[r], m, side="left")
-        right = np.searchsorted(sorted_all[r], m, side="right")
-        if np.any(right - left != 1):
-            # A tie with another sample: the order then depends on gallery index -> exact stable-sort path.
-            keep = np.ones(row.shape[0], dtype=bool)
-            keep[cols[is_junk]] = False
-            pos = np.zeros(row.shape[0], dtype=bool)
-            pos[cols[~is_junk]] = True
-            exact = _row_exact(row, pos, keep)
-            assert exact is not None
-            ap, inp, first = exact
-        else:
-            if is_junk.any():
-                left = left - np.searchsorted(np.sort(row[cols[is_junk]]), m, side="left")
-            precision = np.arange(1, m.size + 1) / (left + 1.0)
-            ap, inp, first = float(precision.mean()), m.size / (left[-1] + 1.0), int(left[0])
+        # 2. A match's rank = kept samples ranked before it: strictly smaller distances (binary search in the sorted
+        #    row) minus the junk among them, plus equal distances at a smaller gallery index (the stable tie-break).
+        m_cols, j_cols = cols[~is_junk], cols[is_junk]
+        m_vals = row[m_cols]
+        order = np.lexsort((m_cols, m_vals))
+        m_cols, m_vals = m_cols[order], m_vals[order]
+        left = np.searchsorted(sorted_all[r], m_vals, side="left")
+        right = np.searchsorted(sorted_all[r], m_vals, side="right")
+        tied = np.flatnonzero(right - left != 1)
+        if j_cols.size:
+            left = left - np.searchsorted(np.sort(row[j_cols]), m_vals, side="left")
+        for t in tied:  # rare with real-valued distances; one pass over the row per tied match
+            equal = np.flatnonzero(row[: m_cols[t]] == m_vals[t])
+            left[t] += equal.size - int(np.isin(equal, j_cols).sum())
+        precision = np.arange(1, m_vals.size + 1) / (left + 1.0)
+        ap, inp, first = float(precision.mean()), m_vals.size / (left[-1] + 1.0), int(left[0])
         aps.append(ap)
         inps.append(inp)
         firsts.append(first)
