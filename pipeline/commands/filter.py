@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--optimizer", default="AdamW", help="ultralytics optimizer name (default AdamW)")
+    p.add_argument("--lr0", type=float, default=0.002, help="initial learning rate (default 0.002)")
+    p.add_argument("--mosaic", type=float, default=1.0, help="mosaic augmentation probability (default 1.0)")
     p.set_defaults(handler=_train)
 
 
@@ -36,6 +39,9 @@ def _train(args: argparse.Namespace) -> int:
         batch=args.batch,
         seed=args.seed,
         device=args.device,
+        optimizer=args.optimizer,
+        lr0=args.lr0,
+        mosaic=args.mosaic,
     )
     print(json.dumps(report.__dict__, indent=1))
     print(f"mAP50={report.map50:.3f} on {report.n_eval_images} held-out {report.eval_split} images -> {report.weights}")
