@@ -26,7 +26,7 @@ def _cfg(plan: list[dict], **kw) -> SynthesizeConfig:
 def test_prompt_bank_covers_every_view_with_negatives() -> None:
     bank = load_prompt_bank()
     assert set(bank) == set(INTENDED_VIEWS)
-    for view, entry in bank.items():
+    for entry in bank.values():
         assert "{token}" in entry.prompt and "{class_name}" in entry.prompt
         assert "blurry" in entry.negative_prompt  # the shared part
         assert entry.negative_prompt.count(",") > 5  # ... plus the view's own
