@@ -57,7 +57,7 @@ for dataset in $datasets; do
       epochs=$FINETUNE_EPOCHS
       [ "$mode" = "unsupervised" ] && epochs=$UNSUP_EPOCHS
       if [ ! -f "$out/result.json" ]; then
-        "$BIN/vehiclemae" finetune --config configs/vehiclemae/finetune_toy.yaml --mode "$mode" --output-dir "$out" \
+        "$BIN/vehiclemae" finetune --config configs/vehiclemae/finetune_toy.yaml --mode "$mode" --output-dir "$out" --resume \
           --set data.dataset="$dataset" --set data.root="$root" --set optim.epochs="$epochs" --set seed="$SEED" \
           "${init_args[@]}" > "$out.log" 2>&1 || { echo "fine-tuning $out failed; see $out.log" >&2; exit 1; }
       fi

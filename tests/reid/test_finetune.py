@@ -110,6 +110,31 @@ def test_unsupervised_finetune_runs_with_pseudo_labels(tmp_path) -> None:
     rows = [json.loads(x) for x in (tmp_path / "un" / "metrics.jsonl").read_text().splitlines()]
     assert all("clusters" in r for r in rows)
     assert result["mode"] == "unsupervised"
+    with pytest.raises(ValueError, match="pass --resume"):
+        run(cfg)
+    cfg.optim.epochs = 3
+    run(cfg, resume=True)  # continues after epoch 1: one more row
+    rows = [json.loads(x) for x in (tmp_path / "un" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+
+
+def test_report_table(tmp_path) -> None:
+    from vehiclemae.benchmarks.report import collect, format_table
+
+    for init, mode, m in [
+        ("none", "supervised", 10.0),
+        ("vehiclemae", "supervised", 30.0),
+        ("mae", "unsupervised", 5.0),
+    ]:
+        d = tmp_path / f"ft-{init}-{mode}"
+        d.mkdir()
+        best = {"mAP": m, "Rank-1": m + 1}
+        (d / "result.json").write_text(json.dumps({"dataset": "veri776", "best": best}))
+    text = format_table(collect(tmp_path))
+    lines = text.splitlines()
+    assert lines[2] == "| *Supervised fine-tuning* | | | | |"
+    assert lines[3] == "| none | 10.0 | 11.0 | - | - |" and lines[4].startswith("| vehiclemae | 30.0")
+    assert "| mae | 5.0 | 6.0 | - | - |" in text
 
 
 def test_eval_and_plot_commands(tmp_path, capsys) -> None:

@@ -244,10 +244,13 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=float) + "\n").encode())
 
 
-def run(cfg: FinetuneConfig) -> dict[str, Any]:
+def run(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
     """Fine-tune (supervised or unsupervised) with evaluation during training; writes into ``cfg.output_dir``:
-    ``config.yaml``, ``best.pth`` (best mAP, or Rank-1 for VehicleID), ``last.pth``, ``metrics.jsonl``,
-    ``result.json``. Returns the final result dict."""
+    ``config.yaml``, ``best.pth`` (best mAP, or Rank-1 for VehicleID), ``last.pth`` (with optimiser state, for
+    ``resume``), ``metrics.jsonl``, ``result.json``. Returns the final result dict.
+
+    ``resume=True`` continues after the epoch stored in ``last.pth``; without it an existing ``last.pth`` is an
+    error, so a finished run is never overwritten by accident."""
     from vehiclemae.config import save_run_config
     from vehiclemae.data import PKSampler
     from vehiclemae.data.reid import ReIDImageDataset, build_transforms, relabel
@@ -283,11 +286,23 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     key_metric = "mAP" if cfg.data.dataset == "veri776" else "Rank-1"
     best: dict[str, Any] = {key_metric: -1.0}
     history_path = out / "metrics.jsonl"
-    history_path.unlink(missing_ok=True)
     result: dict[str, Any] = {}
+    start_epoch = 0
+    last_path = out / "last.pth"
+    if last_path.is_file() and not resume:
+        raise ValueError(f"{last_path} exists; pass --resume to continue that run or choose another output_dir")
+    if last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        best, result, start_epoch = state["best"], state["metrics"], int(state["epoch"]) + 1
+        torch.set_rng_state(state["torch_rng"])
+        logger.info("resuming %s after epoch %d", out, start_epoch - 1)
+    else:
+        history_path.unlink(missing_ok=True)
 
     # 3. Epochs: (unsupervised: cluster) -> train -> (every N epochs) evaluate -> checkpoints.
-    for epoch in range(cfg.optim.epochs):
+    for epoch in range(start_epoch, cfg.optim.epochs):
         memory = None
         row: dict[str, Any] = {"epoch": epoch}
         if cfg.mode == "unsupervised":
@@ -343,7 +358,16 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
             if result[key_metric] > best[key_metric]:
                 best = {**result, "epoch": epoch}
                 save_reid_checkpoint(out / "best.pth", model, epoch=epoch, metrics=result, config=asdict(cfg))
-        save_reid_checkpoint(out / "last.pth", model, epoch=epoch, metrics=result, config=asdict(cfg))
+        save_reid_checkpoint(
+            last_path,
+            model,
+            epoch=epoch,
+            metrics=result,
+            config=asdict(cfg),
+            optimizer=optimizer.state_dict(),
+            best=best,
+            torch_rng=torch.get_rng_state(),
+        )
         logger.info("epoch %d: %s", epoch, json.dumps(row, default=float))
         _append_jsonl(history_path, row)
 

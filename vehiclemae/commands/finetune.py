@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set optim.epochs=2 --set model.init=export (repeatable)",
     )
+    parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last.pth")
     parser.set_defaults(handler=_finetune)
 
 
@@ -36,6 +37,6 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(FinetuneConfig, args.config, overrides)
-    result = run(cfg)
+    result = run(cfg, resume=args.resume)
     print(json.dumps(result, indent=2, default=float))
     return 0
