@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from pipeline.toyworld import CLASSES, identity_from_attributes, sample_identity
@@ -54,3 +55,37 @@ def test_identity_from_attributes_errors_name_the_fix() -> None:
         identity_from_attributes(attrs)
     with pytest.raises(ValueError, match=">= 0"):
         sample_identity(0, -1)
+
+
+def test_marks_sit_on_the_faces_they_belong_to() -> None:
+    """Each identity mark is visible only from some views: its triangles carry the label of its face."""
+    from data_manifests import VIEW_CLASSES_TOYWORLD as CLASSES_T
+    from pipeline.toyworld.mesh import build_mesh
+
+    def labels_of(mesh, color) -> set[str]:
+        hit = np.all(np.isclose(mesh.colors, np.asarray(color, np.float32) / 255.0), axis=1)
+        return {CLASSES_T[i] for i in mesh.labels[hit]}
+
+    seen = set()
+    for index in range(80):
+        ident = sample_identity(5, index)
+        mesh = build_mesh(ident)
+        if ident.panel_side is not None:
+            assert labels_of(mesh, ident.panel_color) == {ident.panel_side}
+            seen.add("panel")
+        if ident.stripe_color is not None:
+            assert labels_of(mesh, ident.stripe_color) == {"left", "right"}
+            seen.add("stripe")
+        if ident.bumper_color != (40, 40, 42):
+            assert labels_of(mesh, ident.bumper_color) == {"front"}
+            seen.add("bumper")
+        if ident.roof_color is not None:
+            assert labels_of(mesh, ident.roof_color) == {"top"}
+            seen.add("roof_color")
+        for sticker in ident.stickers:
+            assert labels_of(mesh, sticker.color) == {sticker.face}
+            seen.add("sticker")
+        if ident.wheel_color != (150, 150, 155):
+            assert labels_of(mesh, ident.wheel_color) == {"left", "right"}
+            seen.add("wheels")
+    assert seen == {"panel", "stripe", "bumper", "roof_color", "sticker", "wheels"}
