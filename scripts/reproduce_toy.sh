@@ -5,7 +5,7 @@
 #   bash scripts/reproduce_toy.sh [DATA_DIR]          (make reproduce-toy runs it through the offline runtime)
 #
 # Environment knobs (defaults in brackets): RUNS [runs/reproduce-toy], IDENTITIES [40], IMAGES [24], SIZE [64],
-# PRETRAIN_EPOCHS [6], FINETUNE_EPOCHS [8], UNSUP_EPOCHS [6], VEHICLEID [0] (1: also fine-tune on the VehicleID
+# PRETRAIN_EPOCHS [4], FINETUNE_EPOCHS [6], UNSUP_EPOCHS [4], VEHICLEID [0] (1: also fine-tune on the VehicleID
 # layout), SEED [0]. Every step is skipped when its output exists, so an interrupted run resumes.
 set -euo pipefail
 
@@ -14,9 +14,9 @@ RUNS=${RUNS:-runs/reproduce-toy}
 IDENTITIES=${IDENTITIES:-40}
 IMAGES=${IMAGES:-24}
 SIZE=${SIZE:-64}
-PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-6}
-FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-8}
-UNSUP_EPOCHS=${UNSUP_EPOCHS:-6}
+PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-4}
+FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-6}
+UNSUP_EPOCHS=${UNSUP_EPOCHS:-4}
 VEHICLEID=${VEHICLEID:-0}
 SEED=${SEED:-0}
 BIN=${BIN:-.venv/bin}
@@ -33,10 +33,11 @@ fi
 for method in mae vehiclemae; do
   out="$RUNS/pretrain-$method"
   if [ ! -f "$out/encoder.safetensors" ]; then
-    if [ ! -f "$out/checkpoints/checkpoint-last.pt" ]; then
-      "$BIN/vehiclemae" train --config configs/vehiclemae/toy.yaml --set method.mode="$method" \
-        --set output_dir="$out" --set data.root="$DATA" --set epochs="$PRETRAIN_EPOCHS" --set seed="$SEED"
-    fi
+    resume=()
+    [ -f "$out/checkpoints/checkpoint-last.pt" ] && resume=(--resume)  # an interrupted run continues its schedule
+    "$BIN/vehiclemae" train --config configs/vehiclemae/toy.yaml --set method.mode="$method" \
+      --set output_dir="$out" --set data.root="$DATA" --set epochs="$PRETRAIN_EPOCHS" --set seed="$SEED" \
+      ${resume[@]+"${resume[@]}"}
     "$BIN/vehiclemae" export --checkpoint "$out/checkpoints/checkpoint-last.pt" --out "$out/encoder.safetensors"
   fi
 done
