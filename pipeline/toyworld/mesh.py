@@ -259,9 +259,8 @@ def _bus_body(b: MeshBuilder, ident: ToyIdentity, p: dict[str, float]) -> dict[s
     b.end_decal(-L / 2, -hw + 0.25, hw - 0.25, 0.6 * H, 0.85 * H, GLASS)
     for sign in (1.0, -1.0):
         b.side_decal(sign * hw, -L / 2 + 0.4, L / 2 - 0.5, 0.55 * H, 0.86 * H, GLASS)
-        door_x = L / 2 - 0.5 if sign > 0 else L / 2 - 1.6
-        if sign < 0:  # the door is on the right (kerb) side
-            b.side_decal(sign * hw, door_x, door_x + 1.0, c + 0.1, 0.86 * H, GLASS, depth=2)
+    # A glazed front door on the right (kerb) side: tells the bus's two sides apart.
+    b.side_decal(-hw, L / 2 - 1.6, L / 2 - 0.6, c + 0.1, 0.86 * H, GLASS, depth=2)
     return {
         "roof_x0": -L / 2 + 0.5,
         "roof_x1": L / 2 - 0.6,
