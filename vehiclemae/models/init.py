@@ -9,7 +9,8 @@ OpenAI format (``clip.load`` / ``torch.jit`` state dict, keys ``visual.*``) — 
 ``attn.out_proj`` -> ``attn.proj``, ``mlp.c_fc``/``mlp.c_proj`` -> ``mlp.fc1``/``mlp.fc2``, ``visual.ln_post`` ->
 ``norm``; ``visual.proj`` (the image-text projection) is dropped.
 
-Hugging Face format (``CLIPVisionModel`` / ``CLIPModel`` ``model.safetensors``, keys ``vision_model.*``):
+Hugging Face format (``CLIPModel`` / ``CLIPVisionModel`` ``model.safetensors``, keys ``vision_model.*``, or without
+that prefix as transformers >= 5 ``CLIPVisionModel.state_dict()`` writes them):
 ``embeddings.class_embedding`` -> ``cls_token``, ``embeddings.patch_embedding.weight`` -> ``patch_embed.proj.weight``,
 ``embeddings.position_embedding.weight`` -> ``pos_embed``, ``pre_layrnorm`` -> ``norm_pre``,
 ``encoder.layers.i.self_attn.{q,k,v}_proj`` -> ``blocks.i.attn.qkv`` (concatenated in q, k, v order),
@@ -50,9 +51,20 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return obj
 
 
+def _hf_prefix(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """The prefix of Hugging Face CLIP vision keys: ``vision_model.`` (hub checkpoints) or none (``CLIPVisionModel``
+    state dicts of transformers >= 5); None when the layout is not Hugging Face's."""
+    for prefix in ("vision_model.", ""):
+        if f"{prefix}embeddings.class_embedding" in state_dict:
+            return prefix
+    return None
+
+
 def convert_hf_clip(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Hugging Face CLIP vision keys (``vision_model.*``) -> timm ``VisionTransformer`` keys (see module docstring)."""
-    prefix = "vision_model."
+    """Hugging Face CLIP vision keys (``[vision_model.]*``) -> timm ``VisionTransformer`` keys (module docstring)."""
+    prefix = _hf_prefix(state_dict)
+    if prefix is None:
+        raise ValueError("not a Hugging Face CLIP vision state dict (no embeddings.class_embedding)")
     sd = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     out: dict[str, torch.Tensor] = {
         "cls_token": sd["embeddings.class_embedding"].reshape(1, 1, -1),
@@ -83,10 +95,10 @@ def load_into_encoder(encoder: VisionTransformer, path: str | os.PathLike, kind:
     """
     state = read_state_dict(path)
     if kind == "clip":
-        if any(k.startswith("vision_model.") for k in state):
+        if _hf_prefix(state) is not None:
             state = convert_hf_clip(state)
         elif not any(k.startswith(("visual.", "module.visual.")) for k in state):
-            raise ValueError(f"{path}: no CLIP vision keys (visual.* or vision_model.*) found")
+            raise ValueError(f"{path}: no CLIP vision keys (visual.* or [vision_model.]embeddings.*) found")
         if not isinstance(encoder.norm_pre, torch.nn.LayerNorm):
             raise ValueError("CLIP weights need a pre-norm encoder: use model.encoder=vehiclemae_vit_base_patch16_clip")
     elif kind != "mae":
@@ -94,7 +106,11 @@ def load_into_encoder(encoder: VisionTransformer, path: str | os.PathLike, kind:
     # timm's filter converts OpenAI CLIP keys and resamples pos_embed to the encoder's grid.
     state = checkpoint_filter_fn(state, encoder)
     state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches: another architecture
+        first = str(exc).split("\n\t")[1] if "\n\t" in str(exc) else str(exc)
+        raise ValueError(f"{path}: weights do not fit the encoder ({first.strip()}); check model.encoder") from exc
     if unexpected:
         raise ValueError(f"{path}: keys that fit no encoder parameter: {unexpected[:8]} (wrong file or model.encoder?)")
     missing = [k for k in missing if not k.startswith("head.")]
