@@ -83,3 +83,20 @@ def test_evaluate_vehicleid_averages_trials() -> None:
     assert out["num_query"] == 36 and out["num_gallery"] == 12
     rr = evaluate_vehicleid(feats, pids, num_trials=2, rerank={"k1": 4, "k2": 2, "lambda_value": 0.3})
     assert 0.0 <= rr["mAP"] <= 100.0
+
+
+def test_parsers_on_a_toy_world_export(tmp_path) -> None:
+    """The toy world's VeRi and VehicleID layouts parse and satisfy both protocols."""
+    from pipeline.toyworld.export import ToyworldSettings, build_toyworld
+    from vehiclemae.data.reid import vehicleid_test_sizes
+
+    settings = ToyworldSettings(identities=4, images_per_identity=8, size=32, seed=0, detection_images=1)
+    build_toyworld(tmp_path, settings, progress=False)
+    veri = load_veri776(tmp_path / "VeRi")
+    assert veri.train and veri.query and veri.gallery
+    assert not {s.pid for s in veri.train} & {s.pid for s in veri.query}  # identity-disjoint splits
+    for q in veri.query:  # every query keeps a same-id gallery image on another camera (VeRi protocol)
+        assert any(g.pid == q.pid and g.camid != q.camid for g in veri.gallery)
+    sizes = vehicleid_test_sizes(tmp_path / "VehicleID_V1.0")
+    vid = load_vehicleid(tmp_path / "VehicleID_V1.0", sizes[-1])
+    assert vid.test and all(s.path.is_file() for s in vid.test)
