@@ -27,6 +27,7 @@ import data_manifests as dm
 from data_manifests import rle
 from data_manifests.stats import dataset_row
 
+from .splits import assign_query_gallery
 from .stages import StageResult
 
 log = logging.getLogger(__name__)
@@ -111,35 +112,10 @@ def assign_splits(
     if not 0 <= test_identity_fraction <= 1:
         raise ValueError(f"test_identity_fraction must be in [0, 1], got {test_identity_fraction}")
     rng = np.random.default_rng(seed)
-    by_identity: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_identity[row["identity_id"]].append(row)
-    identities = sorted(by_identity)
+    identities = sorted({r["identity_id"] for r in rows})
     rng.shuffle(identities)
-    n_test = int(round(len(identities) * test_identity_fraction))
-    test = set(identities[:n_test])
-    for identity in sorted(by_identity):
-        images = sorted(by_identity[identity], key=lambda r: r["image_id"])
-        for row in images:
-            row["split"] = "gallery" if identity in test else "train"
-        if identity not in test:
-            continue
-        order = rng.permutation(len(images))
-        queries: list[dict[str, Any]] = []
-        for index in order:
-            if len(queries) >= queries_per_identity:
-                break
-            candidate = images[index]
-            cams_of_queries = {q["camera_id"] for q in queries}
-            if candidate["camera_id"] in cams_of_queries:
-                continue
-            remaining = [r for r in images if r is not candidate and r not in queries]
-            # every query (this one and earlier ones) must keep a gallery image on another camera
-            if all(any(g["camera_id"] != q["camera_id"] for g in remaining) for q in [*queries, candidate]):
-                queries.append(candidate)
-        for q in queries:
-            q["split"] = "query"
-    return rows
+    test = set(identities[: int(round(len(identities) * test_identity_fraction))])
+    return assign_query_gallery(rows, test, queries_per_identity, rng)
 
 
 def _mask_box(vehicle_rle: dict[str, Any]) -> tuple[int, int, int, int] | None:
@@ -159,7 +135,6 @@ def export_veri(root: Path, rows: list[dict[str, Any]], margin: float, out: Path
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-veri-", dir=out.parent))
     vids = {identity: i + 1 for i, identity in enumerate(sorted({r["identity_id"] for r in rows}))}
-    folders = {"train": "image_train", "query": "image_query", "gallery": "image_test"}
     names: dict[str, list[str]] = defaultdict(list)
     for frame, row in enumerate(sorted(rows, key=lambda r: r["image_id"])):
         name = f"{vids[row['identity_id']]:04d}_c{row['camera_id']:03d}_{frame:08d}_0.jpg"
@@ -171,11 +146,15 @@ def export_veri(root: Path, rows: list[dict[str, Any]], margin: float, out: Path
             image = image.crop(
                 (max(0, x1 - mx), max(0, y1 - my), min(image.width, x2 + mx), min(image.height, y2 + my))
             )
-        folder = tmp / folders[row["split"]]
-        folder.mkdir(exist_ok=True)
-        image.save(folder / name, quality=95)
-        names[folders[row["split"]]].append(name)
-    for folder in folders.values():
+        # As in VeRi-776, image_test holds every test image, the queries too.
+        targets = ["image_train"] if row["split"] == "train" else ["image_test"]
+        if row["split"] == "query":
+            targets.append("image_query")
+        for folder in targets:
+            (tmp / folder).mkdir(exist_ok=True)
+            image.save(tmp / folder / name, quality=95)
+            names[folder].append(name)
+    for folder in ("image_train", "image_query", "image_test"):
         (tmp / folder).mkdir(exist_ok=True)
         listing = folder.replace("image_", "name_") + ".txt"
         (tmp / listing).write_text("".join(f"{n}\n" for n in sorted(names[folder])))

@@ -36,6 +36,7 @@ from tqdm import tqdm
 import data_manifests as dm
 from data_manifests import INTENDED_VIEWS, VIEW_SETS, rle
 
+from ..splits import assign_query_gallery
 from .camera import view_to_camera
 from .detection import render_scene, yolo_lines
 from .identity import ToyIdentity, sample_identity
@@ -315,31 +316,10 @@ def _save_jpeg(src: Path, dest: Path, quality: int) -> None:
 
 # --------------------------------------------------------------------------------------------------------- splits
 def assign_splits(rows: list[dict[str, Any]], train_ids: set[str], queries_per_identity: int, seed: int) -> None:
-    """Set ``split`` on each row (``identity_id``, ``camera_id``, ``image_id``): train identities -> ``train``;
-    test identities -> up to ``queries_per_identity`` ``query`` images on distinct cameras, chosen so that each
-    keeps a ``gallery`` image of its identity on another camera (the VeRi-776 protocol), the rest ``gallery``."""
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, 6])
-    by_identity: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_identity[row["identity_id"]].append(row)
-    for identity in sorted(by_identity):
-        images = sorted(by_identity[identity], key=lambda r: r["image_id"])
-        for row in images:
-            row["split"] = "train" if identity in train_ids else "gallery"
-        if identity in train_ids:
-            continue
-        queries: list[dict[str, Any]] = []
-        for i in rng.permutation(len(images)):
-            if len(queries) >= queries_per_identity:
-                break
-            cand = images[int(i)]
-            if cand["camera_id"] in {q["camera_id"] for q in queries}:
-                continue
-            rest = [r for r in images if r is not cand and r not in queries]
-            if all(any(g["camera_id"] != q["camera_id"] for g in rest) for q in [*queries, cand]):
-                queries.append(cand)
-        for q in queries:
-            q["split"] = "query"
+    """Set ``split`` on each row: train identities -> ``train``; the others -> query/gallery by the VeRi-776
+    protocol of :func:`pipeline.splits.assign_query_gallery`."""
+    test_ids = {r["identity_id"] for r in rows} - set(train_ids)
+    assign_query_gallery(rows, test_ids, queries_per_identity, np.random.default_rng([seed & 0xFFFFFFFF, 6]))
 
 
 # -------------------------------------------------------------------------------------------------------- exports

@@ -139,9 +139,14 @@ def test_veri_export_layout(tmp_path: Path) -> None:
     assemble(tmp_path, test_identity_fraction=0.5, seed=1)
     out = tmp_path / "export" / "VeRi"
     rows = dm.read_rows(tmp_path, "diffveri")
-    for split, folder in (("train", "image_train"), ("query", "image_query"), ("gallery", "image_test")):
+    # as in VeRi-776, image_test holds the queries too
+    for splits, folder in (
+        (("train",), "image_train"),
+        (("query",), "image_query"),
+        (("query", "gallery"), "image_test"),
+    ):
         names = (out / folder.replace("image_", "name_")).with_suffix(".txt").read_text().split()
-        assert len(names) == sum(r["split"] == split for r in rows)
+        assert len(names) == sum(r["split"] in splits for r in rows)
         for name in names:
             assert re.match(r"([\d]+)_c(\d+)", name) and (out / folder / name).is_file()
     # crops follow the vehicle mask (30 x 20 px plus a 10% margin)
