@@ -314,11 +314,13 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
                 continue
         labels = train_set.labels
         usable = np.flatnonzero(labels >= 0)
-        sampler = PKSampler(_masked_labels(labels), cfg.data.p, cfg.data.k, seed=cfg.seed)
+        # Unsupervised: early epochs may find fewer clusters than P; batches then hold every cluster.
+        p = min(cfg.data.p, len(np.unique(labels[usable])))
+        sampler = PKSampler(_masked_labels(labels), p, cfg.data.k, seed=cfg.seed)
         sampler.set_epoch(epoch)
         loader = ft.make_loader(
             torch.utils.data.Subset(train_set, usable) if len(usable) < len(labels) else train_set,
-            cfg.data.p * cfg.data.k,
+            p * cfg.data.k,
             sampler,
             cfg.data.num_workers,
             seed=cfg.seed + epoch,
@@ -398,7 +400,7 @@ def _recluster(
     n_out = int((labels < 0).sum())
     logger.info("clustering: %d clusters, %d of %d images un-clustered", n_clusters, n_out, len(labels))
     train_set.set_labels(labels)
-    if n_clusters < 2 or len(np.unique(labels[labels >= 0])) < cfg.data.p:
+    if n_clusters < 2:
         return None, n_clusters, n_out
     memory = ft.ClusterMemory(ft.centroids(feats, labels), u.temperature, u.momentum).to(cfg.device)
     return memory, n_clusters, n_out
