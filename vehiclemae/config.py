@@ -33,6 +33,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return from_dict(annotation, value, where)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    # YAML 1.1 reads "1e-3" (no dot) as a string: accept it for float fields (also `float | None`).
+    if isinstance(value, str) and (
+        annotation is float or (origin is not None and float in typing.get_args(annotation))
+    ):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
     if (origin is tuple or annotation is tuple) and isinstance(value, list | tuple):
         return tuple(value)
     if (origin is list or annotation is list) and isinstance(value, list | tuple):

@@ -21,7 +21,8 @@ def test_train_export_viz(diffveri_root: Path, tmp_path: Path, capsys) -> None:
     ck = run / "checkpoints" / "checkpoint-last.pt"
     assert (run / "config.yaml").is_file() and ck.is_file()
 
-    assert main(["export", "--checkpoint", str(ck), "--out", str(tmp_path / "enc.safetensors")]) == 0
+    # a run folder stands for its last checkpoint
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "enc.safetensors")]) == 0
     meta = read_metadata(tmp_path / "enc.safetensors")
     assert meta["source"] == "vehiclemae" and meta["img_size"] == 32
     encoder = load_encoder(tmp_path / "enc.safetensors")

@@ -7,7 +7,11 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("export", help="write a pre-trained encoder as a timm safetensors file")
-    parser.add_argument("--checkpoint", required=True, help="a training checkpoint (checkpoints/checkpoint-last.pt)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a training checkpoint, or a run folder (its checkpoints/checkpoint-last.pt)",
+    )
     parser.add_argument("--out", required=True, help="output .safetensors file")
     parser.add_argument("--branch", choices=("rgb", "view"), default=None, help="default: method.export_branch")
     parser.set_defaults(handler=_export)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("viz-recon", help="PNG grid: input, masks, RGB and view-map reconstructions")
-    parser.add_argument("--checkpoint", required=True, help="a training checkpoint")
+    parser.add_argument(
+        "--checkpoint", required=True, help="a training checkpoint, or a run folder (its last checkpoint)"
+    )
     parser.add_argument("--out", default=None, help="PNG path (default: <run>/recon-epochNNNN.png)")
     parser.add_argument("--root", default=None, help="data root (default: the run's data.root)")
     parser.add_argument("-n", type=int, default=4, help="number of images (rows)")
@@ -16,12 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _viz(args: argparse.Namespace) -> int:
-    from ..engine.checkpoint import load_checkpoint
+    from ..engine.checkpoint import load_checkpoint, resolve_checkpoint
     from ..viz import reconstruction_grid
 
     out = args.out
     if out is None:
-        ck = Path(args.checkpoint)
+        ck = resolve_checkpoint(args.checkpoint)
         epoch = load_checkpoint(ck)["epoch"]
         out = ck.parent.parent / f"recon-epoch{epoch:04d}.png"
     path = reconstruction_grid(args.checkpoint, out, root=args.root, n=args.n)

@@ -56,11 +56,25 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (on the CPU), with an error that says what is wrong."""
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder (its ``checkpoints/checkpoint-last.pt``)."""
     path = Path(path)
+    if path.is_dir():
+        for candidate in (checkpoint_dir(path) / LAST, path / LAST):
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"{path} holds no {LAST} (nor checkpoints/{LAST}); has the run finished an epoch?")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (on the CPU), with an error that says what is wrong.
+
+    ``path`` may be a run folder (``output_dir``): its last checkpoint is read.
+    """
+    path = resolve_checkpoint(path)
     # weights_only=False: the payload holds RNG states (numpy arrays, tuples); only load checkpoints you trust.
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
