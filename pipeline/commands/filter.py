@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", required=True, help="data root written by `diffveri toyworld --out ROOT`")
     p.add_argument("--data", default=None, help="YOLO data.yaml (default: ROOT/detection/data.yaml)")
     p.add_argument("--out", default=None, help="weights file (default: ROOT/models/toy-yolo.pt)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     p.add_argument("--imgsz", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
