@@ -185,3 +185,23 @@ def test_ddp_two_processes_match_one(diffveri_root: Path, tmp_path: Path) -> Non
     assert double["config"]["optim"]["batch_size"] == 4
     for key, value in single["model"].items():
         torch.testing.assert_close(double["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_gradient_accumulation_matches_the_large_batch(diffveri_root: Path, tmp_path: Path) -> None:
+    """batch 4 x 2 accumulation steps == batch 8 (same images per optimiser step, same lr, same clipping)."""
+    big = load_checkpoint(run_pretraining(toy_config(diffveri_root, tmp_path / "big", epochs=1)))
+    acc = load_checkpoint(
+        run_pretraining(
+            toy_config(diffveri_root, tmp_path / "acc", epochs=1, **{"optim.batch_size": 4, "optim.accum_steps": 2})
+        )
+    )
+    for key, value in big["model"].items():
+        torch.testing.assert_close(acc["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_bf16_autocast_runs_on_cpu(diffveri_root: Path, tmp_path: Path) -> None:
+    path = run_pretraining(toy_config(diffveri_root, tmp_path / "bf16", epochs=1, mixed_precision="bf16"))
+    ck = load_checkpoint(path)
+    assert ck["config"]["mixed_precision"] == "bf16"
+    assert all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())  # fp32 master weights
+    assert torch.isfinite(torch.tensor(ck["stats"]["loss"]))
