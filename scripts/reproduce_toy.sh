@@ -42,7 +42,15 @@ for method in mae vehiclemae; do
   fi
 done
 
-# 3. Fine-tuning: every initialisation x {supervised, unsupervised} (x VehicleID when asked).
+# 3a. The pre-trained encoders as they are (class-token feature, no fine-tuning) on the toy VeRi layout.
+for method in mae vehiclemae; do
+  if [ ! -f "$RUNS/zeroshot-$method.json" ]; then
+    "$BIN/vehiclemae" eval --checkpoint "$RUNS/pretrain-$method/encoder.safetensors" --dataset veri776 \
+      --root "$DATA/VeRi" --name "$method" --json "$RUNS/zeroshot-$method.json" > "$RUNS/zeroshot-$method.log" 2>&1
+  fi
+done
+
+# 3b. Fine-tuning: every initialisation x {supervised, unsupervised} (x VehicleID when asked).
 datasets="veri776"
 [ "$VEHICLEID" = "1" ] && datasets="veri776 vehicleid"
 for dataset in $datasets; do

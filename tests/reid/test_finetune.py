@@ -130,10 +130,13 @@ def test_report_table(tmp_path) -> None:
         d.mkdir()
         best = {"mAP": m, "Rank-1": m + 1}
         (d / "result.json").write_text(json.dumps({"dataset": "veri776", "best": best}))
+    zs = {"dataset": "veri776", "results": [{"mAP": 2.0, "Rank-1": 3.0}]}
+    (tmp_path / "zeroshot-mae.json").write_text(json.dumps(zs))
     text = format_table(collect(tmp_path))
     lines = text.splitlines()
-    assert lines[2] == "| *Supervised fine-tuning* | | | | |"
-    assert lines[3] == "| none | 10.0 | 11.0 | - | - |" and lines[4].startswith("| vehiclemae | 30.0")
+    assert lines[2:4] == ["| *No fine-tuning (pre-trained encoder as is)* | | | | |", "| mae | 2.0 | 3.0 | - | - |"]
+    assert lines[4] == "| *Supervised fine-tuning* | | | | |"
+    assert lines[5] == "| none | 10.0 | 11.0 | - | - |" and lines[6].startswith("| vehiclemae | 30.0")
     assert "| mae | 5.0 | 6.0 | - | - |" in text
 
 

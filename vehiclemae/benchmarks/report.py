@@ -1,8 +1,8 @@
 """The paper-style comparison table from fine-tuning run folders (``result.json`` of each run).
 
 ``python -m vehiclemae.benchmarks.report RUNS_DIR [--markdown OUT]`` reads ``RUNS_DIR/ft-{init}-{mode}[-{dataset}]/
-result.json`` and prints one table: rows = pre-training (none, mae, vehiclemae) within Supervised / Unsupervised
-sections, columns = VeRi-776 mAP / Rank-1 and VehicleID Rank-1 / Rank-5 (``-`` where not run), like the paper.
+result.json`` (and ``zeroshot-{init}.json`` written by ``vehiclemae eval --json``) and prints one table: rows =
+pre-training (none, mae, vehiclemae) within No fine-tuning / Supervised / Unsupervised sections, columns = VeRi-776 mAP / Rank-1 and VehicleID Rank-1 / Rank-5 (``-`` where not run), like the paper.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ def collect(runs: Path) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
         init, mode = parts[1], parts[2]
         res = json.loads(path.read_text())
         table.setdefault((mode, init), {})[res["dataset"]] = res["best"]
+    # `vehiclemae eval` JSON of a pre-trained encoder without fine-tuning: zeroshot-{init}[-{dataset}].json
+    for path in sorted(runs.glob("zeroshot-*.json")):
+        init = path.stem.split("-")[1]
+        res = json.loads(path.read_text())
+        table.setdefault(("zeroshot", init), {})[res["dataset"]] = res["results"][0]
     return table
 
 
@@ -38,11 +43,16 @@ def format_table(table: dict[tuple[str, str], dict[str, dict[str, Any]]]) -> str
         "| Pre-training | VeRi-776 mAP | VeRi-776 Rank-1 | VehicleID Rank-1 | VehicleID Rank-5 |",
         "|---|---|---|---|---|",
     ]
-    for mode in ("supervised", "unsupervised"):
+    titles = {
+        "zeroshot": "No fine-tuning (pre-trained encoder as is)",
+        "supervised": "Supervised fine-tuning",
+        "unsupervised": "Unsupervised fine-tuning",
+    }
+    for mode, title in titles.items():
         inits = sorted({i for m, i in table if m == mode}, key=lambda i: (INIT_ORDER + (i,)).index(i))
         if not inits:
             continue
-        lines.append(f"| *{mode.capitalize()} fine-tuning* | | | | |")
+        lines.append(f"| *{title}* | | | | |")
         for init in inits:
             row = table[(mode, init)]
             veri, vid = row.get("veri776"), row.get("vehicleid")
