@@ -1,10 +1,11 @@
-"""A tiny stand-in for the toy world, for tests and benchmarks: box "vehicles" with exact per-pixel view labels.
+"""Small annotated worlds for tests and benchmarks, written in the layout ``diffveri toyworld`` writes.
 
-Each identity is a box (random length/width/height and colour) seen by an orthographic camera from a random
-azimuth and elevation. Every face carries a cue (headlights on the front, red lights on the rear, windows on the
-sides, a roof panel on top) so the faces are distinguishable, as on a real vehicle. Labels use
+Two renderers: the project's toy world (``pipeline.toyworld.render``: meshes, scenes, exact view labels) and, so
+that tests need nothing else, box "vehicles": a box (random length/width/height and colour) seen by an
+orthographic camera from a random azimuth and elevation, each face carrying a cue (headlights on the front, red
+lights on the rear, windows on the sides, a roof panel on top) so the faces are distinguishable. Labels use
 ``VIEW_CLASSES_TOYWORLD`` (background, front, rear, left, right, top). :func:`write_synthetic_world` writes
-``images/`` plus ``generations`` and ``segments`` tables in the layout ``diffveri toyworld`` writes.
+``images/`` plus ``generations`` and ``segments`` tables.
 """
 
 from __future__ import annotations
