@@ -13,7 +13,7 @@ import data_manifests as dm
 from pipeline.generate.common import ModelsConfig, write_png
 from pipeline.generate.tiny_models import TinySDSpec, save_tiny_pipeline
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # two threads per process on the shared 2-core machine thrash (10x slower)
 
 # Smaller than the default toy model so every test stays fast; same classes and code paths.
 TEST_SPEC = TinySDSpec(sample_size=16, layers_per_block=1, text_layers=2, bpe_merges=100)
