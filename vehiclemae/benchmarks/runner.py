@@ -252,7 +252,6 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
     ``resume=True`` continues after the epoch stored in ``last.pth``; without it an existing ``last.pth`` is an
     error, so a finished run is never overwritten by accident."""
     from vehiclemae.config import save_run_config
-    from vehiclemae.data import PKSampler
     from vehiclemae.data.reid import ReIDImageDataset, build_transforms, relabel
 
     cfg.validate()
@@ -309,37 +308,10 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
             memory, n_clusters, n_out = _recluster(model, train_samples, train_set, cfg)
             row.update(clusters=n_clusters, unclustered=n_out)
             if memory is None:
-                logger.warning("epoch %d: DBSCAN found fewer than 2 usable clusters; skipping training", epoch)
-                _append_jsonl(history_path, row)
-                continue
-        labels = train_set.labels
-        usable = np.flatnonzero(labels >= 0)
-        # Unsupervised: early epochs may find fewer clusters than P; batches then hold every cluster.
-        p = min(cfg.data.p, len(np.unique(labels[usable])))
-        sampler = PKSampler(_masked_labels(labels), p, cfg.data.k, seed=cfg.seed)
-        sampler.set_epoch(epoch)
-        loader = ft.make_loader(
-            torch.utils.data.Subset(train_set, usable) if len(usable) < len(labels) else train_set,
-            p * cfg.data.k,
-            sampler,
-            cfg.data.num_workers,
-            seed=cfg.seed + epoch,
-        )
-        stats = ft.train_one_epoch(
-            model,
-            loader,
-            optimizer,
-            epoch=epoch,
-            epochs=cfg.optim.epochs,
-            base_lr=cfg.optim.lr,
-            warmup_epochs=cfg.optim.warmup_epochs,
-            min_lr_ratio=cfg.optim.min_lr_ratio,
-            weights=weights,
-            memory=memory,
-            max_iters=cfg.optim.max_iters_per_epoch,
-            device=cfg.device,
-        )
-        row.update(stats)
+                # Nothing to contrast against; the epoch is still evaluated so the run reports what it has.
+                logger.warning("epoch %d: DBSCAN found fewer than 2 clusters; no training this epoch", epoch)
+        if cfg.mode == "supervised" or memory is not None:
+            row.update(_train_epoch(model, train_set, optimizer, weights, memory, epoch, cfg))
         last_epoch = epoch == cfg.optim.epochs - 1
         if last_epoch or (cfg.eval.every > 0 and (epoch + 1) % cfg.eval.every == 0):
             result = evaluate_model(
@@ -376,6 +348,48 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
     final = {"mode": cfg.mode, "dataset": cfg.data.dataset, "init": cfg.model.init, "last": result, "best": best}
     _write_json(out / "result.json", final)
     return final
+
+
+def _train_epoch(
+    model: ft.ReIDModel,
+    train_set: Any,
+    optimizer: torch.optim.Optimizer,
+    weights: ft.LossWeights,
+    memory: ft.ClusterMemory | None,
+    epoch: int,
+    cfg: FinetuneConfig,
+) -> dict[str, float]:
+    """One epoch over the samples that have a label (all when supervised, the clustered ones when not)."""
+    from vehiclemae.data import PKSampler
+
+    labels = train_set.labels
+    usable = np.flatnonzero(labels >= 0)
+    # Unsupervised: early epochs may find fewer clusters than P; batches then hold every cluster.
+    p = min(cfg.data.p, len(np.unique(labels[usable])))
+    sampler = PKSampler(_masked_labels(labels), p, cfg.data.k, seed=cfg.seed)
+    sampler.set_epoch(epoch)
+    loader = ft.make_loader(
+        torch.utils.data.Subset(train_set, usable) if len(usable) < len(labels) else train_set,
+        p * cfg.data.k,
+        sampler,
+        cfg.data.num_workers,
+        seed=cfg.seed + epoch,
+    )
+    stats = ft.train_one_epoch(
+        model,
+        loader,
+        optimizer,
+        epoch=epoch,
+        epochs=cfg.optim.epochs,
+        base_lr=cfg.optim.lr,
+        warmup_epochs=cfg.optim.warmup_epochs,
+        min_lr_ratio=cfg.optim.min_lr_ratio,
+        weights=weights,
+        memory=memory,
+        max_iters=cfg.optim.max_iters_per_epoch,
+        device=cfg.device,
+    )
+    return stats
 
 
 def _masked_labels(labels: np.ndarray) -> np.ndarray:
