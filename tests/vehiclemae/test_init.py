@@ -109,5 +109,11 @@ def test_clip_needs_the_pre_norm_encoder_and_mae_init_round_trips(tmp_path: Path
     target = create_encoder("vehiclemae_vit_toy_patch8", 32)
     load_into_encoder(target, path, "mae")
     assert all(torch.equal(target.state_dict()[k], v) for k, v in source.state_dict().items())
+    # a full MAE checkpoint (facebookresearch/mae layout: {"model": encoder + decoder}) loads its encoder part
+    full = {**source.state_dict(), "mask_token": torch.zeros(1, 1, 32), "decoder_embed.weight": torch.zeros(32, 96)}
+    torch.save({"model": full}, tmp_path / "mae_full.pth")
+    target = create_encoder("vehiclemae_vit_toy_patch8", 32)
+    load_into_encoder(target, tmp_path / "mae_full.pth", "mae")
+    assert torch.equal(target.blocks[1].mlp.fc2.weight, source.blocks[1].mlp.fc2.weight)
     with pytest.raises(ValueError, match="do not fit the encoder"):
         load_into_encoder(create_encoder("vehiclemae_vit_tiny_patch16", 32), path, "mae")

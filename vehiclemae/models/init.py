@@ -101,7 +101,11 @@ def load_into_encoder(encoder: VisionTransformer, path: str | os.PathLike, kind:
             raise ValueError(f"{path}: no CLIP vision keys (visual.* or [vision_model.]embeddings.*) found")
         if not isinstance(encoder.norm_pre, torch.nn.LayerNorm):
             raise ValueError("CLIP weights need a pre-norm encoder: use model.encoder=vehiclemae_vit_base_patch16_clip")
-    elif kind != "mae":
+    elif kind == "mae":
+        # A full MAE checkpoint (facebookresearch/mae) also holds its decoder: keep the encoder only. (timm's filter
+        # would otherwise read a "mask_token" key as a DINOv2 checkpoint.)
+        state = {k: v for k, v in state.items() if not k.startswith(("decoder_", "mask_token"))}
+    else:
         raise ValueError(f"unknown init kind {kind!r}; valid: 'mae', 'clip'")
     # timm's filter converts OpenAI CLIP keys and resamples pos_embed to the encoder's grid.
     state = checkpoint_filter_fn(state, encoder)
