@@ -29,6 +29,7 @@ COLUMNS: tuple[str, ...] = READ_ONLY + EDITABLE
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
+_FORMULA_CHARS = frozenset(FORMULA_STARTS)
 
 
 def neutralise(value: str) -> str:
@@ -60,4 +61,5 @@ def read_csv_lines(text: str) -> Iterator[tuple[int, list[str]]]:
     for cells in reader:
         start = last + 1
         last = reader.line_num
-        yield start, [unneutralise(c) for c in cells]
+        # Inline un-neutralise: this loop runs for every cell of files with 100k rows.
+        yield start, [c[1:] if c[:1] == QUOTE and c[1:2] in _FORMULA_CHARS else c for c in cells]
