@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 STAGES: dict[str, str] = {
+    "subjects": "pipeline.generate.subjects_stage:run_stage",
+    "dreambooth": "pipeline.generate.dreambooth:run_stage",
+    "synthesize": "pipeline.generate.synthesize:run_stage",
     "filter": "pipeline.filter.stage:run_stage",
     "review": "pipeline.review.stage:run_stage",
     "segment": "pipeline.segment.infer:run_stage",
-    "dreambooth": "pipeline.generate.dreambooth:run_stage",
-    "synthesize": "pipeline.generate.synthesize:run_stage",
     "assemble": "pipeline.assemble:run_stage",
 }
 
