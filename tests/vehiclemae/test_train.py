@@ -205,3 +205,12 @@ def test_bf16_autocast_runs_on_cpu(diffveri_root: Path, tmp_path: Path) -> None:
     assert ck["config"]["mixed_precision"] == "bf16"
     assert all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())  # fp32 master weights
     assert torch.isfinite(torch.tensor(ck["stats"]["loss"]))
+
+
+def test_loader_workers_do_not_change_the_run(diffveri_root: Path, tmp_path: Path) -> None:
+    """Items are a function of (seed, epoch, index): worker processes give bit-identical training."""
+    zero = load_checkpoint(run_pretraining(toy_config(diffveri_root, tmp_path / "w0", epochs=1)))
+    two = load_checkpoint(
+        run_pretraining(toy_config(diffveri_root, tmp_path / "w2", epochs=1, **{"data.num_workers": 2}))
+    )
+    assert all(torch.equal(two["model"][k], v) for k, v in zero["model"].items())

@@ -14,7 +14,7 @@ class DataConfig:
     root: str = "data/toy"  # data root holding manifests/<table>
     table: str = "diffveri"
     splits: tuple[str, ...] = ("train",)  # rows used for pre-training (status == ok only)
-    view_classes: str = "toyworld"  # "pven" | "toyworld" (left/right kept distinct; flips swap them)
+    view_classes: str = "pven"  # "pven" | "toyworld" (left/right kept distinct; flips swap them)
     scale: tuple[float, float] = (0.5, 1.0)  # random resized crop: area range
     ratio: tuple[float, float] = (0.75, 1.3333)  # random resized crop: aspect range
     hflip: float = 0.5
