@@ -275,7 +275,7 @@ def load_adapter(pipe, path: Path, adapter_name: str) -> Callable[[], None]:
         pipe.unet.load_state_dict({k: v.to(pipe.unet.dtype) for k, v in parts["unet"].items()})
         return lambda: pipe.unet.load_state_dict(original)
     config = json.loads(meta["lora"])
-    removers = []
+    attached = []
     for component, targets in (("unet", UNET_TARGETS), ("text_encoder", TEXT_TARGETS)):
         if not parts[component]:
             continue
@@ -285,12 +285,17 @@ def load_adapter(pipe, path: Path, adapter_name: str) -> Callable[[], None]:
         if getattr(result, "unexpected_keys", None):
             raise ValueError(f"{path}: {component} keys do not match the model: {result.unexpected_keys[:3]}")
         model.set_adapter(adapter_name)
-        removers.append(
-            lambda m=model: (
-                m.delete_adapters(adapter_name) if hasattr(m, "delete_adapters") else m.delete_adapter(adapter_name)
-            )
-        )
-    return lambda: [remove() for remove in removers] and None
+        attached.append(model)
+
+    def remove() -> None:
+        for model in attached:
+            # diffusers models name it delete_adapters, transformers models delete_adapter.
+            if hasattr(model, "delete_adapters"):
+                model.delete_adapters(adapter_name)
+            else:
+                model.delete_adapter(adapter_name)
+
+    return remove
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
@@ -311,9 +316,8 @@ def _save_checkpoint(accelerator, directory: Path, step: int, progress: dict[str
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    for old in sorted(p for p in directory.glob("step-*") if p != final)[
-        : max(0, len(list(directory.glob("step-*"))) - keep)
-    ]:
+    older = sorted(p for p in directory.glob("step-*") if p != final)  # zero-padded names sort by step
+    for old in older[: max(0, len(older) + 1 - keep)]:
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -178,3 +179,42 @@ def test_config_errors_name_the_key() -> None:
         DreamBoothConfig(mode="dora")
     with pytest.raises(ValueError, match="mixed_precision"):
         DreamBoothConfig(mixed_precision="fp8")
+
+
+@pytest.mark.parametrize("options", [{"train_text_encoder": True}, {"mode": "full"}], ids=["lora+text", "full"])
+def test_other_modes_train_apply_and_remove(toy_root: Path, tiny_model: Path, tmp_path: Path, options: dict) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    from pipeline.generate.dreambooth import load_adapter, save_adapter
+
+    cfg = DreamBoothConfig(**{**FAST, "steps": 1, "prior_preservation": False, **options})
+    subject = dm.read_rows(toy_root, "subjects")[0]
+    state, _, _ = train_identity(
+        base_model=tiny_model,
+        instance_images=[toy_root / p for p in subject["instance_images"]],
+        class_images=[],
+        instance_prompt="a photo of zeqa sedan",
+        class_prompt="a photo of a sedan",
+        work_dir=tmp_path / "w",
+        cfg=cfg,
+        seed=0,
+        progress_bar=False,
+    )
+    prefixes = {k.split(".")[0] for k in state}
+    assert prefixes == ({"unet", "text_encoder"} if cfg.train_text_encoder else {"unet"})
+    path = tmp_path / "adapter.safetensors"
+    save_adapter(path, state, {"mode": cfg.mode, "lora": '{"rank": 4, "alpha": 4}'})
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model, local_files_only=True, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+
+    def draw() -> np.ndarray:
+        g = torch.Generator().manual_seed(3)
+        return pipe(
+            "a photo of zeqa sedan", num_inference_steps=2, height=32, width=32, generator=g, output_type="np"
+        ).images
+
+    before = draw()
+    remove = load_adapter(pipe, path, adapter_name="x")
+    assert not np.array_equal(draw(), before)  # the trained weights are in use
+    remove()
+    np.testing.assert_array_equal(draw(), before)  # and gone again: the base model draws exactly as before
