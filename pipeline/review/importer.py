@@ -275,7 +275,7 @@ def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: s
     if changed:
         dm.upsert(root, "reviews", changed)
     report.updated = len(changed)
-    log.info("%s", report)
+    log.debug("%s", report)
     return report
 
 
