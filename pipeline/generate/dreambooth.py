@@ -236,10 +236,16 @@ def adapter_state(unet, text_encoder, mode: str, with_text: bool) -> dict[str, A
 
     if mode == "full":
         return {f"unet.{k}": v.detach().contiguous() for k, v in unet.state_dict().items()}
-    state = {f"unet.{k}": v.detach().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
+    state = {
+        f"unet.{k}": v.detach().contiguous()
+        for k, v in get_peft_model_state_dict(unet, save_embedding_layers=False).items()
+    }
     if with_text:
         state.update(
-            {f"text_encoder.{k}": v.detach().contiguous() for k, v in get_peft_model_state_dict(text_encoder).items()}
+            {
+                f"text_encoder.{k}": v.detach().contiguous()
+                for k, v in get_peft_model_state_dict(text_encoder, save_embedding_layers=False).items()
+            }
         )
     return state
 
@@ -432,7 +438,11 @@ def train_identity(
     def save_hook(hook_models: list, weights: list, output_dir: str) -> None:
         for i, model in enumerate(hook_models):
             inner = accelerator.unwrap_model(model)
-            state = get_peft_model_state_dict(inner) if cfg.mode == "lora" else inner.state_dict()
+            state = (
+                get_peft_model_state_dict(inner, save_embedding_layers=False)
+                if cfg.mode == "lora"
+                else inner.state_dict()
+            )
             save_file(
                 {k: v.detach().contiguous() for k, v in state.items()},
                 os.path.join(output_dir, f"model_{i}.safetensors"),

@@ -123,7 +123,6 @@ def test_diffusion_backend_same_seed_same_image(tiny_model: Path) -> None:
     assert first[0].image.shape == (32, 32, 3) and first[0].image.dtype == np.uint8
 
 
-@pytest.mark.slow
 def test_diffusion_with_lora_end_to_end(toy_root: Path, models: ModelsConfig, tiny_model: Path, tmp_path: Path) -> None:
     db = DreamBoothConfig(resolution=32, steps=1, prior_preservation=False, cpu=True)
     run_dreambooth(root=toy_root, models=models, cfg=db, progress_bar=False)
