@@ -43,6 +43,9 @@ def test_resume_is_exact(diffveri_root: Path, tmp_path: Path) -> None:
     assert any("loss_ppmd" in r for r in records if r["epoch"] == 1)
     assert not any("loss_ppmd" in r for r in records if r["epoch"] == 0)
     assert list((tmp_path / "a" / "tensorboard").iterdir())
+    # resuming with another model is refused, naming the difference
+    with pytest.raises(ValueError, match="different model.*mode"):
+        run_pretraining(toy_config(diffveri_root, tmp_path / "b", epochs=3, **{"method.mode": "vmim"}), resume=True)
     # a second run into the same folder without --resume is refused
     with pytest.raises(ValueError, match="pass --resume"):
         run_pretraining(toy_config(diffveri_root, tmp_path / "a", epochs=3))

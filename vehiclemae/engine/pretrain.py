@@ -279,6 +279,12 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
     start_epoch, global_step = 0, 0
     if resume:
         ck = load_checkpoint(last)
+        changed = {k: (ck["model_meta"].get(k), v) for k, v in meta.items() if ck["model_meta"].get(k) != v}
+        if changed:
+            raise ValueError(
+                f"--resume: {last} was trained with a different model (checkpoint vs config: {changed}); "
+                "resume with the run's own config (its config.yaml) or start a new output_dir"
+            )
         accelerator.unwrap_model(model).load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         if ck.get("scaler") is not None and accelerator.scaler is not None:
