@@ -43,6 +43,7 @@ from .common import (
     relative_to_root,
     resolve_base_model,
     resolve_path,
+    set_torch_threads,
     slug,
     write_png,
 )
@@ -88,6 +89,7 @@ class DreamBoothConfig:
     mixed_precision: str = "no"
     cpu: bool = False
     strict_inputs: bool = True
+    torch_threads: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -599,7 +601,7 @@ def run_dreambooth(
     class_cache: dict[str, list[Path]] = {}
     pipe = None
     taken = {r["token"] for r in subjects if r.get("token")}
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("strict_inputs", "cpu")}
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("strict_inputs", "cpu", "torch_threads")}
 
     def record(result: IdentityResult) -> None:
         dm.upsert(
@@ -727,6 +729,7 @@ def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None):
     cfg = section(config, "dreambooth", DreamBoothConfig)
     if "seed" not in (config.get("dreambooth") or {}) and "seed" in config:
         cfg.seed = int(config["seed"])
+    set_torch_threads(cfg.torch_threads)
     results = run_dreambooth(root=root, models=section(config, "models", ModelsConfig), cfg=cfg, identities=identities)
     counts = {"processed": 0, "skipped": 0, "failed": 0}
     for r in results:

@@ -33,6 +33,7 @@ from .common import (
     rare_token,
     resolve_base_model,
     resolve_path,
+    set_torch_threads,
     slug,
     write_png,
 )
@@ -62,6 +63,7 @@ class SynthesizeConfig:
     toyworld_background: bool = True
     toyworld_occluders: bool = False
     flush_every: int = 64
+    torch_threads: int | None = None
     seed: int = 0
 
 
@@ -368,6 +370,7 @@ def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None):
     cfg = section(config, "synthesize", SynthesizeConfig)
     if "seed" not in (config.get("synthesize") or {}) and "seed" in config:
         cfg.seed = int(config["seed"])
+    set_torch_threads(cfg.torch_threads)
     counts = run_synthesize(root=root, models=section(config, "models", ModelsConfig), cfg=cfg, identities=identities)
     message = "" if not counts["pending"] else f"{counts['pending']} image(s) left pending by synthesize.max_images"
     return StageResult("synthesize", counts, message)
