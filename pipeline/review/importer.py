@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import math
+import operator
 import os
 import re
 from collections import Counter
@@ -130,15 +131,15 @@ def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: s
             msg.append(f"duplicate column(s) {dup_cols}")
         problems.append(ImportProblem(1, None, "; ".join(msg) + f". The header must be exactly: {','.join(COLUMNS)}"))
         return report
-    col = {name: header.index(name) for name in COLUMNS}
+    pick = operator.itemgetter(*(header.index(name) for name in COLUMNS))
     records: list[tuple[int, dict[str, str]]] = []
     for line, cells in lines[1:]:
-        if not any(c.strip() for c in cells):
+        if not "".join(cells).strip():
             continue  # spreadsheets append empty lines
         if len(cells) != len(header):
             problems.append(ImportProblem(line, None, f"{len(cells)} cells but the header has {len(header)}"))
             continue
-        records.append((line, {name: cells[i].strip() for name, i in col.items()}))
+        records.append((line, dict(zip(COLUMNS, map(str.strip, pick(cells)), strict=True))))
     report.rows = len(records)
 
     # 2. Which batch is this file? The file name says so; otherwise the most common batch_id in it.

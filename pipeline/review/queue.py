@@ -240,6 +240,9 @@ def auto_review(
 
 
 # ---------------------------------------------------------------------------------------------------- batch contents
+_NO_INFO: dict[str, Any] = dict.fromkeys(("identity_id", "intended_view", "path", "crop_path", "conf", "reference"))
+
+
 def batch_reviews(root: Path, batch_id: str) -> list[dict[str, Any]]:
     """The ``reviews`` rows of one batch."""
     return dm.read_rows(root, "reviews", filter=pc.field("batch_id") == batch_id, missing_ok=True)
@@ -289,33 +292,31 @@ def batch_rows(
         raise KeyError(f"unknown review batch {batch_id!r}; `diffveri review status --root {root}` lists the batches")
     info = image_info(root, [r["image_id"] for r in reviews]) if info is None else info
     out = []
+    pending = Decision.PENDING.value
+    # Values come from pyarrow (None or str), so `or ""` is enough; this loop runs once per row of 100k-row batches.
     for r in reviews:
-        g = info.get(r["image_id"], {})
+        g = info.get(r["image_id"], _NO_INFO)
         decision = r["decision"] or ""
-        intended = _s(g.get("intended_view"))
-        conf = g.get("conf")
+        intended = g["intended_view"] or ""
+        conf = g["conf"]
         out.append(
             {
                 "batch_id": batch_id,
                 "image_id": r["image_id"],
-                "image": _s(g.get("crop_path")),
-                "reference": _s(g.get("reference")),
-                "identity_id": _s(g.get("identity_id")),
+                "image": g["crop_path"] or "",
+                "reference": g["reference"] or "",
+                "identity_id": g["identity_id"] or "",
                 "intended_view": intended,
                 "detector_conf": f"{float(conf):.4f}" if conf is not None else "",
-                "decision": "" if decision == Decision.PENDING.value else decision,
-                "view_label": _s(r["view_label"]) or intended,
+                "decision": "" if decision == pending else decision,
+                "view_label": r["view_label"] or intended,
                 "identity_ok": "" if r["identity_ok"] is None else ("yes" if r["identity_ok"] else "no"),
-                "notes": _s(r["notes"]),
-                "reviewer": _s(r["reviewer"]),
+                "notes": r["notes"] or "",
+                "reviewer": r["reviewer"] or "",
             }
         )
     out.sort(key=lambda x: (x["identity_id"], x["image_id"]))
     return out
-
-
-def _s(value: Any) -> str:
-    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
 def write_batch_files(root: Path, batch_id: str, out_dir: Path) -> tuple[Path, Path]:
