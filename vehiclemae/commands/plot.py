@@ -34,7 +34,11 @@ def _plot(args: argparse.Namespace) -> int:
     if args.split == "train":
         samples = split["train"]
     else:
-        samples = split["test"] if args.dataset == "vehicleid" else split["query"] + split["gallery"]
+        if args.dataset == "vehicleid":
+            samples = split["test"]
+        else:  # VeRi's image_test usually holds the queries too: embed each file once (no self-pairs)
+            names = {s.path.name for s in split["gallery"]}
+            samples = split["gallery"] + [s for s in split["query"] if s.path.name not in names]
     entries = []
     for label, ckpt in zip(labels, args.checkpoint):
         model, size = load_model(ckpt)
