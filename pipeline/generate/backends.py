@@ -21,7 +21,7 @@ import numpy as np
 
 from data_manifests import VIEW_CLASSES_TOYWORLD, rle
 
-from .common import model_sha256
+from .common import MODEL_LOCK, model_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +115,10 @@ class DiffusionBackend:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-        self.pipe = StableDiffusionPipeline.from_pretrained(
-            base_model, local_files_only=True, safety_checker=None, dtype=torch_dtype
-        ).to(device)
+        with MODEL_LOCK:  # see common.MODEL_LOCK
+            self.pipe = StableDiffusionPipeline.from_pretrained(
+                base_model, local_files_only=True, safety_checker=None, dtype=torch_dtype
+            ).to(device)
         self.pipe.scheduler = classes[scheduler].from_config(self.pipe.scheduler.config)
         self.pipe.set_progress_bar_config(disable=True)
         self.device = device

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,12 @@ import numpy as np
 from data_manifests import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
+
+# Process-global state in the libraries: diffusers/transformers load weights under global init contexts (meta
+# device), and accelerate keeps one AcceleratorState / GradientState per process. Threads of one process (the flow's
+# thread runner) therefore load models, and train, one at a time under this lock; parallel shards run in separate
+# processes or machines. Re-entrant, so a holder may load more models.
+MODEL_LOCK = threading.RLock()
 
 # Files whose bytes define a diffusers model folder (weights and configs; not READMEs or caches).
 _MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")

@@ -33,6 +33,7 @@ import data_manifests as dm
 from data_manifests import Reason, Status
 
 from .common import (
+    MODEL_LOCK,
     ModelsConfig,
     check_image,
     derive_seed,
@@ -252,25 +253,44 @@ def adapter_state(unet, text_encoder, mode: str, with_text: bool) -> dict[str, A
     return state
 
 
-def save_adapter(path: Path, state: dict[str, Any], metadata: dict[str, str]) -> str:
-    """Save ``state`` as safetensors atomically; returns the file's sha256."""
+ADAPTER_META_KEY = "diffveri"
+
+
+def save_adapter(path: Path, state: dict[str, Any], info: dict[str, Any]) -> str:
+    """Save ``state`` as safetensors atomically, ``info`` as one JSON metadata entry; returns the file's sha256.
+
+    One sorted-JSON entry rather than several metadata keys: safetensors writes its metadata map in arbitrary
+    order, so several keys would give different bytes (and sha256) for the same adapter.
+    """
     import hashlib
 
     from safetensors.torch import save
 
+    metadata = {ADAPTER_META_KEY: dumps(info)}
     data = save({k: v.float().cpu().contiguous() for k, v in state.items()}, metadata=metadata)
     dm.atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
-def load_adapter(pipe, path: Path, adapter_name: str) -> Callable[[], None]:
-    """Apply a saved DreamBooth adapter to ``pipe`` (LoRA or full UNet); returns a function that removes it."""
-    from peft.utils import set_peft_model_state_dict
+def adapter_info(path: Path) -> dict[str, Any]:
+    """The ``info`` saved with an adapter (mode, rank, alpha, identity, token, base model sha256)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata() or {}
+    if ADAPTER_META_KEY not in meta:
+        raise ValueError(
+            f"{path}: not a DreamBooth adapter written by this pipeline (no {ADAPTER_META_KEY!r} metadata)"
+        )
+    return json.loads(meta[ADAPTER_META_KEY])
+
+
+def load_adapter(pipe, path: Path, adapter_name: str) -> Callable[[], None]:
+    """Apply a saved DreamBooth adapter to ``pipe`` (LoRA or full UNet); returns a function that removes it."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    info = adapter_info(path)
     state = load_file(str(path))
     parts: dict[str, dict[str, Any]] = {"unet": {}, "text_encoder": {}}
     for key, value in state.items():
@@ -278,17 +298,16 @@ def load_adapter(pipe, path: Path, adapter_name: str) -> Callable[[], None]:
         if component not in parts:
             raise ValueError(f"{path}: unexpected key {key!r} (expected unet.* or text_encoder.*)")
         parts[component][rest] = value
-    if meta.get("mode") == "full":
+    if info["mode"] == "full":
         original = {k: v.detach().clone() for k, v in pipe.unet.state_dict().items()}
         pipe.unet.load_state_dict({k: v.to(pipe.unet.dtype) for k, v in parts["unet"].items()})
         return lambda: pipe.unet.load_state_dict(original)
-    config = json.loads(meta["lora"])
     attached = []
     for component, targets in (("unet", UNET_TARGETS), ("text_encoder", TEXT_TARGETS)):
         if not parts[component]:
             continue
         model = getattr(pipe, component)
-        model.add_adapter(lora_config(config["rank"], config["alpha"], targets), adapter_name=adapter_name)
+        model.add_adapter(lora_config(info["rank"], info["alpha"], targets), adapter_name=adapter_name)
         result = set_peft_model_state_dict(model, parts[component], adapter_name=adapter_name)
         if getattr(result, "unexpected_keys", None):
             raise ValueError(f"{path}: {component} keys do not match the model: {result.unexpected_keys[:3]}")
@@ -645,42 +664,46 @@ def run_dreambooth(
                 out_dir = class_image_dir(root, base_sha, class_name)
                 missing = any(not (out_dir / f"{i:05d}.png").is_file() for i in range(cfg.num_class_images))
                 if missing and pipe is None:
-                    pipe = StableDiffusionPipeline.from_pretrained(base, local_files_only=True, safety_checker=None)
+                    with MODEL_LOCK:
+                        pipe = StableDiffusionPipeline.from_pretrained(base, local_files_only=True, safety_checker=None)
                     pipe.set_progress_bar_config(disable=True)
-                class_cache[class_name] = ensure_class_images(
-                    pipe=pipe,
-                    out_dir=out_dir,
-                    class_name=class_name,
-                    prompt=class_prompt,
-                    count=cfg.num_class_images,
-                    resolution=cfg.resolution,
-                    sampler_steps=cfg.class_sampler_steps,
-                    guidance=cfg.class_guidance,
-                    batch_size=cfg.class_batch_size,
-                    seed=cfg.seed,
+                with MODEL_LOCK:  # see common.MODEL_LOCK; also keeps threads from drawing the same images twice
+                    class_cache[class_name] = ensure_class_images(
+                        pipe=pipe,
+                        out_dir=out_dir,
+                        class_name=class_name,
+                        prompt=class_prompt,
+                        count=cfg.num_class_images,
+                        resolution=cfg.resolution,
+                        sampler_steps=cfg.class_sampler_steps,
+                        guidance=cfg.class_guidance,
+                        batch_size=cfg.class_batch_size,
+                        seed=cfg.seed,
+                    )
+            # 3-4. Train (resumable), one identity per process at a time (see common.MODEL_LOCK).
+            with MODEL_LOCK:
+                state, steps, loss = train_identity(
+                    base_model=base,
+                    instance_images=[resolve_path(root, p) for p in row["instance_images"]],
+                    class_images=class_cache.get(class_name, []),
+                    instance_prompt=cfg.instance_prompt.format(token=token, class_name=class_name),
+                    class_prompt=class_prompt,
+                    work_dir=work_dir,
+                    cfg=cfg,
+                    seed=derive_seed(cfg.seed, "dreambooth", ident),
+                    progress_bar=progress_bar,
                 )
-            # 3-4. Train (resumable).
-            state, steps, loss = train_identity(
-                base_model=base,
-                instance_images=[resolve_path(root, p) for p in row["instance_images"]],
-                class_images=class_cache.get(class_name, []),
-                instance_prompt=cfg.instance_prompt.format(token=token, class_name=class_name),
-                class_prompt=class_prompt,
-                work_dir=work_dir,
-                cfg=cfg,
-                seed=derive_seed(cfg.seed, "dreambooth", ident),
-                progress_bar=progress_bar,
-            )
             # 5. Save, hash, record; the checkpoints are no longer needed.
             lora_path = work_dir / ("unet.safetensors" if cfg.mode == "full" else "lora.safetensors")
-            meta = {
+            info = {
                 "mode": cfg.mode,
-                "lora": json.dumps({"rank": cfg.rank, "alpha": cfg.alpha if cfg.alpha is not None else cfg.rank}),
+                "rank": cfg.rank,
+                "alpha": cfg.alpha if cfg.alpha is not None else cfg.rank,
                 "identity_id": ident,
                 "token": token,
                 "base_model_sha256": base_sha,
             }
-            sha = save_adapter(lora_path, state, meta)
+            sha = save_adapter(lora_path, state, info)
             shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
             record(
                 IdentityResult(

@@ -37,7 +37,7 @@ from .common import (
     slug,
     write_png,
 )
-from .dreambooth import InputError, select_subjects
+from .dreambooth import InputError, adapter_info, select_subjects
 
 logger = logging.getLogger(__name__)
 
@@ -353,10 +353,7 @@ def _token(root: Path, subject: dict[str, Any], db_row: dict[str, Any] | None, t
     if db_row and db_row.get("status") == Status.OK and db_row.get("lora_path"):
         path = resolve_path(root, db_row["lora_path"])
         if path.is_file():
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                token = (handle.metadata() or {}).get("token")
+            token = adapter_info(path).get("token")
             if token:
                 return token
     return subject.get("token") or rare_token(subject["identity_id"], taken)

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 import data_manifests as dm
@@ -16,6 +15,7 @@ from pipeline.generate.dreambooth import (
     UNET_TARGETS,
     DreamBoothConfig,
     InputError,
+    adapter_info,
     dreambooth_loss,
     lora_config,
     run_dreambooth,
@@ -83,8 +83,7 @@ def test_dreambooth_two_identities_end_to_end(toy_root: Path, models: ModelsConf
         state = load_file(str(path))
         assert state and all(k.startswith("unet.") and "lora_" in k for k in state)
         assert any(v.abs().sum() > 0 for k, v in state.items() if "lora_B" in k)
-        with safe_open(str(path), framework="pt") as handle:
-            assert handle.metadata()["base_model_sha256"] == base_sha
+        assert adapter_info(path)["base_model_sha256"] == base_sha
         assert not (path.parent / "checkpoints").exists()
     assert model_sha256(tiny_model) == base_sha  # the base model is never written
     # Class images were generated once for the class and cached.
@@ -203,7 +202,7 @@ def test_other_modes_train_apply_and_remove(toy_root: Path, tiny_model: Path, tm
     prefixes = {k.split(".")[0] for k in state}
     assert prefixes == ({"unet", "text_encoder"} if cfg.train_text_encoder else {"unet"})
     path = tmp_path / "adapter.safetensors"
-    save_adapter(path, state, {"mode": cfg.mode, "lora": '{"rank": 4, "alpha": 4}'})
+    save_adapter(path, state, {"mode": cfg.mode, "rank": 4, "alpha": 4})
     pipe = StableDiffusionPipeline.from_pretrained(tiny_model, local_files_only=True, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
 
@@ -218,3 +217,24 @@ def test_other_modes_train_apply_and_remove(toy_root: Path, tiny_model: Path, tm
     assert not np.array_equal(draw(), before)  # the trained weights are in use
     remove()
     np.testing.assert_array_equal(draw(), before)  # and gone again: the base model draws exactly as before
+
+
+def test_identities_trained_in_threads_match_a_sequential_run(models: ModelsConfig, tmp_path: Path) -> None:
+    """Shards of the Prefect flow may run in threads of one process; accelerate's global state must not leak."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .conftest import make_toy_subjects
+
+    cfg = DreamBoothConfig(**{**FAST, "gradient_accumulation": 2, "num_class_images": 1})
+    seq, par = tmp_path / "seq", tmp_path / "par"
+    ids = make_toy_subjects(seq)
+    make_toy_subjects(par)
+    run_dreambooth(root=seq, models=models, cfg=cfg, progress_bar=False)
+    with ThreadPoolExecutor(2) as pool:
+        list(
+            pool.map(
+                lambda i: run_dreambooth(root=par, models=models, cfg=cfg, identities=[i], progress_bar=False), ids
+            )
+        )
+    sha = lambda root: {r["identity_id"]: r["lora_sha256"] for r in dm.read_rows(root, "dreambooth")}  # noqa: E731
+    assert sha(par) == sha(seq) and len(sha(seq)) == 2
