@@ -48,6 +48,15 @@ def view_per_patch(logits: torch.Tensor, labels: torch.Tensor, num_classes: int)
     return ce.reshape(n, length, pp).mean(dim=-1)
 
 
-def distill_cosine(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """``1 - cos(student, stopgrad(teacher))`` averaged over tokens and images. ``(N, K, D)`` each -> ``()``."""
-    return (1.0 - F.cosine_similarity(student.float(), teacher.detach().float(), dim=-1)).mean()
+def distill_cosine(student: torch.Tensor, teacher: torch.Tensor, center: bool = True) -> torch.Tensor:
+    """``1 - cos(student, stopgrad(teacher))`` averaged over tokens and images. ``(N, K, D)`` each -> ``()``.
+
+    ``center`` subtracts each image's mean token from both sides first, so that only the tokens' structure relative
+    to each other is matched. Without it the loss has a trivial minimum — every token of both encoders pointing in
+    one shared direction (a final-LayerNorm bias suffices) — and on the toy world the encoders collapse to it.
+    """
+    student, teacher = student.float(), teacher.detach().float()
+    if center:
+        student = student - student.mean(dim=1, keepdim=True)
+        teacher = teacher - teacher.mean(dim=1, keepdim=True)
+    return (1.0 - F.cosine_similarity(student, teacher, dim=-1, eps=1e-6)).mean()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from vehiclemae.losses import patch_weights, rgb_per_patch, view_per_patch, weighted_masked_mean
+from vehiclemae.losses import distill_cosine, patch_weights, rgb_per_patch, view_per_patch, weighted_masked_mean
 from vehiclemae.masking import keep_to_mask, make_masks
 from vehiclemae.models import build_vehiclemae
 
@@ -80,3 +80,17 @@ def test_loss_is_per_image_mean_so_batch_splits_agree() -> None:
         h1, _ = model(x[:2], labels[:2], fg[:2], keep_a[:2], keep_b[:2])
         h2, _ = model(x[2:], labels[2:], fg[2:], keep_a[2:], keep_b[2:])
     torch.testing.assert_close(whole, (h1 + h2) / 2)
+
+
+def test_centered_distillation_penalises_a_shared_direction() -> None:
+    """Tokens that all point one way (a collapse) match perfectly without centering, not with it."""
+    torch.manual_seed(0)
+    shared = torch.randn(1, 1, 16)
+    student = shared * 10 + 0.01 * torch.randn(2, 8, 16)
+    teacher = shared * 10 + 0.01 * torch.randn(2, 8, 16)
+    assert distill_cosine(student, teacher, center=False) < 1e-3
+    assert distill_cosine(student, teacher, center=True) > 0.5
+    tokens = torch.randn(2, 8, 16)
+    assert distill_cosine(tokens, tokens.clone(), center=True) < 1e-5
+    # shifting every token of an image by one vector (what a norm bias does) changes nothing once centred
+    assert distill_cosine(tokens + torch.randn(2, 1, 16), tokens, center=True) < 1e-5

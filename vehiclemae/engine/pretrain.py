@@ -177,6 +177,7 @@ def model_meta(cfg: PretrainConfig, num_view_classes: int) -> dict[str, Any]:
         "fg_floor": cfg.method.fg_floor,
         "view_loss_weight": cfg.method.view_loss_weight,
         "norm_pix_loss": cfg.model.norm_pix_loss,
+        "ppmd_center": cfg.method.ppmd_center,
     }
 
 
@@ -192,6 +193,7 @@ def build_model_from_meta(meta: dict[str, Any]) -> VehicleMAE:
         fg_floor=meta["fg_floor"],
         view_loss_weight=meta["view_loss_weight"],
         norm_pix_loss=meta["norm_pix_loss"],
+        ppmd_center=meta.get("ppmd_center", True),
     )
 
 

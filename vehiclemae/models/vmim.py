@@ -31,6 +31,7 @@ class VehicleMAE(nn.Module):
         fg_floor: float = 0.1,
         view_loss_weight: float = 1.0,
         norm_pix_loss: bool = True,
+        ppmd_center: bool = True,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -44,6 +45,7 @@ class VehicleMAE(nn.Module):
         self.fg_floor = fg_floor
         self.view_loss_weight = view_loss_weight
         self.norm_pix_loss = norm_pix_loss
+        self.ppmd_center = ppmd_center
 
     @property
     def patch_size(self) -> int:
@@ -104,14 +106,15 @@ class VehicleMAE(nn.Module):
         # 3. PPMD: each student's visible tokens toward the other branch's past on the same patches.
         if teachers is not None and (ppmd_weight > 0 or ppmd_same_weight > 0):
             tok_rgb, tok_view = lat_rgb[:, 1:], lat_view[:, 1:]
-            cross = distill_cosine(tok_rgb, teachers.features("view", imgs, keep_a)[:, 1:]) + distill_cosine(
-                tok_view, teachers.features("rgb", imgs, keep_b)[:, 1:]
+            c = self.ppmd_center
+            cross = distill_cosine(tok_rgb, teachers.features("view", imgs, keep_a)[:, 1:], c) + distill_cosine(
+                tok_view, teachers.features("rgb", imgs, keep_b)[:, 1:], c
             )
             ppmd = ppmd_weight * cross
             parts["loss_ppmd_cross"] = cross.detach()
             if ppmd_same_weight > 0:
-                same = distill_cosine(tok_rgb, teachers.features("rgb", imgs, keep_a)[:, 1:]) + distill_cosine(
-                    tok_view, teachers.features("view", imgs, keep_b)[:, 1:]
+                same = distill_cosine(tok_rgb, teachers.features("rgb", imgs, keep_a)[:, 1:], c) + distill_cosine(
+                    tok_view, teachers.features("view", imgs, keep_b)[:, 1:], c
                 )
                 ppmd = ppmd + ppmd_same_weight * same
                 parts["loss_ppmd_same"] = same.detach()
@@ -133,6 +136,7 @@ def build_vehiclemae(
     view_loss_weight: float,
     norm_pix_loss: bool = True,
     drop_path_rate: float = 0.0,
+    ppmd_center: bool = True,
 ) -> VehicleMAE:
     """Build the model of ``mode`` with freshly initialised timm encoders (load weights afterwards if wanted)."""
     from .vit import create_encoder
@@ -151,5 +155,11 @@ def build_vehiclemae(
     rgb = branch("rgb")
     view = None if mode == "mae" else branch("view")
     return VehicleMAE(
-        rgb, view, mode=mode, fg_floor=fg_floor, view_loss_weight=view_loss_weight, norm_pix_loss=norm_pix_loss
+        rgb,
+        view,
+        mode=mode,
+        fg_floor=fg_floor,
+        view_loss_weight=view_loss_weight,
+        norm_pix_loss=norm_pix_loss,
+        ppmd_center=ppmd_center,
     )
