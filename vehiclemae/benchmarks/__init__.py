@@ -1,5 +1,6 @@
-"""Vehicle Re-ID benchmarks: ranking metrics, the VehicleID protocol, re-ranking, fine-tuning and plots.
+"""Vehicle Re-ID benchmarks: ranking metrics, the VehicleID protocol, re-ranking, fine-tuning, plots and reports.
 
-Only :mod:`vehiclemae.benchmarks.metrics` and :mod:`vehiclemae.benchmarks.reranking` are imported eagerly-cheap
-(numpy/torch); the training engine and plots import their heavy dependencies inside functions.
+Modules: ``metrics`` (evaluate_rank, distances), ``vehicleid`` (10-trial protocol), ``reranking`` (k-reciprocal),
+``finetune`` (model, losses, loops, clustering), ``runner`` (config, runs, evaluation, checkpoints), ``plots``,
+``report``. Nothing is imported here, so importing one module does not pull in the others' dependencies.
 """
