@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,10 @@ class DiffusionBackend:
 
         self.end_identity()
         if adapter is not None:
-            self._remove_adapter = load_adapter(self.pipe, adapter, adapter_name="identity")
+            # A name per identity: if an earlier identity's adapter could not be removed cleanly, it stays
+            # inactive instead of blocking every later identity with a name clash.
+            name = "id_" + re.sub(r"\W", "_", str(subject["identity_id"]))
+            self._remove_adapter = load_adapter(self.pipe, adapter, adapter_name=name)
 
     def generate(self, requests: list[Request]) -> list[Output]:
         import torch
