@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import data_manifests as dm
 from data_manifests import INTENDED_VIEWS, Decision
 
-from .csvio import COLUMNS, READ_ONLY, read_csv_lines
+from .csvio import COLUMNS, READ_ONLY, gc_paused, read_csv_lines
 from .queue import batch_reviews, batch_rows, hash_files, image_info, status_of
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,11 @@ def import_review_csv(path: str | Path, root: str | Path, *, default_reviewer: s
     Returns:
         the report; ``report.ok`` is False when problems were found (then the manifests are unchanged).
     """
-    path, root = Path(path), Path(root)
+    with gc_paused():
+        return _import(Path(path), Path(root), default_reviewer)
+
+
+def _import(path: Path, root: Path, default_reviewer: str | None) -> ImportReport:
     report = ImportReport(str(path))
     problems = report.problems
 

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import data_manifests as dm
 from data_manifests import Decision, Reason, Status
 
-from .csvio import write_csv
+from .csvio import gc_paused, write_csv
 from .policy import Policy, parse_policy, select
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,20 @@ def export_batches(
     Images already in a batch are not queued again (except, with ``all``, those only ``auto-policy`` reviewed).
     Returns the new batch ids (empty when nothing is left to queue).
     """
-    root, out_dir = Path(root), Path(out_dir)
+    with gc_paused():
+        return _export(Path(root), Path(out_dir), policy, batch_size, seed, identities, uncertain_low, uncertain_high)
+
+
+def _export(
+    root: Path,
+    out_dir: Path,
+    policy: str | Policy,
+    batch_size: int,
+    seed: int,
+    identities: Sequence[str] | None,
+    uncertain_low: float,
+    uncertain_high: float,
+) -> list[str]:
     pol = policy if isinstance(policy, Policy) else parse_policy(policy)
     cands = _queueable(root, candidates(root, identities), requeue_auto=pol.name == "all")
     chosen = select(cands, pol, seed=seed, uncertain_low=uncertain_low, uncertain_high=uncertain_high)
