@@ -101,3 +101,33 @@ def test_model_modes_forward_backward(mode: str) -> None:
     if mode != "mae":
         assert parts["pred_view"].shape == (2, 16, 8 * 8 * 6)
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_ppmd_predictor_gets_gradients_with_and_without_teachers() -> None:
+    from vehiclemae.ppmd import PPMDTeachers
+
+    torch.manual_seed(0)
+    model = build_vehiclemae(
+        encoder_name="vehiclemae_vit_toy_patch8",
+        img_size=32,
+        mode="vehiclemae",
+        num_view_classes=6,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=2,
+        fg_floor=0.1,
+        view_loss_weight=1.0,
+        ppmd_predictor=True,
+    )
+    x, labels = torch.randn(2, 3, 32, 32), torch.randint(0, 6, (2, 32, 32))
+    keep_a, keep_b = make_masks("asymmetric", 2, 16, 0.75)
+    # epoch 0: no teachers, the predictors stay in the graph with a zero gradient (DDP needs every parameter used)
+    loss, _ = model(x, labels, (labels > 0).float(), keep_a, keep_b)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in model.ppmd_pred.parameters())
+    model.zero_grad()
+    teachers = PPMDTeachers(model.rgb.encoder, model.view.encoder)
+    loss, parts = model(x, labels, (labels > 0).float(), keep_a, keep_b, teachers=teachers, ppmd_weight=1.0)
+    loss.backward()
+    assert parts["loss_ppmd"] > 0
+    assert all(p.grad.abs().sum() > 0 for p in model.ppmd_pred.parameters())

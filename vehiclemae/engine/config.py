@@ -45,7 +45,8 @@ class MethodConfig:
     ppmd_weight: float = 1.0  # cross-branch distillation weight once ramped
     ppmd_same_weight: float = 0.0  # optional same-branch term (student -> its own past)
     ppmd_ramp_epochs: int = 1  # weight ramps linearly from epoch 1 to epoch ramp_epochs
-    ppmd_center: bool = True  # subtract each image's mean token before the cosine (prevents a trivial collapse)
+    ppmd_center: bool = True  # subtract each image's mean token before the cosine
+    ppmd_predictor: bool = False  # an MLP maps each student's tokens to the other branch's space before the cosine
     export_branch: str = "rgb"  # encoder written by `vehiclemae export` by default
 
 

@@ -178,6 +178,7 @@ def model_meta(cfg: PretrainConfig, num_view_classes: int) -> dict[str, Any]:
         "view_loss_weight": cfg.method.view_loss_weight,
         "norm_pix_loss": cfg.model.norm_pix_loss,
         "ppmd_center": cfg.method.ppmd_center,
+        "ppmd_predictor": cfg.method.ppmd_predictor,
     }
 
 
@@ -194,6 +195,7 @@ def build_model_from_meta(meta: dict[str, Any]) -> VehicleMAE:
         view_loss_weight=meta["view_loss_weight"],
         norm_pix_loss=meta["norm_pix_loss"],
         ppmd_center=meta.get("ppmd_center", True),
+        ppmd_predictor=meta.get("ppmd_predictor", False),
     )
 
 

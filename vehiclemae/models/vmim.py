@@ -10,6 +10,7 @@ Modes:
 from __future__ import annotations
 
 import torch
+from timm.layers import Mlp
 from torch import nn
 
 from ..losses import distill_cosine, patch_weights, rgb_per_patch, view_per_patch, weighted_masked_mean
@@ -32,6 +33,7 @@ class VehicleMAE(nn.Module):
         view_loss_weight: float = 1.0,
         norm_pix_loss: bool = True,
         ppmd_center: bool = True,
+        ppmd_predictor: bool = False,
     ) -> None:
         super().__init__()
         if mode not in MODES:
@@ -46,6 +48,14 @@ class VehicleMAE(nn.Module):
         self.view_loss_weight = view_loss_weight
         self.norm_pix_loss = norm_pix_loss
         self.ppmd_center = ppmd_center
+        # Optional predictors (BYOL-style MLPs) map each student's tokens into the other branch's feature space, so a
+        # student must *contain* what the other teacher knows rather than *equal* its features.
+        self.ppmd_pred = None
+        if ppmd_predictor and mode == "vehiclemae":
+            dim = rgb.encoder.embed_dim
+            self.ppmd_pred = nn.ModuleDict(
+                {name: Mlp(dim, hidden_features=2 * dim, out_features=dim) for name in ("rgb", "view")}
+            )
 
     @property
     def patch_size(self) -> int:
@@ -107,8 +117,10 @@ class VehicleMAE(nn.Module):
         if teachers is not None and (ppmd_weight > 0 or ppmd_same_weight > 0):
             tok_rgb, tok_view = lat_rgb[:, 1:], lat_view[:, 1:]
             c = self.ppmd_center
-            cross = distill_cosine(tok_rgb, teachers.features("view", imgs, keep_a)[:, 1:], c) + distill_cosine(
-                tok_view, teachers.features("rgb", imgs, keep_b)[:, 1:], c
+            p_rgb = self.ppmd_pred["rgb"](tok_rgb) if self.ppmd_pred is not None else tok_rgb
+            p_view = self.ppmd_pred["view"](tok_view) if self.ppmd_pred is not None else tok_view
+            cross = distill_cosine(p_rgb, teachers.features("view", imgs, keep_a)[:, 1:], c) + distill_cosine(
+                p_view, teachers.features("rgb", imgs, keep_b)[:, 1:], c
             )
             ppmd = ppmd_weight * cross
             parts["loss_ppmd_cross"] = cross.detach()
@@ -120,6 +132,10 @@ class VehicleMAE(nn.Module):
                 parts["loss_ppmd_same"] = same.detach()
             loss = loss + ppmd
             parts["loss_ppmd"] = ppmd.detach()
+        elif self.ppmd_pred is not None:
+            # Epoch 0 has no teachers: keep the predictors in the graph with weight 0 so that DDP (which expects a
+            # gradient for every parameter) does not need find_unused_parameters.
+            loss = loss + 0.0 * sum(p.sum() for p in self.ppmd_pred.parameters())
         return loss, parts
 
 
@@ -137,6 +153,7 @@ def build_vehiclemae(
     norm_pix_loss: bool = True,
     drop_path_rate: float = 0.0,
     ppmd_center: bool = True,
+    ppmd_predictor: bool = False,
 ) -> VehicleMAE:
     """Build the model of ``mode`` with freshly initialised timm encoders (load weights afterwards if wanted)."""
     from .vit import create_encoder
@@ -162,4 +179,5 @@ def build_vehiclemae(
         view_loss_weight=view_loss_weight,
         norm_pix_loss=norm_pix_loss,
         ppmd_center=ppmd_center,
+        ppmd_predictor=ppmd_predictor,
     )
