@@ -42,11 +42,11 @@ class MethodConfig:
     mask_ratio: float = 0.75
     fg_floor: float = 0.1  # weight of background-only patches in the reconstruction losses (1.0 = plain MAE)
     view_loss_weight: float = 1.0
-    ppmd_weight: float = 1.0  # cross-branch distillation weight once ramped
+    ppmd_weight: float = 0.1  # cross-branch distillation weight once ramped (1.0 collapsed the toy encoders)
     ppmd_same_weight: float = 0.0  # optional same-branch term (student -> its own past)
     ppmd_ramp_epochs: int = 1  # weight ramps linearly from epoch 1 to epoch ramp_epochs
     ppmd_center: bool = True  # subtract each image's mean token before the cosine
-    ppmd_predictor: bool = False  # an MLP maps each student's tokens to the other branch's space before the cosine
+    ppmd_predictor: bool = True  # an MLP maps each student's tokens to the other branch's space before the cosine
     export_branch: str = "rgb"  # encoder written by `vehiclemae export` by default
 
 
