@@ -58,6 +58,7 @@ def step_times(batch: dict[str, torch.Tensor], args: argparse.Namespace, rounds:
             decoder_num_heads=args.decoder_heads,
             fg_floor=0.1,
             view_loss_weight=1.0,
+            ppmd_predictor=True,  # the default PPMD setting (an MLP per student; ignored by mae/vmim)
         )
         teachers = PPMDTeachers(model.rgb.encoder, model.view.encoder) if mode == "vehiclemae" else None
         optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05, betas=(0.9, 0.95))
