@@ -5,7 +5,7 @@
 #   bash scripts/reproduce_toy.sh [DATA_DIR]          (make reproduce-toy runs it through the offline runtime)
 #
 # Environment knobs (defaults in brackets): RUNS [runs/reproduce-toy], IDENTITIES [24], IMAGES [16], SIZE [64],
-# PRETRAIN_EPOCHS [4], FINETUNE_EPOCHS [6], UNSUP_EPOCHS [4], VEHICLEID [0] (1: also fine-tune on the VehicleID
+# PRETRAIN_EPOCHS [10], FINETUNE_EPOCHS [6], UNSUP_EPOCHS [4], VEHICLEID [0] (1: also fine-tune on the VehicleID
 # layout), SEED [0]. Every step is skipped when its output exists, so an interrupted run resumes.
 set -euo pipefail
 
@@ -14,7 +14,7 @@ RUNS=${RUNS:-runs/reproduce-toy}
 IDENTITIES=${IDENTITIES:-24}
 IMAGES=${IMAGES:-16}
 SIZE=${SIZE:-64}
-PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-4}
+PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-10}
 FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-6}
 UNSUP_EPOCHS=${UNSUP_EPOCHS:-4}
 VEHICLEID=${VEHICLEID:-0}
