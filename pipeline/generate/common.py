@@ -26,6 +26,27 @@ logger = logging.getLogger(__name__)
 # processes or machines. Re-entrant, so a holder may load more models.
 MODEL_LOCK = threading.RLock()
 
+
+def import_model_libraries() -> None:
+    """Resolve the lazily imported model classes once, under :data:`MODEL_LOCK`.
+
+    diffusers and transformers expose their classes through lazy modules that are not thread-safe: two threads
+    doing ``from diffusers import StableDiffusionPipeline`` for the first time can see a half-initialised module
+    (``ImportError: cannot import name``). Stage entry points call this before anything else.
+    """
+    with MODEL_LOCK:
+        import accelerate  # noqa: F401
+        import peft  # noqa: F401
+        from diffusers import (  # noqa: F401
+            AutoencoderKL,
+            DDIMScheduler,
+            DDPMScheduler,
+            StableDiffusionPipeline,
+            UNet2DConditionModel,
+        )
+        from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+
+
 # Files whose bytes define a diffusers model folder (weights and configs; not READMEs or caches).
 _MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 

@@ -753,6 +753,9 @@ def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None):
     from pipeline.config import section
     from pipeline.stages import StageResult
 
+    from .common import import_model_libraries
+
+    import_model_libraries()
     cfg = section(config, "dreambooth", DreamBoothConfig)
     if "seed" not in (config.get("dreambooth") or {}) and "seed" in config:
         cfg.seed = int(config["seed"])
