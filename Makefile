@@ -39,7 +39,7 @@ prefect-down: setup
 	$(RUN) $(PY) -m flows.server down
 
 reproduce-toy: setup
-	$(RUN) bash scripts/reproduce_toy.sh $(DATA)
+	$(RUN) bash scripts/reproduce_toy.sh data/toy-reid
 
 lint: setup
 	$(VENV)/bin/ruff check .
