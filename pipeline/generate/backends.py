@@ -20,14 +20,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from data_manifests import VIEW_CLASSES_TOYWORLD, rle
+from data_manifests import VIEW_CLASSES_TOYWORLD
 
 from .common import MODEL_LOCK, model_sha256
 
 logger = logging.getLogger(__name__)
 
 TOYWORLD_REF = "toyworld:v1"
-GROUNDTRUTH_REF = "groundtruth:toyworld"
 
 
 @dataclass(frozen=True)
@@ -222,24 +221,9 @@ def groundtruth_row(image_id: str, labels: np.ndarray, bbox: tuple[float, float,
     background, ``view_fractions`` are shares of vehicle pixels. An image whose vehicle is entirely hidden gets a
     ``rejected`` / ``empty_mask`` row.
     """
-    classes = VIEW_CLASSES_TOYWORLD
-    vehicle = labels > 0
-    counts = np.bincount(labels[vehicle].ravel(), minlength=len(classes)).astype(np.float64)
-    total = counts.sum()
-    row = {
-        "image_id": image_id,
-        "bbox": None if bbox is None else [float(v) for v in bbox],
-        "vehicle_rle": rle.encode(vehicle),
-        "view_classes": list(classes),
-        "view_rles": rle.label_map_to_rles(labels, classes),
-        "view_fractions": [float(f) for f in (counts / total if total else counts)],
-        "dominant_view": classes[1 + int(np.argmax(counts[1:]))] if total else None,
-        "segmenter_ref": GROUNDTRUTH_REF,
-        "status": "ok",
-    }
-    if not total:
-        row.update(status="rejected", reason="empty_mask", message="no vehicle pixel is visible in the render")
-    return row
+    from pipeline.toyworld.export import segment_row
+
+    return segment_row(image_id, labels, bbox, VIEW_CLASSES_TOYWORLD)
 
 
 BACKENDS: tuple[str, ...] = ("diffusion", "toyworld")
