@@ -80,8 +80,8 @@ def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 # -------------------------------------------------------------------------------------------------------------- tasks
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what may pass on a second try: bad input and bad config (ValueError, KeyError, missing files or modules)
-    fail at once with their message instead of three times."""
+    """Retry only what may pass on a second try. Bad input and bad config (ValueError, KeyError, missing files
+    or modules) fail at once with their message instead of three times."""
     try:
         state.result()
     except (ValueError, KeyError, FileNotFoundError, TypeError, ImportError):
