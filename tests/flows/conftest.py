@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_harness():
     """A temporary Prefect server and database for the whole session (starting one costs seconds)."""
     from prefect.testing.utilities import prefect_test_harness

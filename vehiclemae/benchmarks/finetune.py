@@ -335,4 +335,5 @@ def make_loader(
         drop_last=sampler is not None,
         generator=gen,
         persistent_workers=False,
+        multiprocessing_context="forkserver" if num_workers > 0 else None,  # see engine.pretrain: no fork of threads
     )

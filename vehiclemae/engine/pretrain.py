@@ -260,6 +260,9 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
         drop_last=True,
         num_workers=cfg.data.num_workers,
         pin_memory=not cfg.cpu,
+        # Forking a process that runs threads (accelerate, TensorBoard, an orchestrator) can kill the workers;
+        # forkserver starts them clean (Python 3.14's default).
+        multiprocessing_context="forkserver" if cfg.data.num_workers > 0 else None,
     )
 
     # 2. Model, optional initialisation from local weights, teachers (vehiclemae mode only), optimiser.
