@@ -108,7 +108,6 @@ def run_stage_task(
     return result
 
 
-@task
 def list_identities(root: str, subset: list[str] | None) -> list[str]:
     """Identities of the ``subjects`` table, optionally restricted to ``subset`` (unknown ids are an error)."""
     known = sorted(r["identity_id"] for r in dm.read_rows(root, "subjects", columns=["identity_id"]))
@@ -120,7 +119,6 @@ def list_identities(root: str, subset: list[str] | None) -> list[str]:
     return sorted(subset)
 
 
-@task
 def review_pending(root: str) -> int:
     """Images exported for review that still have no decision."""
     from pipeline.review import review_status
