@@ -20,7 +20,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_manifests import table_exists  # noqa: E402
 from vehiclemae.data import DiffVERIDataset  # noqa: E402
 from vehiclemae.engine.schedule import build_optimizer  # noqa: E402
 from vehiclemae.models import ARCHS, build_vehiclemae  # noqa: E402
@@ -30,12 +29,10 @@ from vehiclemae.ppmd import PPMDTeachers  # noqa: E402
 def data_root(arg: str | None) -> Path:
     if arg:
         return Path(arg)
-    if table_exists("data/toy", "diffveri"):
-        return Path("data/toy")
     from tests.vehiclemae.synth import make_diffveri  # toy-world renders written through data_manifests
 
     root = Path(tempfile.mkdtemp(prefix="bench-pretrain-"))
-    print(f"no data/toy diffveri table: rendering 16 identities x 4 views into {root}")
+    print(f"no --root given: rendering 16 identities x 4 views into {root}")
     return make_diffveri(root, n_identities=16, size=128)
 
 
@@ -52,7 +49,7 @@ def step_times(batch: dict[str, torch.Tensor], args: argparse.Namespace, rounds:
             encoder_name=args.encoder,
             img_size=args.img_size,
             mode=mode,
-            num_view_classes=6,
+            num_view_classes=args.num_view_classes,
             decoder_embed_dim=args.decoder_dim,
             decoder_depth=args.decoder_depth,
             decoder_num_heads=args.decoder_heads,
@@ -101,7 +98,8 @@ def loader_rate(dataset: DiffVERIDataset, batch_size: int, n_batches: int) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--root", default=None, help="data root with a diffveri table (default data/toy or renders)")
+    parser.add_argument("--root", default=None, help="data root with a diffveri table (default: fresh toy renders)")
+    parser.add_argument("--view-classes", default="toyworld", help="view class set of the table: toyworld or pven")
     parser.add_argument("--encoder", default="vehiclemae_vit_tiny_patch16", choices=sorted(ARCHS))
     parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=32)
@@ -117,8 +115,9 @@ def main() -> None:
     root = data_root(args.root)
     patch = ARCHS[args.encoder]["patch_size"]
     dataset = DiffVERIDataset(
-        root, img_size=args.img_size, view_classes="toyworld", patch_size=patch, mask_ratio=0.75, splits=None
+        root, img_size=args.img_size, view_classes=args.view_classes, patch_size=patch, mask_ratio=0.75, splits=None
     )
+    args.num_view_classes = len(dataset.view_classes)
     items = [dataset[i % len(dataset)] for i in range(args.batch)]
     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
     print(
