@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import data_manifests as dm
@@ -120,8 +121,13 @@ def test_worker_killed_mid_run_then_rerun_completes(tmp_path: Path) -> None:
             time.sleep(0.5)
         else:
             pytest.fail("the deployment never started writing images")
-        worker_pid = int((tmp_path / "prefect" / "worker.pid").read_text())
-        os.killpg(worker_pid, signal.SIGKILL)
+        # The worker starts each flow run in a process of its own session: kill the whole tree, as a crash would.
+        worker = psutil.Process(int((tmp_path / "prefect" / "worker.pid").read_text()))
+        victims = [worker, *worker.children(recursive=True)]
+        assert len(victims) > 1, "the flow-run process was not found under the worker"
+        for proc in victims:
+            proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(victims, timeout=30)
         written = dm.read_table(root, "generations").num_rows
         assert written < 8 * 9 * 14, "the run finished before the kill; make it longer"
         # 2. Run again (in-process, against the same server): it completes, valid, without duplicates.
