@@ -62,11 +62,16 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 
 
 def section(config: dict[str, Any], name: str, cls: type[T]) -> T:
-    """Build dataclass ``cls`` from ``config[name]``; unknown keys are an error that lists the valid ones."""
+    """Build dataclass ``cls`` from ``config[name]``; unknown keys are an error that lists the valid ones.
+
+    A section without its own ``seed`` takes the profile's top-level ``seed``.
+    """
     values = config.get(name) or {}
     if not isinstance(values, dict):
         raise ValueError(f"config section {name!r} must be a mapping, got {type(values).__name__}")
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if "seed" in fields and "seed" not in values and "seed" in config:
+        values = {**values, "seed": config["seed"]}  # the profile's top-level seed is every stage's default
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")

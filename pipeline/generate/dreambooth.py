@@ -757,8 +757,6 @@ def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None):
 
     import_model_libraries()
     cfg = section(config, "dreambooth", DreamBoothConfig)
-    if "seed" not in (config.get("dreambooth") or {}) and "seed" in config:
-        cfg.seed = int(config["seed"])
     set_torch_threads(cfg.torch_threads)
     results = run_dreambooth(root=root, models=section(config, "models", ModelsConfig), cfg=cfg, identities=identities)
     counts = {"processed": 0, "skipped": 0, "failed": 0}

@@ -368,8 +368,6 @@ def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None):
 
     import_model_libraries()
     cfg = section(config, "synthesize", SynthesizeConfig)
-    if "seed" not in (config.get("synthesize") or {}) and "seed" in config:
-        cfg.seed = int(config["seed"])
     set_torch_threads(cfg.torch_threads)
     counts = run_synthesize(root=root, models=section(config, "models", ModelsConfig), cfg=cfg, identities=identities)
     message = "" if not counts["pending"] else f"{counts['pending']} image(s) left pending by synthesize.max_images"
