@@ -44,6 +44,18 @@ def test_parity_with_loop_random(seed: int, integer: bool) -> None:
     )
 
 
+@pytest.mark.parametrize("integer", [False, True])
+def test_parity_when_rows_are_sorted_in_several_blocks_per_chunk(monkeypatch, integer: bool) -> None:
+    from vehiclemae.benchmarks import metrics
+
+    dist, qp, gp, qc, gc = _problem(7, q=41, g=113, ids=9, cams=3, integer=integer)
+    monkeypatch.setattr(metrics, "SORT_BLOCK_BYTES", 3 * 113 * dist.dtype.itemsize)  # 3 rows per sort block
+    _assert_same(
+        evaluate_rank(dist, qp, gp, qc, gc, max_rank=15, chunk_elements=113 * 10),
+        evaluate_rank_loop(dist, qp, gp, qc, gc, max_rank=15),
+    )
+
+
 def test_queries_without_valid_match_are_skipped_and_counted() -> None:
     dist, qp, gp, qc, gc = _problem(1, q=20, g=60, ids=6, cams=3)
     qp[:5] = 999  # ids absent from the gallery
@@ -112,6 +124,21 @@ def test_squared_euclidean_matches_cdist() -> None:
     torch.testing.assert_close(pairwise_distance(a, b), torch.cdist(a, b) ** 2, atol=1e-4, rtol=1e-4)
     cos = pairwise_distance(a, b, metric="cosine")
     assert float(cos.min()) >= -1e-6 and float(cos.max()) <= 2 + 1e-6
+    torch.testing.assert_close(cos, 1 - torch.nn.functional.cosine_similarity(a[:, None], b[None], dim=2))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_lazy_distances_equal_the_full_matrix(metric: str, normalize: bool) -> None:
+    rng = np.random.default_rng(6)
+    a, b = torch.from_numpy(rng.normal(size=(7, 5))).float(), torch.from_numpy(rng.normal(size=(11, 5))).float()
+    full = pairwise_distance(a, b, metric=metric, normalize=normalize)
+    lazy = FeatureDistances(a, b, metric=metric, normalize=normalize)
+    torch.testing.assert_close(lazy[2:6], full[2:6])
+    out = np.full((4, 11), np.nan, dtype=np.float32)
+    np.testing.assert_allclose(lazy.fill(slice(2, 6), out), full[2:6].numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown distance metric"):
+        FeatureDistances(a, b, metric="manhattan")
 
 
 def test_input_errors() -> None:

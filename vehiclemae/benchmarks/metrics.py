@@ -11,12 +11,14 @@ Protocol (as in the VeRi-776 / Market-1501 evaluation code used by the literatur
   is larger than a query's ranking, the curve stays at its last value (every valid query has a match somewhere);
 * INP (Ye et al., 2021) is ``num_matches / (position of the hardest match + 1)``; mINP is its mean.
 
-:func:`evaluate_rank` never argsorts. Only the ranks of true matches matter, so for a chunk of queries it sorts
-the distance *values* of each row (numpy's SIMD sort, several times faster than argsort, in a reused buffer) and
-finds each match's rank by binary search (``O(k log G)`` for ``k`` matches), subtracting the junk ranked before it;
-a match whose distance ties another sample's is resolved with one comparison pass over the row (stable tie-break by
-gallery index). Identity -> gallery-column lists replace ``(Q, G)`` boolean masks. Results equal
-:func:`evaluate_rank_loop` up to floating-point summation order; memory is bounded by ``chunk_elements``.
+:func:`evaluate_rank` never argsorts. Only the ranks of same-identity samples matter, so it sorts the distance
+*values* of a cache-sized block of rows (numpy's SIMD sort, several times faster than argsort, in a reused buffer)
+and finds each true match's rank by one binary search per row (``O(k log G)`` for ``k`` matches). Everything else is
+vectorised over the block: the same-identity (row, column) pairs come from a CSR index of the gallery by identity
+(no ``(Q, G)`` boolean masks), a lexsort puts them in ranking order, and junk ranked before each match is an
+exclusive cumulative sum per row. A match whose distance ties another sample's is resolved with one comparison pass
+over the row (stable tie-break by gallery index). Results equal :func:`evaluate_rank_loop` up to floating-point
+summation order; memory is bounded by ``chunk_elements``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ELEMENTS = 8_000_000
+SORT_BLOCK_BYTES = 1 << 21
 
 
 def _as_1d_int(name: str, values: Any, length: int | None = None) -> np.ndarray:
@@ -114,69 +117,76 @@ def evaluate_rank_loop(
     return _finalise(np.asarray(aps), np.asarray(inps), np.asarray(firsts, dtype=np.int64), num_q, max_rank)
 
 
-def _gallery_index(g_pids: np.ndarray) -> dict[int, np.ndarray]:
-    """Gallery columns of every identity, ascending: ``{pid: (n_pid,) int64}``."""
-    order = np.argsort(g_pids, kind="stable")
-    pids, starts = np.unique(g_pids[order], return_index=True)
-    return {int(p): cols for p, cols in zip(pids, np.split(order, starts[1:]))}
+class _GalleryIndex:
+    """Gallery columns grouped by identity, and each query's slice of them (a CSR layout, built once per call).
+
+    ``order`` lists gallery columns sorted by identity (stable, so ascending within an identity); query ``q``'s
+    same-identity columns are ``order[start[q] : start[q] + count[q]]``.
+    """
+
+    def __init__(self, q_pids: np.ndarray, g_pids: np.ndarray):
+        self.order = np.argsort(g_pids, kind="stable")
+        pids, starts, counts = np.unique(g_pids[self.order], return_index=True, return_counts=True)
+        pos = np.minimum(np.searchsorted(pids, q_pids), pids.size - 1)
+        present = pids[pos] == q_pids
+        self.start = np.where(present, starts[pos], 0)
+        self.count = np.where(present, counts[pos], 0)
+
+    def pairs(self, queries: slice) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, cols)``: every (query row relative to ``queries.start``, same-identity gallery column) pair."""
+        counts = self.count[queries]
+        rows = np.repeat(np.arange(counts.size), counts)
+        first = np.cumsum(counts) - counts
+        within = np.arange(rows.size) - first[rows]
+        return rows, self.order[self.start[queries][rows] + within]
 
 
-def _chunk(
+def _block(
     dist: np.ndarray,
-    q_pids: np.ndarray,
+    sorted_rows: np.ndarray,
     q_camids: np.ndarray,
     g_camids: np.ndarray,
-    by_pid: dict[int, np.ndarray],
-    sort_buffer: np.ndarray,
-    row_offset: int = 0,
-) -> tuple[list[float], list[float], list[int]]:
-    """AP, INP and first-match rank (0-based) of every valid query in a chunk.
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AP, INP and first-match rank (0-based) of the valid queries in a block of rows, in row order.
 
     Args:
-        dist: ``(B, G)`` distances of B queries.
-        q_pids, q_camids: ``(B,)`` the chunk's query ids and cameras.
-        g_camids: ``(G,)`` gallery cameras; ``by_pid`` maps an id to its gallery columns.
-        sort_buffer: ``(>=B, G)`` scratch array of ``dist``'s dtype (reused so the pages are not faulted per chunk).
-        row_offset: index of the chunk's first query (for error messages).
+        dist: ``(S, G)`` distances of S queries; ``sorted_rows`` the same rows sorted ascending.
+        q_camids: ``(S,)`` the queries' cameras; ``g_camids`` ``(G,)`` the gallery's.
+        rows, cols: ``(P,)`` every (row, gallery column) pair with the same identity (true matches and junk).
     """
-    # 1. Sort every row's values in a reused buffer (numpy's SIMD sort is several times faster than argsort).
-    #    Junk stays in: its few entries per row are subtracted below instead of a masked full pass.
-    sorted_all = sort_buffer[: dist.shape[0]]
-    np.copyto(sorted_all, dist)
-    sorted_all.sort(axis=1)
-    nan_rows = np.isnan(sorted_all[:, -1])  # numpy sorts NaN last, so one column tells
-    if nan_rows.any():
-        raise ValueError(f"distmat row {row_offset + int(np.argmax(nan_rows))} contains NaN; check the features")
-    empty = np.zeros(0, dtype=np.int64)
-    aps: list[float] = []
-    inps: list[float] = []
-    firsts: list[int] = []
-    for r in range(dist.shape[0]):
-        cols = by_pid.get(int(q_pids[r]), empty)
-        is_junk = g_camids[cols] == q_camids[r]
-        if cols.size == 0 or is_junk.all():
-            continue  # no true match left: skipped and not counted as valid
-        row = dist[r]
-        # 2. A match's rank = kept samples ranked before it: strictly smaller distances (binary search in the sorted
-        #    row) minus the junk among them, plus equal distances at a smaller gallery index (the stable tie-break).
-        m_cols, j_cols = cols[~is_junk], cols[is_junk]
-        m_vals = row[m_cols]
-        order = np.lexsort((m_cols, m_vals))
-        m_cols, m_vals = m_cols[order], m_vals[order]
-        left = np.searchsorted(sorted_all[r], m_vals, side="left")
-        right = np.searchsorted(sorted_all[r], m_vals, side="right")
-        tied = np.flatnonzero(right - left != 1)
-        if j_cols.size:
-            left = left - np.searchsorted(np.sort(row[j_cols]), m_vals, side="left")
-        for t in tied:  # rare with real-valued distances; one pass over the row per tied match
-            equal = np.flatnonzero(row[: m_cols[t]] == m_vals[t])
-            left[t] += equal.size - int(np.isin(equal, j_cols).sum())
-        precision = np.arange(1, m_vals.size + 1) / (left + 1.0)
-        ap, inp, first = float(precision.mean()), m_vals.size / (left[-1] + 1.0), int(left[0])
-        aps.append(ap)
-        inps.append(inp)
-        firsts.append(first)
-    return aps, inps, firsts
+    # 1. Order each row's pairs as the ranking would: by distance, ties by gallery index.
+    vals = dist[rows, cols]
+    junk = g_camids[cols] == q_camids[rows]
+    order = np.lexsort((cols, vals, rows))
+    rows, cols, vals, junk = rows[order], cols[order], vals[order], junk[order]
+    # Junk ranked before each pair in its row: an exclusive cumulative sum restarted at every row.
+    before = np.cumsum(junk) - junk
+    row_first = np.searchsorted(rows, rows, side="left")
+    junk_before = before - before[row_first]
+    match = ~junk
+    rows, cols, vals, junk_before = rows[match], cols[match], vals[match], junk_before[match]
+    if rows.size == 0:
+        empty = np.zeros(0)
+        return empty, empty, np.zeros(0, dtype=np.int64)
+    # 2. A match's rank = samples strictly closer (binary search in the sorted row) + equal distances at a smaller
+    #    gallery index (the stable tie-break) - junk among those.
+    valid, starts, counts = np.unique(rows, return_index=True, return_counts=True)
+    left = np.empty(rows.size, dtype=np.int64)
+    for r, a, n in zip(valid.tolist(), starts.tolist(), counts.tolist()):
+        left[a : a + n] = np.searchsorted(sorted_rows[r], vals[a : a + n], side="left")
+    num_g = dist.shape[1]
+    tied = np.flatnonzero((left + 1 < num_g) & (sorted_rows[rows, np.minimum(left + 1, num_g - 1)] == vals))
+    for t in tied:  # rare with real-valued distances; one pass over part of the row per tied match
+        left[t] += int(np.count_nonzero(dist[rows[t], : cols[t]] == vals[t]))
+    rank = left - junk_before
+    # 3. Per-row aggregates: matches are in rank order within each row.
+    within = np.arange(rows.size) - np.repeat(starts, counts)
+    precision = (within + 1.0) / (rank + 1.0)
+    ap = np.add.reduceat(precision, starts) / counts
+    inp = counts / (rank[starts + counts - 1] + 1.0)
+    return ap, inp, rank[starts]
 
 
 def evaluate_rank(
@@ -209,26 +219,65 @@ def evaluate_rank(
         distmat, q_pids, g_pids, q_camids, g_camids, max_rank
     )
     rows = max(1, int(chunk_elements) // num_g)
-    by_pid = _gallery_index(g_pids)
+    index = _GalleryIndex(q_pids, g_pids)
     sort_buffer: np.ndarray | None = None
-    aps: list[float] = []
-    inps: list[float] = []
-    firsts: list[int] = []
+    chunk_buffer: np.ndarray | None = None
+    aps: list[np.ndarray] = []
+    inps: list[np.ndarray] = []
+    firsts: list[np.ndarray] = []
     for start in range(0, num_q, rows):
         stop = min(num_q, start + rows)
-        block = distmat[start:stop]
-        dist = block.detach().cpu().numpy() if isinstance(block, torch.Tensor) else np.asarray(block)
+        if isinstance(distmat, FeatureDistances):
+            if chunk_buffer is None:
+                chunk_buffer = np.empty((rows, num_g), dtype=np.float32)
+            dist = distmat.fill(slice(start, stop), chunk_buffer[: stop - start])
+        else:
+            block = distmat[start:stop]
+            dist = block.detach().cpu().numpy() if isinstance(block, torch.Tensor) else np.asarray(block)
         if not np.issubdtype(dist.dtype, np.floating):
             dist = dist.astype(np.float64)
         if sort_buffer is None or sort_buffer.dtype != dist.dtype:
-            sort_buffer = np.empty((rows, num_g), dtype=dist.dtype)
-        c_ap, c_inp, c_first = _chunk(
-            dist, q_pids[start:stop], q_camids[start:stop], g_camids, by_pid, sort_buffer, start
-        )
-        aps += c_ap
-        inps += c_inp
-        firsts += c_first
-    return _finalise(np.asarray(aps), np.asarray(inps), np.asarray(firsts, dtype=np.int64), num_q, max_rank)
+            # About 2 MB of rows at a time: each block is sorted and searched while it is in cache.
+            sort_rows = max(1, min(rows, SORT_BLOCK_BYTES // (num_g * dist.dtype.itemsize)))
+            sort_buffer = np.empty((sort_rows, num_g), dtype=dist.dtype)
+        for b0 in range(0, stop - start, sort_buffer.shape[0]):
+            b1 = min(stop - start, b0 + sort_buffer.shape[0])
+            # Sorting the values (numpy's SIMD sort) is several times faster than an argsort, and only the ranks of
+            # the same-identity samples are needed.
+            sorted_rows = sort_buffer[: b1 - b0]
+            np.copyto(sorted_rows, dist[b0:b1])
+            sorted_rows.sort(axis=1)
+            nan_rows = np.isnan(sorted_rows[:, -1])  # numpy sorts NaN last, so one column tells
+            if nan_rows.any():
+                bad = start + b0 + int(np.argmax(nan_rows))
+                raise ValueError(f"distmat row {bad} contains NaN; check the features")
+            queries = slice(start + b0, start + b1)
+            pair_rows, pair_cols = index.pairs(queries)
+            ap, inp, first = _block(dist[b0:b1], sorted_rows, q_camids[queries], g_camids, pair_rows, pair_cols)
+            aps.append(ap)
+            inps.append(inp)
+            firsts.append(first)
+    return _finalise(np.concatenate(aps), np.concatenate(inps), np.concatenate(firsts), num_q, max_rank)
+
+
+def _prepare(features: torch.Tensor, metric: str, normalize: bool) -> torch.Tensor:
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"unknown distance metric {metric!r}; choose 'euclidean' or 'cosine'")
+    features = features.float()
+    if normalize or metric == "cosine":
+        features = torch.nn.functional.normalize(features, dim=1)
+    return features
+
+
+def _distances_into(
+    qf: torch.Tensor, gf: torch.Tensor, g_sq: torch.Tensor | None, metric: str, out: torch.Tensor
+) -> torch.Tensor:
+    """Fill ``out (Q, G)`` with distances between prepared features, with no ``(Q, G)`` temporaries."""
+    torch.mm(qf, gf.T, out=out)
+    if metric == "cosine":
+        return out.neg_().add_(1.0)
+    assert g_sq is not None
+    return out.mul_(-2.0).add_((qf * qf).sum(1, keepdim=True)).add_(g_sq[None, :]).clamp_min_(0.0)
 
 
 def pairwise_distance(
@@ -239,33 +288,41 @@ def pairwise_distance(
     ``euclidean`` is the squared L2 distance (as in torchreid; monotone in L2, so rankings are identical);
     ``cosine`` is ``1 - cos``. ``normalize`` L2-normalises the features first.
     """
-    if metric not in ("euclidean", "cosine"):
-        raise ValueError(f"unknown distance metric {metric!r}; choose 'euclidean' or 'cosine'")
-    qf, gf = qf.float(), gf.float()
-    if normalize or metric == "cosine":
-        qf = torch.nn.functional.normalize(qf, dim=1)
-        gf = torch.nn.functional.normalize(gf, dim=1)
-    if metric == "cosine":
-        return 1.0 - qf @ gf.T
-    dist = (qf * qf).sum(1, keepdim=True) + (gf * gf).sum(1)[None, :] - 2.0 * (qf @ gf.T)
-    return dist.clamp_min_(0.0)
+    qf, gf = _prepare(qf, metric, normalize), _prepare(gf, metric, normalize)
+    out = torch.empty(qf.shape[0], gf.shape[0], dtype=torch.float32, device=qf.device)
+    return _distances_into(qf, gf, (gf * gf).sum(1) if metric == "euclidean" else None, metric, out)
 
 
 class FeatureDistances:
     """A lazy ``(Q, G)`` distance matrix over features: row slices are computed on demand.
 
-    Lets :func:`evaluate_rank` run a 10k x 100k problem without ever holding the full matrix. Only slicing rows
-    with ``[start:stop]`` is supported.
+    Lets :func:`evaluate_rank` run a 10k x 100k problem without ever holding the full matrix; it fills one reused
+    buffer chunk by chunk (:meth:`fill`), so no per-chunk ``(rows, G)`` arrays are allocated (freshly allocated
+    tens-of-MB arrays per chunk fragment the C heap and grow the resident size chunk after chunk). Only slicing
+    rows with ``[start:stop]`` is supported.
     """
 
     def __init__(self, qf: torch.Tensor, gf: torch.Tensor, metric: str = "euclidean", normalize: bool = False):
-        self.qf, self.gf, self.metric, self.normalize = qf, gf, metric, normalize
+        self.qf, self.gf = _prepare(qf, metric, normalize), _prepare(gf, metric, normalize)
+        self.metric = metric
+        self.g_sq = (self.gf * self.gf).sum(1) if metric == "euclidean" else None
         self.shape = (int(qf.shape[0]), int(gf.shape[0]))
 
     def __getitem__(self, rows: slice) -> torch.Tensor:
         if not isinstance(rows, slice):
             raise TypeError("FeatureDistances supports row slices only, e.g. d[0:128]")
-        return pairwise_distance(self.qf[rows], self.gf, self.metric, self.normalize)
+        qf = self.qf[rows]
+        out = torch.empty(qf.shape[0], self.shape[1], dtype=torch.float32, device=qf.device)
+        return _distances_into(qf, self.gf, self.g_sq, self.metric, out)
+
+    def fill(self, rows: slice, out: np.ndarray) -> np.ndarray:
+        """Write the distances of ``rows`` into ``out`` (a float32 ``(len(rows), G)`` array) and return it."""
+        qf = self.qf[rows]
+        if self.qf.device.type == "cpu":
+            _distances_into(qf, self.gf, self.g_sq, self.metric, torch.from_numpy(out))
+        else:
+            out[...] = self[rows].cpu().numpy()
+        return out
 
 
 def summarize(result: dict[str, Any], ranks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
