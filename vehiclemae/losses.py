@@ -43,8 +43,10 @@ def view_per_patch(logits: torch.Tensor, labels: torch.Tensor, num_classes: int)
     Logits are laid out like :func:`~vehiclemae.models.mae.patchify` output: ``(p, p, C)`` per patch.
     """
     n, length, pp = labels.shape
-    logits = logits.float().reshape(n * length * pp, num_classes)
-    ce = F.cross_entropy(logits, labels.reshape(-1), reduction="none")
+    # Classes on dim 1 of a (patches, C, pixels) view: PyTorch's class-dim log-softmax then runs over the pixels
+    # in vector lanes, about 4x faster than one 5-7-wide softmax per pixel row of an (N*L*p*p, C) matrix.
+    logits = logits.float().reshape(n * length, pp, num_classes).transpose(1, 2)
+    ce = F.cross_entropy(logits, labels.reshape(n * length, pp), reduction="none")
     return ce.reshape(n, length, pp).mean(dim=-1)
 
 

@@ -31,6 +31,15 @@ def test_weighted_masked_mean_formula() -> None:
     assert torch.equal(patch_weights(torch.tensor([0.0, 0.05, 0.6]), 0.1), torch.tensor([0.1, 0.1, 0.6]))
 
 
+def test_view_per_patch_is_the_pixel_cross_entropy_in_patchify_layout() -> None:
+    """Each patch's logits are laid out (p, p, C), channels fastest: compare with a per-pixel log-softmax."""
+    logits = torch.randn(2, 5, 4 * 3, dtype=torch.float64)
+    labels = torch.randint(0, 3, (2, 5, 4))
+    log_probs = logits.reshape(2, 5, 4, 3).log_softmax(-1)
+    expected = -log_probs.gather(-1, labels[..., None]).squeeze(-1).mean(-1)
+    torch.testing.assert_close(view_per_patch(logits, labels, 3), expected.float())
+
+
 def test_loss_ignores_visible_patches() -> None:
     """Gradient of both reconstruction losses w.r.t. the predictions is zero exactly on visible patches."""
     pred = torch.randn(2, 16, 192, requires_grad=True)

@@ -41,6 +41,23 @@ def test_encode_visible_matches_full_forward_when_all_visible() -> None:
     torch.testing.assert_close(encode_visible(enc, x, keep), enc.forward_features(x))
 
 
+def test_visible_patch_embedding_equals_the_convolution_then_gather() -> None:
+    """The gathered linear patch embedding gives the timm conv's values and weight gradients on random masks."""
+    from vehiclemae.masking import make_masks
+    from vehiclemae.models.mae import _embed_visible, gather_tokens
+
+    enc = timm.create_model("vehiclemae_vit_toy_patch8", num_classes=0, img_size=32)
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    enc = enc.double()
+    keep, _ = make_masks("asymmetric", 3, 16, 0.75)
+    fast = _embed_visible(enc.patch_embed, x, keep)
+    ref = gather_tokens(enc.patch_embed(x), keep)
+    torch.testing.assert_close(fast, ref)
+    g_fast = torch.autograd.grad(fast.square().sum(), enc.patch_embed.proj.weight)[0]
+    g_ref = torch.autograd.grad(ref.square().sum(), enc.patch_embed.proj.weight)[0]
+    torch.testing.assert_close(g_fast, g_ref)
+
+
 def test_export_round_trip_and_timm_pretrained_overlay(tmp_path: Path) -> None:
     enc = timm.create_model("vehiclemae_vit_toy_patch8", num_classes=0, img_size=64).eval()
     path = save_encoder(

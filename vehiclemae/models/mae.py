@@ -9,6 +9,7 @@ Shapes: images ``(N, 3, H, W)``, ``L = (H / p) * (W / p)`` patches, ``keep`` ``(
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
@@ -47,6 +48,35 @@ def gather_tokens(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, keep[..., None].expand(-1, -1, x.shape[-1]))
 
 
+def _embed_visible(patch_embed: nn.Module, imgs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Patch embeddings of the visible patches only: ``(N, 3, H, W)``, ``(N, K)`` -> ``(N, K, D)``.
+
+    timm's ``PatchEmbed`` is a stride-``p`` convolution, i.e. one linear map per patch; applying it to the ``K``
+    gathered patches instead of all ``L`` saves ``1 - K / L`` of its cost (75 % at MAE's mask ratio) in every
+    student and teacher pass. Other patch embeddings (with padding, norms before the projection ...) fall back to
+    embedding every patch and gathering.
+    """
+    proj = getattr(patch_embed, "proj", None)
+    plain = (
+        isinstance(proj, nn.Conv2d)
+        and proj.kernel_size == proj.stride
+        and proj.padding == (0, 0)
+        and proj.groups == 1
+        and getattr(patch_embed, "flatten", False)
+        and not getattr(patch_embed, "dynamic_img_pad", False)
+        and not getattr(patch_embed, "dynamic_img_size", False)
+        and tuple(imgs.shape[-2:]) == tuple(patch_embed.img_size)
+    )
+    if not plain:
+        return gather_tokens(patch_embed(imgs), keep)
+    p = proj.kernel_size[0]
+    n, c, h, w = imgs.shape
+    # (N, L, C*p*p) with each patch flattened as (C, p, p), the layout of the convolution's weight.
+    patches = imgs.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(n, -1, c * p * p)
+    x = F.linear(gather_tokens(patches, keep), proj.weight.reshape(proj.out_channels, -1), proj.bias)
+    return patch_embed.norm(x)
+
+
 def encode_visible(encoder: VisionTransformer, imgs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Run a timm ViT on the visible patches only: ``(N, 3, H, W)``, ``(N, K)`` -> ``(N, 1 + K, D)`` (class first).
 
@@ -54,9 +84,8 @@ def encode_visible(encoder: VisionTransformer, imgs: torch.Tensor, keep: torch.T
     """
     if encoder.cls_token is None or getattr(encoder, "no_embed_class", False) or encoder.reg_token is not None:
         raise ValueError("encode_visible expects a ViT with a class token, class pos-embed and no register tokens")
-    x = encoder.patch_embed(imgs)  # (N, L, D)
     pos = encoder.pos_embed  # (1, 1 + L, D)
-    x = gather_tokens(x + pos[:, 1:], keep)
+    x = _embed_visible(encoder.patch_embed, imgs, keep) + gather_tokens(pos[:, 1:].expand(len(keep), -1, -1), keep)
     cls = (encoder.cls_token + pos[:, :1]).expand(x.shape[0], -1, -1)
     x = torch.cat([cls, x], dim=1)
     x = encoder.norm_pre(x)
