@@ -42,6 +42,9 @@ class FinetuneConfig:
     view_weight: float = 1.0  # weight of the view-token loss relative to the vehicle-token loss
     box_jitter: float = 0.1  # std of box-corner noise, as a fraction of the box width/height
     hflip: bool = True  # mirror images (left/right classes are swapped accordingly)
+    scale_jitter: float = 0.0  # zoom by a factor in 1 ± scale_jitter (image, masks and box alike)
+    translate: float = 0.0  # shift by up to ± translate of the image side
+    color_jitter: float = 0.0  # brightness / contrast / saturation in 1 ± color_jitter (hue untouched)
     val_fraction: float = 0.15  # share of identities held out for validation
     eval_every: int = 200
     checkpoint_every: int = 200

@@ -104,6 +104,67 @@ def augment(
     return torch.stack(images), torch.stack(labels), torch.stack(vehicles), torch.stack(boxes), sizes
 
 
+def photometric(images: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """Random brightness, contrast and saturation per image: uint8 ``(B, 3, S, S)`` -> float ``(B, 3, S, S)``.
+
+    Factors are drawn from ``1 ± strength`` (brightness as an offset of ``± strength * 64`` grey levels). Hue is left
+    alone: colour is what tells a red tail light from a white head light.
+    """
+    x = images.float()
+    b = x.shape[0]
+    contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * strength
+    saturation = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * strength
+    brightness = (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * strength * 64
+    grey = x.mean(dim=1, keepdim=True)
+    x = grey + (x - grey) * saturation
+    x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) * contrast + x.mean(dim=(1, 2, 3), keepdim=True) + brightness
+    return x.clamp(0, 255)
+
+
+def random_affine(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    vehicle: torch.Tensor,
+    boxes: torch.Tensor,
+    scale: float,
+    translate: float,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zoom by ``1 ± scale`` and shift by ``± translate`` of the side, the same for image, masks and box.
+
+    ``x`` is the normalised input ``(B, 3, S, S)`` (its padding is 0, so the zeros ``grid_sample`` adds outside the
+    source are padding too, as at inference); labels ``(B, S, S)`` are resampled by nearest neighbour and pixels
+    from outside the source become ``IGNORE``; boxes ``(B, 4)`` xyxy follow the mapping and are clipped.
+    """
+    b, _, size, _ = x.shape
+    zoom = 1 + (torch.rand(b, generator=gen) * 2 - 1) * scale  # > 1 enlarges the content
+    shift = (torch.rand(b, 2, generator=gen) * 2 - 1) * translate * 2  # in normalised [-1, 1] units
+    # affine_grid maps output coordinates to source coordinates: src = out / zoom - shift / zoom.
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
+    theta[:, :, 2] = -shift / zoom[:, None]
+    grid = F.affine_grid(theta.to(x.device), [b, 1, size, size], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    shifted = (labels + 1).unsqueeze(1).float()  # 0 after sampling = outside the source
+    labels = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    labels = labels.squeeze(1).long() - 1
+    vehicle = F.grid_sample(vehicle.unsqueeze(1), grid, mode="nearest", align_corners=False).squeeze(1)
+    # Boxes: pixel -> normalised (align_corners=False: u = 2 * px / S - 1), out = zoom * src + shift, back to pixels.
+    norm = boxes.to(torch.float32) * 2 / size - 1
+    norm = norm * zoom[:, None] + shift.repeat(1, 2)
+    boxes = ((norm + 1) * size / 2).clamp(0, size)
+    boxes = torch.stack(
+        [
+            boxes[:, 0],
+            boxes[:, 1],
+            torch.maximum(boxes[:, 2], boxes[:, 0] + 1),
+            torch.maximum(boxes[:, 3], boxes[:, 1] + 1),
+        ],
+        dim=1,
+    )
+    return x, labels, vehicle, boxes
+
+
 def normalise(segmenter: ViewSegmenter, images: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor:
     """uint8 ``(B, 3, S, S)`` -> SAM's normalised input; padding stays 0 as ``Sam.preprocess`` leaves it."""
     sam = segmenter.sam
@@ -160,12 +221,20 @@ def train_step(
     dice_weight: float = 1.0,
     view_weight: float = 1.0,
     grad_clip: float = 1.0,
+    scale_jitter: float = 0.0,
+    translate: float = 0.0,
+    color_jitter: float = 0.0,
 ) -> dict[str, float]:
     """One optimisation step on a batch; raises on a non-finite loss (stop early rather than save NaN weights)."""
     segmenter.train()
     images, labels, vehicle, boxes, sizes = augment(batch, segmenter.view_classes, box_jitter, hflip, gen)
     device = segmenter.sam.device
-    logits = segmenter(normalise(segmenter, images, sizes), boxes.to(device))
+    if color_jitter > 0:
+        images = photometric(images, color_jitter, gen)
+    x = normalise(segmenter, images, sizes)
+    if scale_jitter > 0 or translate > 0:
+        x, labels, vehicle, boxes = random_affine(x, labels, vehicle, boxes, scale_jitter, translate, gen)
+    logits = segmenter(x, boxes.to(device))
     loss, parts = segmentation_loss(logits, labels.to(device), vehicle.to(device), dice_weight, view_weight)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite loss {loss.item()} (parts {parts}); lower segment.finetune.lr")
@@ -252,6 +321,9 @@ def finetune(
     view_weight: float = 1.0,
     box_jitter: float = 0.1,
     hflip: bool = True,
+    scale_jitter: float = 0.0,
+    translate: float = 0.0,
+    color_jitter: float = 0.0,
     val_fraction: float = 0.15,
     eval_every: int = 200,
     checkpoint_every: int = 200,
@@ -337,7 +409,10 @@ def finetune(
         if len(order) < batch_size:
             order = list(rng.permutation(len(train_set))) + order
         batch = [train_set[order.pop()] for _ in range(min(batch_size, len(train_set)))]
-        out = train_step(segmenter, optimizer, batch, gen, box_jitter, hflip, dice_weight, view_weight, grad_clip)
+        out = train_step(
+            segmenter, optimizer, batch, gen, box_jitter, hflip, dice_weight, view_weight, grad_clip,
+            scale_jitter, translate, color_jitter,
+        )  # fmt: skip
         scheduler.step()
         step += 1
         if math.isnan(first_loss):

@@ -14,7 +14,9 @@ from pipeline.segment.finetune import (
     Prepared,
     augment,
     finetune,
+    photometric,
     prepare,
+    random_affine,
     segmentation_loss,
     train_step,
 )
@@ -81,6 +83,40 @@ def test_box_jitter_keeps_boxes_valid():
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
     assert (boxes >= 0).all() and (boxes <= 32).all()
     assert not torch.equal(boxes[0], boxes[1])
+
+
+def test_random_affine_moves_image_masks_and_box_together():
+    """A bright rectangle, its labels and its box: after zoom + shift the box still bounds the mask and the image."""
+    size = 32
+    x = torch.zeros(4, 3, size, size)
+    labels = torch.zeros(4, size, size, dtype=torch.int64)
+    labels[:, 24:, :] = IGNORE  # padding rows
+    x[:, :, 8:16, 6:20] = 1.0
+    labels[:, 8:16, 6:20] = 2
+    vehicle = (labels > 0).float()
+    boxes = torch.tensor([[6.0, 8, 20, 16]]).repeat(4, 1)
+    gen = torch.Generator().manual_seed(0)
+    same = random_affine(x, labels, vehicle, boxes, 0.0, 0.0, gen)
+    assert torch.equal(same[1], labels) and torch.equal(same[2], vehicle) and torch.equal(same[3], boxes)
+    torch.testing.assert_close(same[0], x)
+    x2, lab2, veh2, box2 = random_affine(x, labels, vehicle, boxes, 0.3, 0.15, gen)
+    assert not torch.equal(lab2, labels)
+    for i in range(4):
+        ys, xs = torch.nonzero(veh2[i] > 0, as_tuple=True)
+        assert torch.equal(veh2[i], (lab2[i] > 0).float())
+        bounds = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+        assert (bounds - box2[i]).abs().max() <= 1.0, (bounds, box2[i])
+        assert (x2[i, 0][veh2[i] > 0] > 0.4).all()  # the image moved with the mask
+    assert set(torch.unique(lab2).tolist()) <= {IGNORE, 0, 2}
+    assert (lab2 == IGNORE).any()  # padding and pixels from outside the source stay ignored
+
+
+def test_photometric_jitter_keeps_the_range_and_varies_images():
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    out = photometric(images, 0.3, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 255
+    assert not torch.allclose(out, images.float())
+    torch.testing.assert_close(photometric(images, 0.0, torch.Generator()), images.float())
 
 
 def test_loss_prefers_the_right_answer():
