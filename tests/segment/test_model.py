@@ -13,6 +13,7 @@ from pipeline.segment.model import (
     ModelSpec,
     build_toy_sam,
     decode_batch,
+    encode_images,
     load_segmenter,
     logits_to_masks,
     save_segmenter,
@@ -69,6 +70,28 @@ def test_predict_matches_sam_predictor_and_keeps_image_shape(shape):
     vehicle_mask, labels = seg.predict(images[:1], boxes[:1])[0]
     assert vehicle_mask.shape == shape and vehicle_mask.dtype == bool
     assert labels.shape == shape and labels.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # global attention in every block (the toy profile)
+        {"depth": 3, "window_size": 3, "global_attn_indexes": (1,)},  # windows with padding (8x8 grid), one global
+    ],
+)
+def test_fused_encoder_equals_the_stock_image_encoder(overrides):
+    seg = tiny_segmenter(seed=1, **overrides)
+    encoder = seg.sam.image_encoder
+    with torch.no_grad():
+        for block in encoder.blocks:  # SAM zero-initialises the relative positions; make them matter
+            block.attn.rel_pos_h.normal_(std=0.5)
+            block.attn.rel_pos_w.normal_(std=0.5)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = encoder(x)
+        torch.testing.assert_close(encode_images(encoder, x), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(seg.encode(x), expected, rtol=1e-5, atol=1e-5)  # inference uses the fused path
+    assert seg.encode(x).requires_grad  # with autograd on, the stock forward runs (training)
 
 
 def test_predict_needs_one_box_per_image():
