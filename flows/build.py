@@ -23,6 +23,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
@@ -225,7 +226,11 @@ def build_diffveri(
         raise ValueError(f"unknown stage(s) {unknown}; available: {available}")
     Path(root).mkdir(parents=True, exist_ok=True)
     runner = make_task_runner(cfg.get("runtime") or {})
-    summary = run_stages.with_options(task_runner=runner)(cfg, str(root), chosen, identities, shard_size)
+    # The stages subflow exists only to take its task runner from the config. It sends no heartbeats of its own:
+    # this flow's heartbeats cover the run, and joining a flow's heartbeat thread at exit costs up to a second
+    # (it sleeps in 1 s steps), a fixed toll that was most of the flow's overhead on a small build.
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        summary = run_stages.with_options(task_runner=runner)(cfg, str(root), chosen, identities, shard_size)
     if "awaiting_review" in summary:
         n = summary["awaiting_review"]
         message = (
