@@ -143,8 +143,8 @@ def random_affine(
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
     theta[:, :, 2] = -shift / zoom[:, None]
-    grid = F.affine_grid(theta.to(x.device), [b, 1, size, size], align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)  # on the CPU, like labels and boxes
+    x = F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="zeros", align_corners=False)
     shifted = (labels + 1).unsqueeze(1).float()  # 0 after sampling = outside the source
     labels = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     labels = labels.squeeze(1).long() - 1
