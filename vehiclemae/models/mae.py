@@ -69,11 +69,9 @@ def _embed_visible(patch_embed: nn.Module, imgs: torch.Tensor, keep: torch.Tenso
     )
     if not plain:
         return gather_tokens(patch_embed(imgs), keep)
-    p = proj.kernel_size[0]
-    n, c, h, w = imgs.shape
-    # (N, L, C*p*p) with each patch flattened as (C, p, p), the layout of the convolution's weight.
-    patches = imgs.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(n, -1, c * p * p)
-    x = F.linear(gather_tokens(patches, keep), proj.weight.reshape(proj.out_channels, -1), proj.bias)
+    # patchify flattens each patch as (p, p, C); the convolution weight (D, C, p, p) is reordered to match.
+    weight = proj.weight.permute(0, 2, 3, 1).reshape(proj.out_channels, -1)
+    x = F.linear(gather_tokens(patchify(imgs, proj.kernel_size[0]), keep), weight, proj.bias)
     return patch_embed.norm(x)
 
 
