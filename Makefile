@@ -38,8 +38,11 @@ prefect-up: setup
 prefect-down: setup
 	$(RUN) $(PY) -m flows.server down
 
+# PROFILE=quick (1 seed, <= 30 min) | full (3 seeds, <= 4 h); CONDITIONS=mae,vehiclemae runs a subset.
+PROFILE ?= quick
 reproduce-toy: setup
-	$(RUN) bash scripts/reproduce_toy.sh data/toy-reid
+	$(RUN) $(PY) scripts/reproduce_toy.py --profile $(PROFILE) $(if $(CONDITIONS),--conditions $(CONDITIONS))
+	$(RUN) $(PY) scripts/results_tables.py runs/reproduce-toy-$(PROFILE)/results.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,312 @@
+"""The toy-world pre-training experiment: every condition x protocol x seed, as a user would run it.
+
+    python scripts/reproduce_toy.py --profile quick [--runs RUNS] [--data DATA] [--conditions mae,vehiclemae]
+
+(``make reproduce-toy PROFILE=quick|full`` runs it through the offline runtime.) Profiles and conditions are in
+``configs/reproduce_toy.yaml``. Steps:
+
+1. Render the downstream benchmark world (its VeRi layout) and the disjoint pre-training world with
+   ``diffveri toyworld``; with ``pretrain_source: pipeline`` the pre-training table is assembled by the pipeline's
+   stages (subjects -> toy-world synthesis -> filter -> segment -> review -> assemble) like a user's real build.
+2. Training-free baselines (``vehiclemae baselines``): colour histogram, family-attribute oracle, chance.
+3. Per seed and condition: pre-train (``vehiclemae train`` + ``export``; equal steps and images for every condition),
+   then every protocol: frozen kNN on mean-pooled tokens and on the class token and a linear probe
+   (``vehiclemae probe``), supervised and unsupervised fine-tuning (``vehiclemae finetune``, model chosen on
+   validation identities).
+4. ``RUNS/results.json``: ``{"profile", "commit", "world", "pretrain_world", "baselines", "rows", "pretrain"}``.
+
+Every finished cell leaves a file under ``RUNS/cells`` and is skipped on the next run, so a killed run resumes
+where it stopped (an interrupted pre-training continues from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "reproduce_toy.yaml"
+PRETRAIN_CONFIG = ROOT / "configs" / "vehiclemae" / "toy.yaml"
+FINETUNE_CONFIG = ROOT / "configs" / "vehiclemae" / "finetune_toy.yaml"
+PIPELINE_CONFIG = ROOT / "configs" / "pipeline" / "toy.yaml"
+FROZEN = ("frozen_knn_mean", "frozen_knn_cls", "linear_probe")
+FINETUNED = ("supervised", "unsupervised")
+METRICS = ("mAP", "rank1", "cross_view_mAP", "same_view_mAP")
+
+
+class Experiment:
+    """One profile's runs under ``runs`` (cells, logs, results) with worlds under ``data``."""
+
+    def __init__(self, spec: dict[str, Any], conditions: dict[str, Any], protocols: list[str], name: str,
+                 runs: Path, data: Path, bin_dir: Path) -> None:
+        self.spec, self.conditions, self.protocols, self.name = spec, conditions, protocols, name
+        self.runs, self.data, self.bin = runs, data, bin_dir
+        self.cells = runs / "cells"
+        self.logs = runs / "logs"
+        for folder in (self.cells, self.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.world = data / "world"
+        self.pool = data / "pretrain-world"
+        self.pool_root = data / "pretrain-pipeline" if spec["pretrain_source"] == "pipeline" else self.pool
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def sh(self, log_name: str, *argv: str | Path) -> None:
+        """Run a project command, its output to ``RUNS/logs/<log_name>.log``; a failure stops the experiment."""
+        cmd = [str(a) for a in argv]
+        log = self.logs / f"{log_name}.log"
+        with open(log, "a") as handle:
+            handle.write(f"$ {shlex.join(cmd)}\n")
+            handle.flush()
+            done = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+        if done.returncode != 0:
+            tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+            raise SystemExit(f"step failed ({log_name}, exit {done.returncode}); last lines of {log}:\n{tail}")
+
+    def cli(self, name: str) -> Path:
+        return self.bin / name
+
+    @staticmethod
+    def step(text: str) -> float:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+        return time.monotonic()
+
+    # ------------------------------------------------------------------------------------------------ worlds
+    def render(self, out: Path, args: dict[str, Any], log: str) -> None:
+        stamp = out / ".reproduce-toy-done"
+        if stamp.is_file() and json.loads(stamp.read_text()) == args:
+            return
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
+        t0 = self.step(f"render {out.name}: {' '.join(flags)}")
+        self.sh(log, self.cli("diffveri"), "toyworld", "--out", out, *flags, "--detection-images", 0
+                if out == self.world else 400, "--no-progress")
+        stamp.write_text(json.dumps(args))
+        self.step(f"  done in {time.monotonic() - t0:.0f} s")
+
+    def build_pool(self) -> None:
+        """The pre-training table: the pre-training world's own ``diffveri`` table, or one assembled by the stages."""
+        self.render(self.pool, self.spec["pretrain_world"], "world-pretrain")
+        if self.spec["pretrain_source"] != "pipeline":
+            return
+        stamp = self.pool_root / ".reproduce-toy-done"
+        if stamp.is_file():
+            return
+        t0 = self.step("pre-training pool through the pipeline stages (toy-world backend)")
+        root = self.pool_root
+        root.mkdir(parents=True, exist_ok=True)
+        models = root / "models"
+        if not (models / "toy-yolo.pt").is_file():
+            self.sh("pipeline", self.cli("diffveri"), "toyworld-detector", "--root", self.pool, "--out",
+                    models / "toy-yolo.pt", "--epochs", 20)
+        if not (models / "segment" / "sam_view.pt").is_file():
+            self.sh("pipeline", self.cli("diffveri"), "segment", "finetune", "--config", PIPELINE_CONFIG,
+                    "--root", self.pool, "--set", f"segment.finetune.out_dir={models / 'segment'}",
+                    "--set", f"segment.checkpoint={models / 'segment' / 'sam_view.pt'}")
+        overrides = [
+            f"subjects.path={self.pool}",
+            "synthesize.plan=[{backend: toyworld, images_per_view: 2}]",
+            f"synthesize.width={self.spec['pretrain_world']['size'] * 2}",
+            f"synthesize.height={self.spec['pretrain_world']['size'] * 2}",
+            "assemble.test_identity_fraction=0.0",
+        ]
+        for stage in ("subjects", "synthesize", "filter", "review", "segment", "assemble"):
+            self.sh("pipeline", self.cli("diffveri"), "run", stage, "--config", PIPELINE_CONFIG, "--root", root,
+                    *[x for o in overrides for x in ("--set", o)])
+        stamp.write_text("{}")
+        self.step(f"  done in {time.monotonic() - t0:.0f} s")
+
+    # ------------------------------------------------------------------------------------------------ cells
+    def cell_path(self, condition: str, protocol: str, seed: int) -> Path:
+        return self.cells / f"{condition}__{protocol}__seed{seed}.json"
+
+    def write_cell(self, condition: str, protocol: str, seed: int, metrics: dict[str, Any]) -> None:
+        row = {"pretrain": condition, "protocol": protocol, "seed": seed}
+        row.update({k: metrics.get(k) for k in METRICS})
+        row["extra"] = {k: v for k, v in metrics.items() if k not in METRICS}
+        tmp = self.cell_path(condition, protocol, seed).with_suffix(".tmp")
+        tmp.write_text(json.dumps(row, indent=1, default=float))
+        os.replace(tmp, self.cell_path(condition, protocol, seed))
+
+    def pretrain(self, condition: str, seed: int) -> Path | None:
+        """The exported encoder of ``condition`` (None for ``none``), pre-training it when missing."""
+        overrides = self.conditions[condition]
+        if overrides is None:
+            return None
+        out = self.runs / "pretrain" / f"{condition}-seed{seed}"
+        encoder = out / "encoder.safetensors"
+        if encoder.is_file():
+            return encoder
+        budget = self.spec["pretrain"]
+        splits = "[train]" if self.spec["pretrain_source"] == "pipeline" else "[train,query,gallery]"
+        sets = {
+            "output_dir": out,
+            "data.root": self.pool_root,
+            "data.splits": splits,
+            "epochs": budget["epochs"],
+            "optim.batch_size": budget["batch_size"],
+            "seed": seed,
+            "log_every": 1,  # one JSON line per step: the budget (steps, images seen) is read back from it
+            **overrides,
+        }
+        resume = ["--resume"] if (out / "checkpoints" / "checkpoint-last.pt").is_file() else []
+        t0 = self.step(f"pre-train {condition} seed {seed} ({budget['epochs']} epochs)")
+        self.sh(f"pretrain-{condition}-seed{seed}", self.cli("vehiclemae"), "train", "--config", PRETRAIN_CONFIG,
+                *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")], *resume)
+        self.sh(f"pretrain-{condition}-seed{seed}", self.cli("vehiclemae"), "export", "--checkpoint", out,
+                "--out", encoder)
+        seconds = time.monotonic() - t0
+        (out / "budget.json").write_text(json.dumps({"seconds": seconds, **self._budget(out)}))
+        self.step(f"  done in {seconds:.0f} s")
+        return encoder
+
+    def _budget(self, out: Path) -> dict[str, Any]:
+        """Optimiser steps (no accumulation here) and images seen, read from the run's JSON-lines log."""
+        steps = 0
+        log = out / "log.jsonl"
+        if log.is_file():
+            for line in log.read_text().splitlines():
+                steps = max(steps, int(json.loads(line).get("step", 0) or 0))
+        return {"steps": steps, "images_seen": steps * int(self.spec["pretrain"]["batch_size"])}
+
+    def frozen(self, condition: str, seed: int, encoder: Path | None) -> None:
+        wanted = [p for p in FROZEN if p in self.protocols]
+        if all(self.cell_path(condition, p, seed).is_file() for p in wanted) or not wanted:
+            return
+        out = self.runs / "frozen" / f"{condition}-seed{seed}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        source = ["--checkpoint", encoder] if encoder else ["--init", "scratch", "--seed", seed]
+        t0 = self.step(f"frozen protocols {condition} seed {seed}")
+        self.sh(f"frozen-{condition}-seed{seed}", self.cli("vehiclemae"), "probe", *source, "--dataset", "veri776",
+                "--root", self.world / "VeRi", "--protocols", ",".join(wanted), "--seed", seed, "--json", out)
+        result = json.loads(out.read_text())
+        for protocol in wanted:
+            self.write_cell(condition, protocol, seed, result[protocol])
+        self.step(f"  done in {time.monotonic() - t0:.0f} s")
+
+    def finetune(self, condition: str, mode: str, seed: int, encoder: Path | None) -> None:
+        if mode not in self.protocols or self.cell_path(condition, mode, seed).is_file():
+            return
+        out = self.runs / "finetune" / f"{condition}-{mode}-seed{seed}"
+        epochs = self.spec["finetune"][f"{mode}_epochs"]
+        init = ["--set", "model.init=scratch"] if encoder is None else [
+            "--set", "model.init=export", "--set", f"model.init_path={encoder}"]
+        t0 = self.step(f"{mode} fine-tuning {condition} seed {seed} ({epochs} epochs)")
+        self.sh(f"{mode}-{condition}-seed{seed}", self.cli("vehiclemae"), "finetune", "--config", FINETUNE_CONFIG,
+                "--mode", mode, "--output-dir", out, "--resume", "--set", f"data.root={self.world / 'VeRi'}",
+                "--set", f"optim.epochs={epochs}", "--set", f"seed={seed}", *init)
+        result = json.loads((out / "result.json").read_text())
+        best = dict(result["best"])
+        best.setdefault("rank1", best.get("Rank-1"))
+        best["selection"] = result.get("selection")
+        self.write_cell(condition, mode, seed, best)
+        self.step(f"  done in {time.monotonic() - t0:.0f} s")
+
+    # ------------------------------------------------------------------------------------------------ main
+    def baselines(self) -> dict[str, Any]:
+        out = self.runs / "baselines.json"
+        if not out.is_file():
+            self.sh("baselines", self.cli("vehiclemae"), "baselines", "--root", self.world / "VeRi", "--json", out)
+        res = json.loads(out.read_text())
+        return {
+            "hist_map": res["histogram"]["mAP"],
+            "hist_r1": res["histogram"]["rank1"],
+            "oracle_map": res["oracle"]["mAP"],
+            "chance_map": res["chance"]["mAP"],
+            "detail": res,
+        }
+
+    def run(self, commit: str) -> dict[str, Any]:
+        self.render(self.world, self.spec["world"], "world-benchmark")
+        self.build_pool()
+        baselines = self.baselines()
+        for seed in self.spec["seeds"]:
+            for condition in self.spec["conditions"]:
+                encoder = self.pretrain(condition, seed)
+                self.frozen(condition, seed, encoder)
+                for mode in FINETUNED:
+                    self.finetune(condition, mode, seed, encoder)
+        return self.collect(commit, baselines)
+
+    def collect(self, commit: str, baselines: dict[str, Any]) -> dict[str, Any]:
+        rows = []
+        for seed in self.spec["seeds"]:
+            for condition in self.spec["conditions"]:
+                for protocol in self.protocols:
+                    path = self.cell_path(condition, protocol, seed)
+                    if path.is_file():
+                        rows.append(json.loads(path.read_text()))
+        budgets = {}
+        for path in sorted((self.runs / "pretrain").glob("*/budget.json")):
+            budgets[path.parent.name] = json.loads(path.read_text())
+        return {
+            "profile": self.name,
+            "commit": commit,
+            "world": self.spec["world"],
+            "pretrain_world": self.spec["pretrain_world"],
+            "pretrain_source": self.spec["pretrain_source"],
+            "budget": {"pretrain": self.spec["pretrain"], "finetune": self.spec["finetune"]},
+            "baselines": baselines,
+            "rows": rows,
+            "pretrain_runs": budgets,
+        }
+
+
+def load_spec(profile: str, only: str | None) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The profile's settings, the condition table and the protocols; clear errors for unknown names."""
+    config = yaml.safe_load(CONFIG.read_text())
+    profiles = config["profiles"]
+    if profile not in profiles:
+        raise SystemExit(f"unknown profile {profile!r}; valid profiles: {', '.join(profiles)}")
+    spec = dict(profiles[profile])
+    conditions = config["conditions"]
+    unknown = [c for c in spec["conditions"] if c not in conditions]
+    if only:
+        picked = [c.strip() for c in only.split(",") if c.strip()]
+        unknown += [c for c in picked if c not in conditions]
+        spec["conditions"] = picked
+    if unknown:
+        raise SystemExit(f"unknown condition(s) {', '.join(unknown)}; valid conditions: {', '.join(conditions)}")
+    return spec, conditions, list(config["protocols"])
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="quick", help="a profile of configs/reproduce_toy.yaml (quick, full)")
+    parser.add_argument("--runs", default=None, help="output folder (default runs/reproduce-toy-PROFILE)")
+    parser.add_argument("--data", default=None, help="worlds folder (default data/reproduce-toy-PROFILE)")
+    parser.add_argument("--conditions", default=None, help="comma-separated subset of the profile's conditions")
+    parser.add_argument("--bin", default=str(Path(sys.executable).parent), help="folder of diffveri/vehiclemae")
+    args = parser.parse_args(argv)
+    spec, conditions, protocols = load_spec(args.profile, args.conditions)
+    runs = Path(args.runs or f"runs/reproduce-toy-{args.profile}").resolve()
+    data = Path(args.data or f"data/reproduce-toy-{args.profile}").resolve()
+    exp = Experiment(spec, conditions, protocols, args.profile, runs, data, Path(args.bin))
+    t0 = time.monotonic()
+    results = exp.run(git_commit())
+    results["seconds"] = round(time.monotonic() - t0, 1)
+    out = runs / "results.json"
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    os.replace(tmp, out)
+    print(f"results: {out} ({len(results['rows'])} rows, {results['seconds']:.0f} s this run)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

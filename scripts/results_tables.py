@@ -1,0 +1,127 @@
+"""Markdown tables from the toy experiment's ``results.json`` (``scripts/reproduce_toy.py``).
+
+    python scripts/results_tables.py RESULTS.json [RESULTS.json ...] [--update docs/benchmarks.md]
+
+Prints one section per file: the training-free baselines, then per protocol the conditions with mean ± std over
+seeds of mAP, Rank-1, cross-view and same-view mAP, and the paired mAP difference to ``mae`` (per seed, then mean ±
+std; ``n/n`` = seeds where the condition is ahead). With ``--update FILE`` each section replaces the text between
+``<!-- reproduce-toy:PROFILE:begin -->`` and ``<!-- reproduce-toy:PROFILE:end -->`` in FILE (the markers must exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_NAMES = {
+    "frozen_knn_mean": "Frozen encoder, kNN on mean-pooled patch tokens",
+    "frozen_knn_cls": "Frozen encoder, kNN on the class token",
+    "linear_probe": "Linear probe on frozen features (epochs chosen on validation identities)",
+    "supervised": "Supervised fine-tuning (model chosen on validation identities)",
+    "unsupervised": "Unsupervised fine-tuning (cluster contrast; model chosen on validation identities)",
+}
+COLUMNS = (("mAP", "mAP"), ("rank1", "Rank-1"), ("cross_view_mAP", "cross-view mAP"), ("same_view_mAP", "same-view mAP"))
+
+
+def mean_std(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def paired(rows: dict[int, dict[str, Any]], ref: dict[int, dict[str, Any]]) -> str:
+    """Mean ± std of the per-seed mAP difference to the reference condition, and how many seeds are ahead."""
+    seeds = sorted(set(rows) & set(ref))
+    diffs = [rows[s]["mAP"] - ref[s]["mAP"] for s in seeds if rows[s]["mAP"] is not None and ref[s]["mAP"] is not None]
+    if not diffs:
+        return "-"
+    ahead = sum(d > 0 for d in diffs)
+    spread = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
+    return f"{statistics.mean(diffs):+.1f}{spread} ({ahead}/{len(diffs)})"
+
+
+def section(results: dict[str, Any]) -> str:
+    base = results["baselines"]
+    world = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in results["world"].items())
+    pool = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in results["pretrain_world"].items())
+    seeds = sorted({r["seed"] for r in results["rows"]})
+    lines = [
+        f"Profile `{results['profile']}`, commit `{results['commit'][:10]}`, seeds {seeds}; benchmark world "
+        f"`diffveri toyworld {world}`, pre-training world `{pool}` ({results.get('pretrain_source', 'toyworld')} "
+        f"table); pre-training {results['budget']['pretrain']}, fine-tuning {results['budget']['finetune']}.",
+        "",
+        "Training-free baselines on the same test split: colour histogram of the centre crop "
+        f"**mAP {base['hist_map']:.1f}** (Rank-1 {base['hist_r1']:.1f}), family-attribute oracle "
+        f"mAP {base['oracle_map']:.1f}, chance mAP {base['chance_map']:.1f}.",
+        "",
+    ]
+    runs = results.get("pretrain_runs") or {}
+    if runs:
+        lines.append("| pre-training run | optimiser steps | images seen | wall time (s) |")
+        lines.append("|---|---|---|---|")
+        for name, budget in sorted(runs.items()):
+            lines.append(f"| {name} | {budget['steps']} | {budget['images_seen']} | {budget['seconds']:.0f} |")
+        lines.append("")
+    by: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for row in results["rows"]:
+        by.setdefault((row["protocol"], row["pretrain"]), {})[row["seed"]] = row
+    conditions = list(dict.fromkeys(r["pretrain"] for r in results["rows"]))
+    for protocol in PROTOCOL_NAMES:
+        present = [c for c in conditions if (protocol, c) in by]
+        if not present:
+            continue
+        lines.append(f"**{PROTOCOL_NAMES[protocol]}**")
+        lines.append("")
+        lines.append("| pre-training | " + " | ".join(title for _, title in COLUMNS) + " | mAP − mae (seeds ahead) |")
+        lines.append("|---" * (len(COLUMNS) + 2) + "|")
+        ref = by.get((protocol, "mae"), {})
+        for condition in present:
+            rows = by[(protocol, condition)]
+            cells = [mean_std([r.get(key) for r in rows.values()]) for key, _ in COLUMNS]
+            diff = "" if condition == "mae" else paired(rows, ref)
+            lines.append(f"| {condition} | " + " | ".join(cells) + f" | {diff} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def update(doc: Path, profile: str, text: str) -> None:
+    begin, end = f"<!-- reproduce-toy:{profile}:begin -->", f"<!-- reproduce-toy:{profile}:end -->"
+    content = doc.read_text()
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(content):
+        raise SystemExit(f"{doc}: markers {begin} ... {end} not found; add them where the table belongs")
+    new = pattern.sub(lambda _: f"{begin}\n{text}\n{end}", content)
+    tmp = doc.with_name(f".{doc.name}.tmp")
+    tmp.write_text(new)
+    os.replace(tmp, doc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", help="results.json files of scripts/reproduce_toy.py")
+    parser.add_argument("--update", default=None, help="a Markdown file with reproduce-toy:PROFILE markers")
+    args = parser.parse_args(argv)
+    for path in args.results:
+        p = Path(path)
+        if not p.is_file():
+            print(f"{p} does not exist (run `make reproduce-toy PROFILE=...` first)", file=sys.stderr)
+            return 2
+        results = json.loads(p.read_text())
+        text = section(results)
+        print(f"## {results['profile']}\n\n{text}")
+        if args.update:
+            update(Path(args.update), results["profile"], text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
