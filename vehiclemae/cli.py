@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vehiclemae.commands.finetune",
     "vehiclemae.commands.eval",
     "vehiclemae.commands.plot",
+    "vehiclemae.commands.probe",
+    "vehiclemae.commands.baselines",
 )
 
 

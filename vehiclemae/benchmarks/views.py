@@ -248,8 +248,29 @@ def retrieval_metrics(
     return out
 
 
+def format_retrieval_table(rows: dict[str, dict[str, Any]], first_column: str = "protocol") -> str:
+    """A Markdown table of :func:`retrieval_metrics` results, one row per name (view columns show their query
+    counts; ``-`` when not available)."""
+
+    def view(res: dict[str, Any], relation: str) -> str:
+        value = res.get(f"{relation}_view_mAP")
+        return "-" if value is None else f"{value:.1f} ({res[f'{relation}_view_queries']})"
+
+    lines = [
+        f"| {first_column} | mAP | Rank-1 | mINP | same-view mAP (queries) | cross-view mAP (queries) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, res in rows.items():
+        lines.append(
+            f"| {name} | {res['mAP']:.1f} | {res['rank1']:.1f} | {res['mINP']:.1f} | {view(res, 'same')} | "
+            f"{view(res, 'cross')} |"
+        )
+    return "\n".join(lines)
+
+
 __all__ = [
     "RELATIONS",
+    "format_retrieval_table",
     "SIDE_AZIMUTHS",
     "cross_view_mAP",
     "masked_average_precision",
