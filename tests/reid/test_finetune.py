@@ -128,8 +128,8 @@ def test_report_table(tmp_path) -> None:
     ]:
         d = tmp_path / f"ft-{init}-{mode}"
         d.mkdir()
-        best = {"mAP": m, "Rank-1": m + 1}
-        (d / "result.json").write_text(json.dumps({"dataset": "veri776", "best": best}))
+        best = {"mAP": m, "Rank-1": m + 1, "epoch": 3, "val": {"mAP": 50.0}}
+        (d / "result.json").write_text(json.dumps({"dataset": "veri776", "selection": "validation", "best": best}))
     zs = {"dataset": "veri776", "results": [{"mAP": 2.0, "Rank-1": 3.0}]}
     (tmp_path / "zeroshot-mae.json").write_text(json.dumps(zs))
     text = format_table(collect(tmp_path))
@@ -137,7 +137,18 @@ def test_report_table(tmp_path) -> None:
     assert lines[2:4] == ["| *No fine-tuning (pre-trained encoder as is)* | | | | |", "| mae | 2.0 | 3.0 | - | - |"]
     assert lines[4] == "| *Supervised fine-tuning* | | | | |"
     assert lines[5] == "| none | 10.0 | 11.0 | - | - |" and lines[6].startswith("| vehiclemae | 30.0")
-    assert "| mae | 5.0 | 6.0 | - | - |" in text
+    assert "| mae | 5.0 | 6.0 | - | - |" in text and "except" not in text
+    # a run without validation and a result.json from before validation existed are marked, with a legend
+    (tmp_path / "ft-none-supervised" / "result.json").write_text(
+        json.dumps({"dataset": "veri776", "selection": "last_epoch", "best": {"mAP": 10.0, "Rank-1": 11.0}})
+    )
+    (tmp_path / "ft-mae-unsupervised" / "result.json").write_text(
+        json.dumps({"dataset": "veri776", "best": {"mAP": 5.0, "Rank-1": 6.0}})
+    )
+    text = format_table(collect(tmp_path))
+    assert "| none | 10.0 (last) | 11.0 (last) | - | - |" in text
+    assert "| mae | 5.0 (test) | 6.0 (test) | - | - |" in text
+    assert "- (last): no validation identities" in text and "chosen on the test set" in text
 
 
 def test_eval_and_plot_commands(tmp_path, capsys) -> None:
@@ -202,3 +213,165 @@ def test_eval_and_plot_commands(tmp_path, capsys) -> None:
     assert (
         main(["eval", "--checkpoint", str(tmp_path / "missing.pth"), "--dataset", "veri776", "--root", str(root)]) == 2
     )
+
+
+# ------------------------------------------------------------------------------------ validation-based selection
+def test_validation_split_holds_out_training_identities(tmp_path) -> None:
+    from vehiclemae.benchmarks.validation import count_val_identities, split_validation
+    from vehiclemae.data.reid import load_vehicleid, load_veri776
+
+    veri = load_veri776(make_veri(tmp_path / "VeRi", train_ids=10, test_ids=2, cams=3, per_cam=2))
+    val = split_validation(veri.train, "veri776", 0.2, seed=0)
+    train_ids, test_ids = {s.pid for s in val.train}, {s.pid for s in veri.query + veri.gallery}
+    assert len(val.val_pids) == 2 and not set(val.val_pids) & train_ids and not set(val.val_pids) & test_ids
+    assert train_ids | set(val.val_pids) == {s.pid for s in veri.train}
+    query, gallery = val.eval_split["query"], val.eval_split["gallery"]
+    assert {s.pid for s in query + gallery} == set(val.val_pids) and len(query) + len(gallery) == 2 * 6
+    assert not {s.path for s in query} & {s.path for s in gallery}
+    for pid in val.val_pids:  # 2 queries on distinct cameras, each with a gallery match on another camera
+        qs = [q for q in query if q.pid == pid]
+        assert len(qs) == 2 and qs[0].camid != qs[1].camid
+        assert all(any(g.pid == pid and g.camid != q.camid for g in gallery) for q in qs)
+    # deterministic in the seed (resume redraws the same split); another seed holds out others
+    assert split_validation(veri.train, "veri776", 0.2, seed=0).val_pids == val.val_pids
+    assert any(split_validation(veri.train, "veri776", 2, seed=s).val_pids != val.val_pids for s in range(1, 5))
+    assert split_validation(veri.train, "veri776", 0, seed=0).eval_split is None
+
+    vid = load_vehicleid(make_vehicleid(tmp_path / "VehicleID", train_ids=6, test_ids=4, per_id=3, sizes=(4,)))
+    vval = split_validation(vid.train, "vehicleid", 2, seed=0)
+    assert len(vval.val_pids) == 2 and {s.pid for s in vval.eval_split["test"]} == set(vval.val_pids)
+    assert not set(vval.val_pids) & ({s.pid for s in vval.train} | {s.pid for s in vid.test})
+
+    assert [count_val_identities(v, 20) for v in (0, 0.2, 0.01, 3, 3.0)] == [0, 4, 1, 3, 3]
+    with pytest.raises(ValueError, match="leaving 1 to train on; training needs at least 2"):
+        count_val_identities(0.95, 20)
+    with pytest.raises(ValueError, match="fraction in \\(0, 1\\), an integer count"):
+        count_val_identities(2.5, 20)
+
+
+def _fingerprint(model: torch.nn.Module) -> str:
+    import hashlib
+
+    digest = hashlib.sha1()
+    for value in model.backbone.state_dict().values():
+        digest.update(value.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("dataset", ["veri776", "vehicleid"])
+def test_best_model_is_chosen_on_validation_not_test(tmp_path, monkeypatch, dataset) -> None:
+    """Scripted metrics where validation and test disagree: best.pth and result.json follow validation; the test
+    split is evaluated only at the end, once for the chosen model and once for the last epoch."""
+    from vehiclemae.benchmarks import runner
+    from vehiclemae.benchmarks.runner import describe_result
+
+    if dataset == "veri776":
+        root = make_veri(tmp_path / "VeRi", train_ids=6, test_ids=3, cams=2, per_cam=2)
+    else:
+        root = make_vehicleid(tmp_path / "VehicleID", train_ids=6, test_ids=4, per_id=4, sizes=(4,))
+    key = "mAP" if dataset == "veri776" else "Rank-1"
+    val_script, test_script = [10.0, 50.0, 20.0, 30.0], [90.0, 5.0, 70.0, 60.0]  # test alone would pick epoch 0
+    epoch_of: dict[str, int] = {}  # model weights -> the epoch they were validated at
+    calls: list[tuple[str, int]] = []
+    trained_pids: set[int] = set()
+    evaluated_pids: dict[str, set[int]] = {"val": set(), "test": set()}
+
+    def fake_evaluate(model, dataset_name, split, **kwargs):
+        samples = split["query"] + split["gallery"] if dataset_name == "veri776" else split["test"]
+        evaluated_pids[split["name"]] |= {s.pid for s in samples}
+        if split["name"] == "val":
+            epoch = epoch_of.setdefault(_fingerprint(model), len(epoch_of))
+            value = val_script[epoch]
+        else:
+            epoch = epoch_of[_fingerprint(model)]
+            value = test_script[epoch]
+        calls.append((split["name"], epoch))
+        return {"mAP": value, "Rank-1": value, "Rank-5": value, "mINP": value}
+
+    original_train_epoch = runner._train_epoch
+
+    def recording_train_epoch(model, train_set, *args, **kwargs):
+        trained_pids.update(s.pid for s in train_set.samples)
+        return original_train_epoch(model, train_set, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate_model", fake_evaluate)
+    monkeypatch.setattr(runner, "_train_epoch", recording_train_epoch)
+    cfg = _tiny_config(root, tmp_path / "run", **{"data.dataset": dataset, "optim.epochs": 4, "eval.every": 1})
+    cfg.data.val_identities = 2
+    result = run(cfg)
+
+    assert calls == [("val", 0), ("val", 1), ("val", 2), ("val", 3), ("test", 3), ("test", 1)]
+    assert result["selection"] == "validation" and result["val_identities"] == 2 and result["best_epoch"] == 1
+    assert result["best"][key] == 5.0 and result["best"]["epoch"] == 1 and result["best"]["val"][key] == 50.0
+    assert result["last"][key] == 60.0 and result["last"]["epoch"] == 3
+    assert json.loads((tmp_path / "run" / "result.json").read_text()) == json.loads(json.dumps(result))
+    best_model, _ = load_model(tmp_path / "run" / "best.pth")
+    assert epoch_of[_fingerprint(best_model)] == 1
+    assert describe_result(result).startswith(f"best epoch 1 chosen on 2 validation identities (val {key} 50.0); test")
+    # the validation identities were never trained on and are not test identities
+    assert len(evaluated_pids["val"]) == 2 and len(trained_pids) == 4
+    assert not evaluated_pids["val"] & trained_pids and not evaluated_pids["val"] & evaluated_pids["test"]
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val"][key] for r in rows] == val_script and not any("test" in r or "eval" in r for r in rows)
+
+
+def _write_views(root) -> None:
+    """A toy-world meta file for a make_veri layout: camera 1 = front, 2 = rear (cross-view), 3 = front_left (same)."""
+    from vehiclemae.data.toymeta import write_toy_meta
+
+    view = {1: ("front", 0.0), 2: ("rear", 180.0), 3: ("front_left", 45.0)}
+    images = {}
+    for folder in ("image_train", "image_query", "image_test"):
+        for path in (root / folder).iterdir():
+            name, azimuth = view[int(path.name.split("_c")[1][:3])]
+            images[path.name] = {"view": name, "azimuth": azimuth, "elevation": 10.0}
+    pids = {int(n[:4]) for n in images}
+    identity = {"family": "fam0", "class_name": "sedan", "color_name": "red", "dims": [4.0, 1.8, 1.4]}
+    write_toy_meta(root, 1, images, {p: {"identity_id": f"toy{p:03d}", **identity} for p in pids})
+
+
+def test_resume_gives_the_straight_runs_result(tmp_path) -> None:
+    root = make_veri(tmp_path / "VeRi", train_ids=6, test_ids=3, cams=3, per_cam=2)
+    _write_views(root)
+    sets = {"optim.epochs": 3, "eval.every": 1}
+    straight = run(_tiny_config(root, tmp_path / "a", **sets))
+    stopped = run(_tiny_config(root, tmp_path / "b", **sets), stop_after_epoch=2)
+    assert stopped == {"stopped": True, "epochs_done": 2, "epochs": 3} and not (tmp_path / "b" / "result.json").exists()
+    resumed = run(_tiny_config(root, tmp_path / "b", **sets), resume=True)
+    assert resumed == straight
+    assert (tmp_path / "a" / "result.json").read_text() == (tmp_path / "b" / "result.json").read_text()
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
+    assert straight["val_identities"] == 1 and straight["selection"] == "validation"
+    # the toy-world meta adds view-aware test metrics (validation keeps the standard ones)
+    for part in ("best", "last"):
+        assert straight[part]["cross_view_mAP"] is not None and straight[part]["same_view_mAP"] is not None
+        assert straight[part]["cross_view_queries"] == 3
+    assert "cross_view_mAP" not in straight["best"]["val"]
+    # resuming under another validation split is refused
+    with pytest.raises(ValueError, match="other validation identities"):
+        run(_tiny_config(root, tmp_path / "b", **sets, **{"data.val_identities": 2}), resume=True)
+
+
+def test_without_validation_best_is_the_last_epoch(tmp_path, caplog) -> None:
+    root = make_vehicleid(tmp_path / "VehicleID", train_ids=4, test_ids=4, per_id=4, sizes=(4,))
+    cfg = _tiny_config(root, tmp_path / "run", **{"data.dataset": "vehicleid", "optim.epochs": 2, "eval.every": 1})
+    cfg.data.val_identities = 0
+    cfg.eval.num_trials = 2
+    with caplog.at_level("WARNING", logger="vehiclemae.benchmarks.runner"):
+        result = run(cfg)
+    assert "best.pth will be the LAST epoch" in caplog.text
+    assert result["selection"] == "last_epoch" and result["val_identities"] == 0 and result["best_epoch"] == 1
+    assert result["best"]["val"] is None and result["best"] == result["last"]  # one test evaluation, reported twice
+    assert {"Rank-1", "Rank-5", "mAP"} <= set(result["best"])
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and not any("val" in r for r in rows)
+    model, _ = load_model(tmp_path / "run" / "best.pth")
+    last, _ = load_model(tmp_path / "run" / "last.pth")
+    assert _fingerprint(model) == _fingerprint(last)
+
+
+def test_too_many_validation_identities_is_a_clear_error(tmp_path) -> None:
+    root = make_veri(tmp_path / "VeRi", train_ids=4, test_ids=2, cams=2, per_cam=2)
+    with pytest.raises(ValueError, match=r"val_identities=0.7 holds out 3 of the 4 training identities, leaving 1"):
+        run(_tiny_config(root, tmp_path / "run", **{"data.val_identities": 0.7}))
+    assert not (tmp_path / "run" / "last.pth").exists()

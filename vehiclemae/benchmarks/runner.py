@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "vehiclemae-reid-v1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VIEW_KEYS = ("cross_view_mAP", "cross_view_queries", "same_view_mAP", "same_view_queries")
 
 
 @dataclass
@@ -47,6 +48,8 @@ class DataConfig:
     k: int = 4  # images per identity
     eval_batch_size: int = 64
     num_workers: int = 0
+    # Training identities held out to choose best.pth: a fraction in (0, 1), a count, or 0 (best.pth = last epoch).
+    val_identities: float | int = 0.2
 
 
 @dataclass
@@ -67,7 +70,7 @@ class OptimConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = 1  # evaluate every N epochs (and after the last)
+    every: int = 1  # evaluate on the validation identities every N epochs (and after the last)
     metric: str = "euclidean"  # euclidean | cosine
     rerank: bool = False
     k1: int = 20
@@ -117,13 +120,22 @@ def seed_everything(seed: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ data
 def load_split(dataset: str, root: str | Path, vehicleid_test_size: int | None = None) -> dict[str, Any]:
-    """``{"train": samples, "query": samples, "gallery": samples}`` (VeRi) or ``{"train", "test"}`` (VehicleID)."""
+    """``{"train": samples, "query": samples, "gallery": samples}`` (VeRi) or ``{"train", "test"}`` (VehicleID).
+
+    A toy-world VeRi root (one with ``toyworld_meta.json``) also gives ``query_views`` / ``gallery_views``, the
+    per-image view bins from which :func:`evaluate_model` adds ``cross_view_mAP`` and ``same_view_mAP``.
+    """
     from vehiclemae.data.reid import load_vehicleid, load_veri776
+    from vehiclemae.data.toymeta import load_toy_meta
 
     if dataset == "veri776":
         split = load_veri776(root)
         logger.info(split.summary())
-        return {"train": split.train, "query": split.query, "gallery": split.gallery}
+        out: dict[str, Any] = {"train": split.train, "query": split.query, "gallery": split.gallery}
+        meta = load_toy_meta(root)
+        if meta is not None:
+            out.update(query_views=meta.views_for(split.query), gallery_views=meta.views_for(split.gallery))
+        return out
     if dataset == "vehicleid":
         vid = load_vehicleid(root, vehicleid_test_size)
         logger.info(
@@ -162,7 +174,9 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Paper metrics of ``model`` (eval-mode features) on a parsed split; percentages (0-100).
 
-    VeRi-776: ``mAP``, ``mINP``, ``Rank-1/5/10`` (query vs gallery, same id + same camera removed).
+    VeRi-776: ``mAP``, ``mINP``, ``Rank-1/5/10`` (query vs gallery, same id + same camera removed), plus
+    ``cross_view_mAP`` / ``same_view_mAP`` (and their query counts) when ``split`` has ``query_views`` and
+    ``gallery_views`` (toy world; :mod:`vehiclemae.benchmarks.views`).
     VehicleID: ``Rank-1``, ``Rank-5``, ``mAP`` averaged over ``num_trials`` seeded splits.
     """
     if dataset == "veri776":
@@ -181,6 +195,14 @@ def evaluate_model(
         res = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=max_rank)
         out = summarize(res, ranks=(1, 5, 10))
         out.update(num_query=len(q_pids), num_gallery=len(g_pids), num_valid_queries=res["num_valid_queries"])
+        if split.get("query_views") is not None:
+            from .views import retrieval_metrics
+
+            # The helper recomputes the standard metrics too (cheap at toy-world sizes); only its view keys are new.
+            views = retrieval_metrics(
+                dist, q_pids, g_pids, q_cams, g_cams, split["query_views"], split["gallery_views"], max_rank=max_rank
+            )
+            out.update({k: views[k] for k in VIEW_KEYS})
         return out
     if dataset == "vehicleid":
         from .vehicleid import evaluate_vehicleid
@@ -244,15 +266,22 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=float) + "\n").encode())
 
 
-def run(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
-    """Fine-tune (supervised or unsupervised) with evaluation during training; writes into ``cfg.output_dir``:
-    ``config.yaml``, ``best.pth`` (best mAP, or Rank-1 for VehicleID), ``last.pth`` (with optimiser state, for
-    ``resume``), ``metrics.jsonl``, ``result.json``. Returns the final result dict.
+def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None = None) -> dict[str, Any]:
+    """Fine-tune (supervised or unsupervised), choosing the model on validation identities; writes into
+    ``cfg.output_dir``: ``config.yaml``, ``best.pth`` (best validation mAP, or Rank-1 for VehicleID; the last epoch
+    when ``data.val_identities`` is 0), ``last.pth`` (with optimiser state, for ``resume``), ``metrics.jsonl`` and
+    ``result.json`` (test metrics of ``best.pth`` and of the last epoch, each evaluated once at the end). Returns
+    the result dict.
 
-    ``resume=True`` continues after the epoch stored in ``last.pth``; without it an existing ``last.pth`` is an
-    error, so a finished run is never overwritten by accident."""
+    The test split never influences training or selection. ``resume=True`` continues after the epoch stored in
+    ``last.pth`` (the validation split is redrawn identically from ``seed``); without it an existing ``last.pth``
+    is an error, so a finished run is never overwritten by accident. ``stop_after_epoch=e`` returns after ``e``
+    epochs are done and checkpointed, without the test evaluation (as if the job had been interrupted there).
+    """
     from vehiclemae.config import save_run_config
     from vehiclemae.data.reid import ReIDImageDataset, build_transforms, relabel
+
+    from .validation import split_validation
 
     cfg.validate()
     out = Path(cfg.output_dir)
@@ -262,9 +291,12 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
 
-    # 1. Data: the parsed split, training labels (ground truth or, unsupervised, re-clustered each epoch).
-    split = load_split(cfg.data.dataset, cfg.data.root, cfg.data.vehicleid_test_size)
-    train_samples = split["train"]
+    # 1. Data: the parsed split; validation identities held out of the training identities (a pure function of the
+    #    seed); training labels (ground truth or, unsupervised, re-clustered each epoch).
+    split = {**load_split(cfg.data.dataset, cfg.data.root, cfg.data.vehicleid_test_size), "name": "test"}
+    val = split_validation(split["train"], cfg.data.dataset, cfg.data.val_identities, cfg.seed)
+    _log_validation(val, len({s.pid for s in split["train"]}), cfg)
+    train_samples = val.train
     gt_labels, _ = relabel(train_samples)
     size = cfg.model.img_size
     train_set = ReIDImageDataset(train_samples, build_transforms(size, True, IMAGENET_MEAN, IMAGENET_STD), gt_labels)
@@ -281,73 +313,167 @@ def run(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
     weights = ft.LossWeights(
         cfg.optim.id_weight, cfg.optim.triplet_weight, cfg.optim.label_smoothing, cfg.optim.triplet_margin
     )
-    rerank = {"k1": cfg.eval.k1, "k2": cfg.eval.k2, "lambda_value": cfg.eval.lambda_value} if cfg.eval.rerank else None
     key_metric = "mAP" if cfg.data.dataset == "veri776" else "Rank-1"
-    best: dict[str, Any] = {key_metric: -1.0}
+    best: dict[str, Any] = {"epoch": None, "val": None}  # the validation result that chose best.pth
+    val_result: dict[str, Any] | None = None
     history_path = out / "metrics.jsonl"
-    result: dict[str, Any] = {}
     start_epoch = 0
     last_path = out / "last.pth"
     if last_path.is_file() and not resume:
         raise ValueError(f"{last_path} exists; pass --resume to continue that run or choose another output_dir")
     if last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
+        if "val_pids" not in state:
+            raise ValueError(
+                f"--resume: {last_path} predates validation-based selection (it chose best.pth on the test set); "
+                "start a new output_dir"
+            )
+        if state["val_pids"] != val.val_pids:
+            raise ValueError(
+                f"--resume: {last_path} was trained with other validation identities than data.val_identities="
+                f"{cfg.data.val_identities!r} and seed={cfg.seed} give now; resume with the run's own config.yaml"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        best, result, start_epoch = state["best"], state["metrics"], int(state["epoch"]) + 1
+        best, val_result, start_epoch = state["best"], state["metrics"], int(state["epoch"]) + 1
         torch.set_rng_state(state["torch_rng"])
         logger.info("resuming %s after epoch %d", out, start_epoch - 1)
     else:
         history_path.unlink(missing_ok=True)
 
-    # 3. Epochs: (unsupervised: cluster) -> train -> (every N epochs) evaluate -> checkpoints.
-    for epoch in range(start_epoch, cfg.optim.epochs):
+    # 3. Epochs: (unsupervised: cluster) -> train -> (every N epochs) validate -> checkpoints.
+    end = cfg.optim.epochs if stop_after_epoch is None else min(cfg.optim.epochs, stop_after_epoch)
+    for epoch in range(start_epoch, end):
         memory = None
         row: dict[str, Any] = {"epoch": epoch}
         if cfg.mode == "unsupervised":
             memory, n_clusters, n_out = _recluster(model, train_samples, train_set, cfg)
             row.update(clusters=n_clusters, unclustered=n_out)
             if memory is None:
-                # Nothing to contrast against; the epoch is still evaluated so the run reports what it has.
+                # Nothing to contrast against; the epoch is still validated so the run reports what it has.
                 logger.warning("epoch %d: DBSCAN found fewer than 2 clusters; no training this epoch", epoch)
         if cfg.mode == "supervised" or memory is not None:
             row.update(_train_epoch(model, train_set, optimizer, weights, memory, epoch, cfg))
         last_epoch = epoch == cfg.optim.epochs - 1
-        if last_epoch or (cfg.eval.every > 0 and (epoch + 1) % cfg.eval.every == 0):
-            result = evaluate_model(
-                model,
-                cfg.data.dataset,
-                split,
-                img_size=size,
-                batch_size=cfg.data.eval_batch_size,
-                num_workers=cfg.data.num_workers,
-                metric=cfg.eval.metric,
-                rerank=rerank,
-                num_trials=cfg.eval.num_trials,
-                max_rank=cfg.eval.max_rank,
-                seed=cfg.seed,
-                device=cfg.device,
-            )
-            row["eval"] = result
-            if result[key_metric] > best[key_metric]:
-                best = {**result, "epoch": epoch}
-                save_reid_checkpoint(out / "best.pth", model, epoch=epoch, metrics=result, config=asdict(cfg))
+        if val.enabled and (last_epoch or (cfg.eval.every > 0 and (epoch + 1) % cfg.eval.every == 0)):
+            val_result = row["val"] = _evaluate(model, val.eval_split, cfg)
+            # Ties (frequent on a few validation identities) go to the other metric, then to the later epoch.
+            if best["val"] is None or _rank_key(val_result, key_metric) >= _rank_key(best["val"], key_metric):
+                best = {"epoch": epoch, "val": val_result}
+                save_reid_checkpoint(out / "best.pth", model, epoch=epoch, metrics=val_result, config=asdict(cfg))
+        elif not val.enabled and last_epoch:
+            best = {"epoch": epoch, "val": None}
+            save_reid_checkpoint(out / "best.pth", model, epoch=epoch, metrics=None, config=asdict(cfg))
         save_reid_checkpoint(
             last_path,
             model,
             epoch=epoch,
-            metrics=result,
+            metrics=val_result,
             config=asdict(cfg),
             optimizer=optimizer.state_dict(),
             best=best,
+            val_pids=val.val_pids,
             torch_rng=torch.get_rng_state(),
         )
         logger.info("epoch %d: %s", epoch, json.dumps(row, default=float))
         _append_jsonl(history_path, row)
+    if end < cfg.optim.epochs:
+        logger.info("stopped after %d of %d epochs; continue with --resume", end, cfg.optim.epochs)
+        return {"stopped": True, "epochs_done": end, "epochs": cfg.optim.epochs}
 
-    final = {"mode": cfg.mode, "dataset": cfg.data.dataset, "init": cfg.model.init, "last": result, "best": best}
+    # 4. Test, once per model: best.pth (chosen on validation, or the last epoch) and the last epoch.
+    final_epoch = cfg.optim.epochs - 1
+    test_last = _evaluate(model, split, cfg)
+    if best["epoch"] == final_epoch:
+        test_best = test_last
+    else:
+        best_model, _ = load_model(out / "best.pth", size)
+        test_best = _evaluate(best_model.to(cfg.device), split, cfg)
+    final = {
+        "mode": cfg.mode,
+        "dataset": cfg.data.dataset,
+        "init": cfg.model.init,
+        "selection": "validation" if val.enabled else "last_epoch",
+        "val_identities": len(val.val_pids),
+        "best_epoch": best["epoch"],
+        "best": {**test_best, "epoch": best["epoch"], "val": best["val"]},
+        "last": {**test_last, "epoch": final_epoch, "val": val_result},
+    }
     _write_json(out / "result.json", final)
+    logger.info(describe_result(final))
     return final
+
+
+def _evaluate(model: torch.nn.Module, split: dict[str, Any], cfg: FinetuneConfig) -> dict[str, Any]:
+    """:func:`evaluate_model` with the run's eval settings, on the validation or the test split."""
+    rerank = {"k1": cfg.eval.k1, "k2": cfg.eval.k2, "lambda_value": cfg.eval.lambda_value} if cfg.eval.rerank else None
+    return evaluate_model(
+        model,
+        cfg.data.dataset,
+        split,
+        img_size=cfg.model.img_size,
+        batch_size=cfg.data.eval_batch_size,
+        num_workers=cfg.data.num_workers,
+        metric=cfg.eval.metric,
+        rerank=rerank,
+        num_trials=cfg.eval.num_trials,
+        max_rank=cfg.eval.max_rank,
+        seed=cfg.seed,
+        device=cfg.device,
+    )
+
+
+def _rank_key(metrics: dict[str, Any], key_metric: str) -> tuple[float, float]:
+    """Model-selection order: the key metric (VeRi mAP / VehicleID Rank-1), then the other one."""
+    other = "Rank-1" if key_metric == "mAP" else "mAP"
+    return float(metrics[key_metric]), float(metrics.get(other, 0.0))
+
+
+def _log_validation(val: Any, num_ids: int, cfg: FinetuneConfig) -> None:
+    if not val.enabled:
+        logger.warning(
+            "data.val_identities=0: no validation; all %d training identities are trained on and best.pth will be "
+            "the LAST epoch (the test split is evaluated only at the end and chooses nothing)",
+            num_ids,
+        )
+        return
+    split = val.eval_split
+    if "query" in split:
+        sizes = f"{len(split['query'])} queries, {len(split['gallery'])} gallery images"
+    else:
+        sizes = f"{len(split['test'])} images"
+    logger.info(
+        "validation: %d of %d training identities held out (data.val_identities=%s, seed %d; %s); best.pth is "
+        "chosen on them, the test split is evaluated only at the end",
+        len(val.val_pids),
+        num_ids,
+        cfg.data.val_identities,
+        cfg.seed,
+        sizes,
+    )
+
+
+def describe_result(result: dict[str, Any]) -> str:
+    """One plain sentence: which split chose the model, and its test metrics (and the last epoch's)."""
+    keys = ("mAP", "Rank-1") if result["dataset"] == "veri776" else ("Rank-1", "Rank-5")
+
+    def metrics(res: dict[str, Any], prefix: str) -> str:
+        return ", ".join(f"{prefix} {k} {res[k]:.1f}" for k in keys)
+
+    best, last = result["best"], result["last"]
+    if result["selection"] == "validation":
+        head = (
+            f"best epoch {result['best_epoch']} chosen on {result['val_identities']} validation identities "
+            f"(val {keys[0]} {best['val'][keys[0]]:.1f}); {metrics(best, 'test')}"
+        )
+    else:
+        head = f"no validation identities: best.pth is the last epoch {result['best_epoch']}; {metrics(best, 'test')}"
+    views = [f"{k} {best[k]:.1f}" for k in ("cross_view_mAP", "same_view_mAP") if best.get(k) is not None]
+    if views:
+        head += " (" + ", ".join(views) + ")"
+    if result["best_epoch"] != last["epoch"]:
+        head += f"; last epoch {last['epoch']}: {metrics(last, 'test')}"
+    return head
 
 
 def _train_epoch(

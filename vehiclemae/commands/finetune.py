@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "finetune",
         help="fine-tune an encoder for vehicle Re-ID (VeRi-776 / VehicleID), supervised or unsupervised",
-        description="Writes config.yaml, best.pth, last.pth, metrics.jsonl and result.json into output_dir.",
+        description="Writes config.yaml, best.pth, last.pth, metrics.jsonl and result.json into output_dir. best.pth "
+        "is chosen on validation identities held out of the training identities (data.val_identities); the test "
+        "split is evaluated once at the end.",
     )
     parser.add_argument("--config", required=True, help="YAML experiment file (configs/vehiclemae/finetune_*.yaml)")
     parser.add_argument("--mode", choices=("supervised", "unsupervised"), default=None, help="overrides the config")
@@ -24,11 +27,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override a config key, e.g. --set optim.epochs=2 --set model.init=export (repeatable)",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last.pth")
+    parser.add_argument(
+        "--stop-after-epoch",
+        type=int,
+        default=None,
+        metavar="E",
+        help="return after E epochs are done and checkpointed (no test evaluation); continue later with --resume",
+    )
     parser.set_defaults(handler=_finetune)
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ..benchmarks.runner import FinetuneConfig, run
+    from ..benchmarks.runner import FinetuneConfig, describe_result, run
     from ..config import load_config
 
     overrides = list(args.overrides)
@@ -37,6 +47,12 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(FinetuneConfig, args.config, overrides)
-    result = run(cfg, resume=args.resume)
+    result = run(cfg, resume=args.resume, stop_after_epoch=args.stop_after_epoch)
+    if result.get("stopped"):
+        print(f"stopped after {result['epochs_done']} of {result['epochs']} epochs; continue with --resume")
+        return 0
     print(json.dumps(result, indent=2, default=float))
+    # Last, so it is the line a reader sees: which split chose the model, and its test metrics.
+    print(describe_result(result))
+    print(f"written: {Path(cfg.output_dir) / 'result.json'}")
     return 0

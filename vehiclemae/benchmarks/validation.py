@@ -1,0 +1,122 @@
+"""Validation identities for fine-tuning: held out from the training identities, never drawn from the test set.
+
+``vehiclemae finetune`` chooses ``best.pth`` on these identities; the test split is evaluated once at the end.
+The split is a pure function of ``(samples, dataset, val_identities, seed)``, so a resumed run sees the same one.
+
+* ``data.val_identities``: a fraction in (0, 1) of the training identities (rounded, at least 1), an integer count
+  (>= 1), or 0 to disable validation.
+* VeRi-776: per validation identity up to 2 query images on distinct cameras, each chosen only if a gallery image of
+  its identity remains on another camera (same id + same camera is junk in the VeRi-776 protocol); every other
+  image of the identity is gallery. The queries are not repeated in the gallery.
+* VehicleID: the validation images form a test list evaluated with the VehicleID protocol (one random gallery image
+  per identity and trial, the rest queries; :mod:`vehiclemae.benchmarks.vehicleid`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+QUERIES_PER_IDENTITY = 2
+_STREAM = 0x76616C  # "val": keeps this draw apart from any other use of the run seed
+
+
+@dataclass
+class ValidationSplit:
+    """The training samples left for training and the validation evaluation split.
+
+    ``eval_split`` is ``{"name": "val", "query", "gallery"}`` (VeRi-776) or ``{"name": "val", "test"}``
+    (VehicleID), the layout :func:`vehiclemae.benchmarks.runner.evaluate_model` reads; ``None`` when disabled.
+    """
+
+    train: list
+    val_pids: list[int] = field(default_factory=list)
+    eval_split: dict[str, Any] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.eval_split is not None
+
+
+def count_val_identities(value: float | int, num_ids: int) -> int:
+    """How many of ``num_ids`` training identities ``data.val_identities = value`` holds out (0 = disabled)."""
+    if isinstance(value, bool) or value < 0 or (value >= 1 and not float(value).is_integer()):
+        raise ValueError(
+            f"data.val_identities must be a fraction in (0, 1), an integer count >= 1 or 0 (no validation), "
+            f"got {value!r}"
+        )
+    if value == 0:
+        return 0
+    n_val = int(value) if value >= 1 else max(1, int(math.floor(value * num_ids + 0.5)))
+    if num_ids - n_val < 2:
+        raise ValueError(
+            f"data.val_identities={value!r} holds out {n_val} of the {num_ids} training identities, leaving "
+            f"{num_ids - n_val} to train on; training needs at least 2. Lower data.val_identities, or set it to 0 "
+            "to train on every identity (best.pth is then the last epoch)"
+        )
+    return n_val
+
+
+def split_validation(samples: list, dataset: str, val_identities: float | int, seed: int) -> ValidationSplit:
+    """Hold out validation identities from the training ``samples`` (:class:`~vehiclemae.data.reid.ReIDSample`).
+
+    Raises ``ValueError`` when fewer than 2 training identities would remain, or when the held-out identities give
+    nothing to evaluate (no VeRi query with a cross-camera match, no VehicleID identity with 2 images).
+    """
+    pids = sorted({s.pid for s in samples})
+    n_val = count_val_identities(val_identities, len(pids))
+    if n_val == 0:
+        return ValidationSplit(list(samples))
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, _STREAM])
+    val_pids = sorted(int(p) for p in rng.permutation(pids)[:n_val])
+    held = set(val_pids)
+    train = [s for s in samples if s.pid not in held]
+    val = [s for s in samples if s.pid in held]
+    if dataset == "veri776":
+        query, gallery = _veri_query_gallery(val, rng)
+        if not query:
+            raise ValueError(
+                f"the {n_val} validation identities have no image with a same-identity image on another camera, "
+                "so no validation query can be evaluated; raise data.val_identities or set it to 0"
+            )
+        eval_split: dict[str, Any] = {"name": "val", "query": query, "gallery": gallery}
+    elif dataset == "vehicleid":
+        counts = np.unique([s.pid for s in val], return_counts=True)[1]
+        if not (counts >= 2).any():
+            raise ValueError(
+                f"every one of the {n_val} validation identities has a single image, so the VehicleID protocol has "
+                "no query; raise data.val_identities or set it to 0"
+            )
+        eval_split = {"name": "val", "test": val, "test_size": n_val}
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}; valid: veri776, vehicleid")
+    return ValidationSplit(train, val_pids, eval_split)
+
+
+def _veri_query_gallery(samples: list, rng: np.random.Generator) -> tuple[list, list]:
+    """Query/gallery of the validation images, the way ``pipeline.splits.assign_query_gallery`` builds the toy
+    world's VeRi test split (up to 2 queries per identity on distinct cameras, each keeping a cross-camera match)."""
+    by_pid: dict[int, list] = defaultdict(list)
+    for s in samples:
+        by_pid[s.pid].append(s)
+    queries: list = []
+    for pid in sorted(by_pid):
+        images = sorted(by_pid[pid], key=lambda s: str(s.path))
+        chosen: list = []
+        for index in rng.permutation(len(images)):
+            if len(chosen) >= QUERIES_PER_IDENTITY:
+                break
+            candidate = images[int(index)]
+            if candidate.camid in {q.camid for q in chosen}:
+                continue
+            rest = [s for s in images if s is not candidate and s not in chosen]
+            if all(any(g.camid != q.camid for g in rest) for q in [*chosen, candidate]):
+                chosen.append(candidate)
+        queries += chosen
+    picked = {id(q) for q in queries}
+    gallery = [s for s in samples if id(s) not in picked]
+    return queries, gallery
