@@ -114,7 +114,7 @@ def extract_tokens(
 class ProbeConfig:
     """Linear-probe optimisation; validation every ``eval_every`` epochs selects the epoch."""
 
-    epochs: int = 60
+    epochs: int = 100
     eval_every: int = 5
     lr: float = 1e-3
     weight_decay: float = 1e-4
