@@ -247,7 +247,9 @@ def load_model(path: str | Path, img_size: int | None = None) -> tuple[torch.nn.
 
         size = img_size or read_metadata(path)["img_size"]
         return load_encoder(path, img_size=size).eval(), size
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    from vehiclemae.engine.checkpoint import load_checkpoint_file  # weights-only: a crafted file runs nothing
+
+    payload = load_checkpoint_file(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"{path} is not a Re-ID checkpoint of `vehiclemae finetune` (format {CHECKPOINT_FORMAT}) nor an exported "
@@ -322,7 +324,9 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
     if last_path.is_file() and not resume:
         raise ValueError(f"{last_path} exists; pass --resume to continue that run or choose another output_dir")
     if last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        from vehiclemae.engine.checkpoint import load_checkpoint_file  # weights-only: a crafted file runs nothing
+
+        state = load_checkpoint_file(last_path)
         if "val_pids" not in state:
             raise ValueError(
                 f"--resume: {last_path} predates validation-based selection (it chose best.pth on the test set); "

@@ -2,6 +2,9 @@
 
 A checkpoint is one ``torch.save`` file written through a temporary file and ``os.replace``; a crash while writing
 leaves the previous checkpoint intact. ``checkpoint-last.pt`` is what ``--resume`` reads.
+
+Checkpoints hold tensors and plain Python values only (the numpy RNG state is stored as lists), and every file is
+read with ``torch.load(weights_only=True)`` (:func:`load_checkpoint_file`): a crafted pickle cannot run code here.
 """
 
 from __future__ import annotations
@@ -9,7 +12,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import pickle
 import random
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +34,16 @@ def checkpoint_dir(output_dir: str | os.PathLike) -> Path:
 
 
 def rng_states() -> dict[str, Any]:
-    """Global RNG states (python, numpy, torch CPU and CUDA) so that a resumed run draws what the straight one would."""
+    """Global RNG states (python, numpy, torch CPU and CUDA) so that a resumed run draws what the straight one would.
+
+    All plain values (ints, floats, lists, tensors): numpy's MT19937 key becomes a list, so that the checkpoint loads
+    with ``weights_only=True`` and needs no numpy type on the allow-list.
+    """
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"] = {"key": numpy_state["state"]["key"].tolist(), "pos": int(numpy_state["state"]["pos"])}
     states: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": numpy_state,
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -40,8 +52,13 @@ def rng_states() -> dict[str, Any]:
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore :func:`rng_states` (or the ``np.random.get_state()`` tuple of checkpoints written before it)."""
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    numpy_state = states["numpy"]
+    if isinstance(numpy_state, dict):
+        key = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
+        numpy_state = {**numpy_state, "state": {**numpy_state["state"], "key": key}}
+    np.random.set_state(numpy_state)
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -69,14 +86,70 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return path
 
 
+def _legacy_numpy_rng_globals() -> list[Any]:
+    """Exactly what the numpy RNG state of checkpoints written before plain RNG states needs: one ``uint32`` array.
+
+    (``_reconstruct`` is named ``numpy.core.multiarray`` by numpy 1 and ``numpy._core.multiarray`` by numpy 2.) An array
+    of any other dtype is still refused: its dtype class is not on the list.
+    """
+    reconstruct = np.zeros(1).__reduce__()[0]
+    names = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct")
+    return [*((reconstruct, name) for name in names), np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+_NAMED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
+
+
+def _refusal_reason(exc: pickle.UnpicklingError) -> str:
+    """What the weights-only unpickler objected to, in a few words (its own message is a paragraph)."""
+    message = str(exc)
+    found = _NAMED.search(message)
+    if found:
+        return f"it references {found.group(1) or found.group(2)}, which safe (weights-only) loading does not allow"
+    if "Unsupported operand" in message:
+        return "it is not a torch.save file (it holds pickle instructions torch.save never writes)"
+    detail = " ".join(message.partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0].split())
+    return "safe (weights-only) loading refused it" + (f" ({detail[:200]})" if detail else "")
+
+
+def _short(exc: Exception) -> str:
+    """``Type: first sentence`` of an exception, for one-line errors."""
+    first = " ".join(str(exc).split()).split(". ")[0][:160]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def load_checkpoint_file(
+    path: str | os.PathLike, allow: Sequence[Any] = (), fix: str = "load only checkpoints written by vehiclemae"
+) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with ``allow`` as the only extra globals.
+
+    Tensors, containers and plain Python values load; a file naming any other class or function (a crafted pickle's
+    ``__reduce__`` payload) is refused before anything in it is called. Every failure is one ``ValueError`` naming the
+    file (the CLI prints it as one line): refused, or unreadable (empty, truncated, not a ``torch.save`` file).
+    """
+    try:
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # missing or unreadable file: the OS message already says which
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path} is not a safe checkpoint: {_refusal_reason(exc)}; it was refused and nothing in it was run ({fix})"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - torch reports damaged files as RuntimeError, EOFError, KeyError...
+        raise ValueError(
+            f"{path} is not a readable checkpoint (empty, truncated or not written by torch.save: {_short(exc)}); {fix}"
+        ) from exc
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (on the CPU), with an error that says what is wrong.
 
-    ``path`` may be a run folder (``output_dir``): its last checkpoint is read.
+    ``path`` may be a run folder (``output_dir``): its last checkpoint is read. Loading is weights-only
+    (:func:`load_checkpoint_file`); checkpoints of earlier versions, whose numpy RNG state is an array, still load.
     """
     path = resolve_checkpoint(path)
-    # weights_only=False: the payload holds RNG states (numpy arrays, tuples); only load checkpoints you trust.
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_checkpoint_file(path, allow=_legacy_numpy_rng_globals())
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a vehiclemae training checkpoint (expected format {FORMAT})")
     return payload
