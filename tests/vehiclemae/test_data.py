@@ -103,3 +103,39 @@ def test_pk_sampler_batches() -> None:
     assert list(sampler) != order
     with pytest.raises(ValueError, match="at least P=8 identities"):
         PKSampler(labels, p=8, k=2)
+
+
+def test_vehicle_crop_cuts_items_from_the_vehicle_box(tmp_path: Path) -> None:
+    # A 40x40 image whose vehicle is the box x 10..30, y 16..24 (white); outside it is black.
+    labels = np.zeros((40, 40), dtype=np.int64)
+    labels[16:24, 10:30] = 1
+    image = np.zeros((40, 40, 3), dtype=np.uint8)
+    image[labels > 0] = 255
+    _one_row(tmp_path, labels, image, ("background", "front"))
+    plain = DiffVERIDataset(tmp_path, img_size=16, view_classes="pven", augment=False)
+    assert plain.region(labels > 0) == (0.0, 0.0, 40.0, 40.0)
+    crop = DiffVERIDataset(tmp_path, img_size=16, view_classes="pven", augment=False, vehicle_crop=0.0)
+    assert crop.region(labels > 0) == (10.0, 16.0, 30.0, 24.0)
+    item = crop[0]
+    assert bool((item["fg"] > 0).all())  # the whole item is vehicle: nothing of the background is left
+    grown = DiffVERIDataset(tmp_path, img_size=16, view_classes="pven", augment=False, vehicle_crop=0.5)
+    assert grown.region(labels > 0) == (0.0, 12.0, 40.0, 28.0)  # +10 px wide (clipped at 0 and 40), +4 px high
+    # Augmented items are drawn inside the box: every pixel of every epoch's item is vehicle.
+    aug = DiffVERIDataset(tmp_path, img_size=16, view_classes="pven", vehicle_crop=0.0, hflip=0.5)
+    for epoch in range(4):
+        aug.set_epoch(epoch)
+        assert bool((aug[0]["fg"] > 0).all())
+    with pytest.raises(ValueError, match="margin >= 0"):
+        DiffVERIDataset(tmp_path, img_size=16, view_classes="pven", vehicle_crop=-0.1)
+
+
+def test_no_vehicle_crop_keeps_items_unchanged(diffveri_root: Path) -> None:
+    # The whole-image path draws exactly the crops it drew before vehicle_crop existed (same generator calls).
+    from vehiclemae.data.transforms import apply_joint, sample_crop
+
+    ds = DiffVERIDataset(diffveri_root, img_size=32, view_classes="toyworld")
+    image, labels, fg = ds.load(2)
+    params = sample_crop(np.random.default_rng([0, 0, 2]), image.width, image.height, ds.scale, ds.ratio, ds.hflip)
+    img, _, _ = apply_joint(image, labels, fg, params, 32, ds.flip_lut)
+    expected = (img.transpose(2, 0, 1).astype(np.float32) / 255.0 - ds.mean) / ds.std
+    assert torch.equal(ds[2]["image"], torch.from_numpy(expected))

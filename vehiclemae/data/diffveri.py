@@ -12,6 +12,10 @@ Each item is a dict::
 Augmentation and masks are drawn from a generator seeded with ``(seed, epoch, index)`` (call :meth:`set_epoch` before
 each epoch), so an item does not depend on the worker, the process or the batch it lands in: resumed and
 multi-process runs see exactly the same crops and masks as a straight single-process run.
+
+``vehicle_crop`` (a margin, e.g. 0.1) first cuts each image to its vehicle's box grown by that fraction of the box
+size per side (the box of the row's vehicle mask), as Re-ID datasets are detection crops; the random resized crop
+is then drawn inside that box. ``None`` uses the whole image.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from torch.utils.data import Dataset
 from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, read_table, rle
 
 from ..masking import make_masks
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, apply_joint, flip_lut_for, sample_crop
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, CropParams, apply_joint, flip_lut_for, sample_crop
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +76,11 @@ class DiffVERIDataset(Dataset):
         mask_ratio: float | None = None,
         mask_mode: str = "asymmetric",
         limit: int | None = None,
+        vehicle_crop: float | None = None,
     ) -> None:
+        if vehicle_crop is not None and vehicle_crop < 0:
+            raise ValueError(f"vehicle_crop is a margin >= 0 (fraction of the vehicle box), got {vehicle_crop}")
+        self.vehicle_crop = vehicle_crop
         self.root = Path(root)
         self.table = table
         self.img_size = img_size
@@ -156,12 +164,27 @@ class DiffVERIDataset(Dataset):
             image = image.resize((w, h), Image.BICUBIC)
         return image, labels, fg
 
+    def region(self, fg: np.ndarray) -> tuple[float, float, float, float]:
+        """The box ``(x0, y0, x1, y1)`` items are cut from: the vehicle box grown by ``vehicle_crop`` (clipped to the
+        image), or the whole image (no ``vehicle_crop``, or an empty mask)."""
+        h, w = fg.shape
+        if self.vehicle_crop is None or not fg.any():
+            return (0.0, 0.0, float(w), float(h))
+        rows, cols = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
+        x0, x1, y0, y1 = float(cols[0]), float(cols[-1] + 1), float(rows[0]), float(rows[-1] + 1)
+        mx, my = self.vehicle_crop * (x1 - x0), self.vehicle_crop * (y1 - y0)
+        return (max(0.0, x0 - mx), max(0.0, y0 - my), min(float(w), x1 + mx), min(float(h), y1 + my))
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         image, labels, fg = self.load(i)
-        params = (
-            sample_crop(rng, image.width, image.height, self.scale, self.ratio, self.hflip) if self.augment else None
-        )
+        x0, y0, x1, y1 = self.region(fg)
+        if self.augment:
+            crop = sample_crop(rng, max(1, round(x1 - x0)), max(1, round(y1 - y0)), self.scale, self.ratio, self.hflip)
+            bx0, by0, bx1, by1 = crop.box
+            params: CropParams | None = CropParams((x0 + bx0, y0 + by0, x0 + bx1, y0 + by1), crop.flip)
+        else:
+            params = None if self.vehicle_crop is None else CropParams((x0, y0, x1, y1), False)
         img, lab, fgm = apply_joint(image, labels, fg, params, self.img_size, self.flip_lut)
         chw = (img.transpose(2, 0, 1).astype(np.float32) / 255.0 - self.mean) / self.std
         item = {
