@@ -125,6 +125,11 @@ def test_vehicle_crop_cuts_items_from_the_vehicle_box(tmp_path: Path) -> None:
     for epoch in range(4):
         aug.set_epoch(epoch)
         assert bool((aug[0]["fg"] > 0).all())
+    # A fractional region (margin 0.13 of a 20 x 8 box) never yields a box outside the image (PIL would refuse it).
+    odd = DiffVERIDataset(tmp_path, img_size=16, view_classes="pven", vehicle_crop=0.13, scale=(0.9, 1.0))
+    for epoch in range(20):
+        odd.set_epoch(epoch)
+        assert odd[0]["image"].shape == (3, 16, 16)
     with pytest.raises(ValueError, match="margin >= 0"):
         DiffVERIDataset(tmp_path, img_size=16, view_classes="pven", vehicle_crop=-0.1)
 

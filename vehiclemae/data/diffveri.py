@@ -180,9 +180,12 @@ class DiffVERIDataset(Dataset):
         image, labels, fg = self.load(i)
         x0, y0, x1, y1 = self.region(fg)
         if self.augment:
-            crop = sample_crop(rng, max(1, round(x1 - x0)), max(1, round(y1 - y0)), self.scale, self.ratio, self.hflip)
+            # Sizes stay fractional (a rounded-up region would let the box leave the image); the whole-image
+            # region is integral, so that path draws exactly what it drew before vehicle_crop existed.
+            crop = sample_crop(rng, x1 - x0, y1 - y0, self.scale, self.ratio, self.hflip)  # type: ignore[arg-type]
             bx0, by0, bx1, by1 = crop.box
-            params: CropParams | None = CropParams((x0 + bx0, y0 + by0, x0 + bx1, y0 + by1), crop.flip)
+            box = (x0 + bx0, y0 + by0, min(x1, x0 + bx1), min(y1, y0 + by1))
+            params: CropParams | None = CropParams(box, crop.flip)
         else:
             params = None if self.vehicle_crop is None else CropParams((x0, y0, x1, y1), False)
         img, lab, fgm = apply_joint(image, labels, fg, params, self.img_size, self.flip_lut)
