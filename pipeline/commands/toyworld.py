@@ -29,6 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--detection-classes", choices=["vehicle", "coco"], default="vehicle", help="YOLO classes (default vehicle)"
     )
+    p.add_argument(
+        "--family-size",
+        type=int,
+        default=1,
+        help="K >= 2: the family world, identities in families of K that share class, size and colour and differ "
+        "only by per-face cues, split into train/test by family (default 1: the classic world)",
+    )
+    p.add_argument(
+        "--first-index",
+        type=int,
+        default=0,
+        help="first identity index, a multiple of --family-size: the world holds [N, N + identities); e.g. 10000 "
+        "for a pre-training world disjoint from the benchmark world of the same seed (default 0)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(handler=_run)
 
@@ -47,6 +61,8 @@ def _run(args: argparse.Namespace) -> int:
         queries_per_identity=args.queries_per_identity,
         detection_images=args.detection_images,
         detection_classes=args.detection_classes,
+        family_size=args.family_size,
+        first_index=args.first_index,
     )
     print(build_toyworld(args.out, settings, workers=args.workers, progress=not args.no_progress))
     return 0

@@ -8,6 +8,11 @@ Layout under ``out`` (every path in the manifests is relative to ``out``):
 * ``VeRi/`` — VeRi-776 layout; ``VehicleID_V1.0/`` — VehicleID layout; ``detection/`` — YOLO dataset;
 * ``toyworld.json`` — the settings used.
 
+``family_size`` K >= 2 builds the family world (:mod:`pipeline.toyworld.family`): identities come in families of K
+that only individual per-face cues tell apart, and the train/test split takes whole families. ``first_index`` N
+makes the world hold identity indices ``[N, N + identities)``, so a second world with the same seed and an offset
+(e.g. a pre-training world) has identities and families disjoint from the first.
+
 Deterministic for a seed: every random draw comes from a generator seeded with ``(seed, identity index, image
 index, purpose)``, so the result does not depend on the number of workers. Re-running skips identities whose images
 and rows already exist (resume); the three folder exports are rebuilt under temporary names and swapped in whole.
@@ -39,6 +44,7 @@ from data_manifests import INTENDED_VIEWS, VIEW_SETS, rle
 from ..splits import assign_query_gallery
 from .camera import view_to_camera
 from .detection import render_scene, yolo_lines
+from .family import check_family_size
 from .identity import ToyIdentity, sample_identity
 from .renderer import collapse_labels, render
 
@@ -56,6 +62,7 @@ DETECTION_CLASS_SETS: dict[str, dict[str, int]] = {
     "coco": {"sedan": 0, "suv": 0, "van": 0, "bus": 1, "truck": 2},  # names car, bus, truck
 }
 DETECTION_NAMES: dict[str, list[str]] = {"vehicle": ["vehicle"], "coco": ["car", "bus", "truck"]}
+META_FORMAT = "toyworld-veri-meta-v1"  # VeRi/toyworld_meta.json, read by vehiclemae.data.toymeta
 
 
 @dataclass(frozen=True)
@@ -74,11 +81,25 @@ class ToyworldSettings:
     detection_images: int = 0  # 0 = max(16, 4 * identities)
     detection_classes: str = "vehicle"  # "vehicle" (one class) or "coco" (car, bus, truck)
     jpeg_quality: int = 95
+    family_size: int = 1  # 1 = the classic world; K >= 2 = the family world (families of K identities)
+    first_index: int = 0  # the world holds identity indices [first_index, first_index + identities)
 
     def validate(self) -> None:
+        check_family_size(self.family_size)
+        k = self.family_size
         if self.identities < 2:
             raise ValueError(
                 f"--identities must be >= 2 (train and test need one identity each), got {self.identities}"
+            )
+        if k > 1 and (self.identities % k or self.identities < 2 * k):
+            raise ValueError(
+                f"--identities must be a multiple of --family-size {k} and hold at least two families (train and "
+                f"test need one each), got {self.identities}; e.g. --identities {max(2, -(-self.identities // k)) * k}"
+            )
+        if self.first_index < 0 or self.first_index % k:
+            raise ValueError(
+                f"--first-index must be >= 0 and a multiple of --family-size {k} (worlds hold whole families), "
+                f"got {self.first_index}"
             )
         if self.images_per_identity < 2:
             raise ValueError(f"--images-per-identity must be >= 2, got {self.images_per_identity}")
@@ -113,8 +134,11 @@ class ToyworldSummary:
         )
 
 
-# Settings that change the pixels or masks of an image without changing its id: a world must keep them.
-RENDER_SETTINGS: tuple[str, ...] = ("seed", "size", "occluder_probability", "view_classes", "instance_views")
+# Settings that change the pixels or masks of an image without changing its id, or which identities a world holds:
+# a world must keep them.
+RENDER_SETTINGS: tuple[str, ...] = (
+    "seed", "size", "occluder_probability", "view_classes", "instance_views", "family_size", "first_index"
+)  # fmt: skip
 
 
 def check_compatible(out: Path, settings: ToyworldSettings) -> None:
@@ -127,7 +151,9 @@ def check_compatible(out: Path, settings: ToyworldSettings) -> None:
     except (json.JSONDecodeError, KeyError) as exc:
         raise ValueError(f"{info_path}: unreadable ({exc}); delete it or choose another --out") from exc
     new = asdict(settings)
-    differ = {k: (old.get(k), new[k]) for k in RENDER_SETTINGS if json.dumps(old.get(k)) != json.dumps(new[k])}
+    default = asdict(ToyworldSettings())  # worlds written before a setting existed used its default
+    old = {k: old.get(k, default[k]) for k in RENDER_SETTINGS}
+    differ = {k: (old[k], new[k]) for k in RENDER_SETTINGS if json.dumps(old[k]) != json.dumps(new[k])}
     if differ:
         shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differ.items())
         raise ValueError(
@@ -162,7 +188,7 @@ def plan_identity(settings: ToyworldSettings, index: int) -> tuple[ToyIdentity, 
     Views cycle through every ``INTENDED_VIEWS`` entry in a random order per cycle, so each identity is seen from
     all directions; cameras are jittered around each view (:func:`view_to_camera`). Image ``j`` depends only on
     ``(seed, index, j)``, so a larger ``images_per_identity`` extends a world without changing its images."""
-    ident = sample_identity(settings.seed, index)
+    ident = sample_identity(settings.seed, index, settings.family_size)
     seed32 = settings.seed & 0xFFFFFFFF
     views: list[str] = []
     cycle = 0
@@ -315,6 +341,17 @@ def _save_jpeg(src: Path, dest: Path, quality: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------- splits
+def train_identities(settings: ToyworldSettings, idents: list[ToyIdentity]) -> set[str]:
+    """The identity ids of the train split: ``train_fraction`` of the families (of ``family_size`` consecutive
+    identities; single identities in the classic world), drawn by the world seed, at least one family each for
+    train and test. ``idents`` are the world's identities in index order."""
+    k = settings.family_size
+    n_units = len(idents) // k
+    order = np.random.default_rng([settings.seed & 0xFFFFFFFF, 9]).permutation(n_units)
+    n_train = min(max(1, round(n_units * settings.train_fraction)), n_units - 1)
+    return {idents[int(u) * k + m].identity_id for u in order[:n_train] for m in range(k)}
+
+
 def assign_splits(rows: list[dict[str, Any]], train_ids: set[str], queries_per_identity: int, seed: int) -> None:
     """Set ``split`` on each row: train identities -> ``train``; the others -> query/gallery by the VeRi-776
     protocol of :func:`pipeline.splits.assign_query_gallery`."""
@@ -323,14 +360,18 @@ def assign_splits(rows: list[dict[str, Any]], train_ids: set[str], queries_per_i
 
 
 # -------------------------------------------------------------------------------------------------------- exports
-def export_veri(out: Path, rows: list[dict[str, Any]], quality: int) -> Path:
-    """``out/VeRi``: ``image_{train,query,test}/`` and ``name_{train,query,test}.txt``. As in VeRi-776,
-    ``image_test`` holds every test image (the queries too); files are ``{vid:04d}_c{cam:03d}_{frame:08d}_0.jpg``
-    with ``vid`` = identity index + 1, ``cam`` = viewpoint bin (``CAMERA_OF_VIEW``), ``frame`` = image index."""
+def export_veri(
+    out: Path, rows: list[dict[str, Any]], quality: int, identities: dict[str, ToyIdentity], family_size: int
+) -> Path:
+    """``out/VeRi``: ``image_{train,query,test}/``, ``name_{train,query,test}.txt`` and ``toyworld_meta.json``.
+    As in VeRi-776, ``image_test`` holds every test image (the queries too); files are
+    ``{vid:04d}_c{cam:03d}_{frame:08d}_0.jpg`` with ``vid`` = identity index + 1, ``cam`` = viewpoint bin
+    (``CAMERA_OF_VIEW``), ``frame`` = image index. ``toyworld_meta.json`` (:func:`veri_meta`) gives each image's
+    view and camera angles and each vid's identity, family and body."""
     tmp = _tmpdir(out, "VeRi")
     names: dict[str, list[str]] = defaultdict(list)
     for row in rows:
-        name = f"{row['vid']:04d}_c{row['camera_id']:03d}_{row['frame']:08d}_0.jpg"
+        name = veri_name(row)
         folders = ["image_train"] if row["split"] == "train" else ["image_test"]
         if row["split"] == "query":
             folders.append("image_query")
@@ -342,8 +383,46 @@ def export_veri(out: Path, rows: list[dict[str, Any]], quality: int) -> Path:
         (tmp / folder.replace("image_", "name_")).with_suffix(".txt").write_text(
             "".join(f"{n}\n" for n in sorted(names[folder]))
         )
+    meta = veri_meta(rows, identities, family_size)
+    (tmp / "toyworld_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     _swap_in(tmp, out / "VeRi")
     return out / "VeRi"
+
+
+def veri_name(row: dict[str, Any]) -> str:
+    """The VeRi-776 file name of a diffveri row with its export-only ``vid`` and ``frame``."""
+    return f"{row['vid']:04d}_c{row['camera_id']:03d}_{row['frame']:08d}_0.jpg"
+
+
+def veri_meta(rows: list[dict[str, Any]], identities: dict[str, ToyIdentity], family_size: int) -> dict[str, Any]:
+    """The content of ``VeRi/toyworld_meta.json`` (format ``toyworld-veri-meta-v1``)::
+
+        {"format": "toyworld-veri-meta-v1", "family_size": K,
+         "images": {"<VeRi file name>": {"view": <INTENDED_VIEWS name>, "azimuth": float, "elevation": float}},
+         "identities": {"<vid>": {"identity_id": "toy0011", "family": "fam0002", "class_name": str,
+                                  "color_name": str, "dims": [length, width, height]}}}
+
+    ``images`` covers every image of ``image_train`` and ``image_test`` (the queries are in ``image_test`` too);
+    ``identities`` every vid of those names, keyed by the vid in decimal without padding. In the classic world an
+    identity's ``family`` is its own identity id."""
+    images: dict[str, dict[str, Any]] = {}
+    idents: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        camera = json.loads(row["provenance"])
+        images[veri_name(row)] = {
+            "view": row["view_label"],
+            "azimuth": camera["azimuth"],
+            "elevation": camera["elevation"],
+        }
+        ident = identities[row["identity_id"]]
+        idents[str(row["vid"])] = {
+            "identity_id": ident.identity_id,
+            "family": ident.family or ident.identity_id,
+            "class_name": ident.class_name,
+            "color_name": ident.color_name,
+            "dims": [round(d, 4) for d in ident.dims],
+        }
+    return {"format": META_FORMAT, "family_size": family_size, "images": images, "identities": idents}
 
 
 def vehicleid_test_sizes(n_test: int) -> list[int]:
@@ -457,7 +536,8 @@ def build_toyworld(
     check_compatible(out, settings)
     summary = ToyworldSummary(out=out, identities=settings.identities)
     # 1. Plan every identity; identities whose images and rows already exist are only re-read (resume).
-    plans = {i: plan_identity(settings, i) for i in range(settings.identities)}
+    first = settings.first_index
+    plans = {i: plan_identity(settings, i) for i in range(first, first + settings.identities)}
     gen_keys = dm.existing_keys(out, "generations") if dm.table_exists(out, "generations") else set()
     seg_keys = dm.existing_keys(out, "segments_gt") if dm.table_exists(out, "segments_gt") else set()
     jobs = [(settings, i, str(out), _existing(out, plans[i][1], gen_keys, seg_keys)) for i in plans]
@@ -497,11 +577,10 @@ def build_toyworld(
     # 3. The exact masks of every planned image (from segments_gt: the ground truth even after the segment stage).
     wanted = {p.image_id for _, ps in plans.values() for p in ps}
     seg_by_id = {s["image_id"]: s for s in dm.read_rows(out, "segments_gt") if s["image_id"] in wanted}
-    # 4. The diffveri table with identity-disjoint splits.
-    order = np.random.default_rng([settings.seed & 0xFFFFFFFF, 9]).permutation(settings.identities)
-    n_train = min(max(1, round(settings.identities * settings.train_fraction)), settings.identities - 1)
+    # 4. The diffveri table with identity-disjoint splits: whole families (classic world: single identities) go to
+    #    train or test, so the test gallery holds the siblings of every query as hard negatives.
     identities = {ident.identity_id: ident for ident, _ in plans.values()}
-    train_ids = {plans[int(i)][0].identity_id for i in order[:n_train]}
+    train_ids = train_identities(settings, [ident for ident, _ in plans.values()])
     rows = []
     for index, (ident, ps) in plans.items():
         for p in ps:
@@ -545,7 +624,7 @@ def build_toyworld(
     summary.images = len(rows)
     summary.splits = {s: sum(r["split"] == s for r in rows) for s in ("train", "query", "gallery")}
     # 5. Folder exports and the settings file.
-    export_veri(out, rows, settings.jpeg_quality)
+    export_veri(out, rows, settings.jpeg_quality, identities, settings.family_size)
     export_vehicleid(out, rows, identities, train_ids, settings.jpeg_quality)
     n_det = settings.detection_images or max(16, 4 * settings.identities)
     export_detection(

@@ -7,6 +7,10 @@ An identity is fully determined by ``(seed, index)``: :func:`sample_identity` dr
 Hard negatives: identities are grouped in pairs ``(2k, 2k+1)``. With probability ``TWIN_PROBABILITY`` (decided by
 the pair's own random stream) both members share class, dimensions and body colour and differ only by their marks,
 so that telling them apart needs views where those marks are visible.
+
+The *family world* (``family_size`` K >= 2, :mod:`pipeline.toyworld.family`) replaces the twins and marks by
+families of K identities that share class, dimensions and body colour exactly and differ only by one individual
+:class:`Cue` per face.
 """
 
 from __future__ import annotations
@@ -67,6 +71,18 @@ class Sticker:
 
 
 @dataclass(frozen=True)
+class Cue:
+    """An individual cue of a family-world vehicle: a decal pattern (or a roof item) on one face, seen only from
+    the views that see that face. ``face`` is one of front, rear, left, right, top; ``pattern`` and ``slot`` pick
+    the shape and its position (``pipeline.toyworld.family.CUE_VARIANTS``); ``color`` is its RGB tone."""
+
+    face: str
+    pattern: str
+    slot: int
+    color: RGB
+
+
+@dataclass(frozen=True)
 class ToyIdentity:
     """One procedural vehicle. Frozen and hashable so meshes can be cached per identity.
 
@@ -74,7 +90,8 @@ class ToyIdentity:
     Marks and where they can be seen: ``roof`` (rack/box: top, and sides at low elevation), ``stripe_color``
     (a horizontal side stripe, left and right), ``panel_side``/``panel_color`` (a text panel on one side only),
     ``spoiler`` (rear, top), ``bumper_color`` (front bumper), ``stickers`` (fixed positions on one face),
-    ``roof_color`` (two-tone roof: top), ``wheel_color`` (rims: sides).
+    ``roof_color`` (two-tone roof: top), ``wheel_color`` (rims: sides). Family-world identities have no marks but
+    one :class:`Cue` per face in ``cues``, and name their ``family``.
     """
 
     identity_id: str
@@ -96,6 +113,9 @@ class ToyIdentity:
     wheel_color: RGB = (150, 150, 155)
     stickers: tuple[Sticker, ...] = ()
     twin_of: str | None = None  # identity_id of the hard-negative partner sharing class, size and colour
+    family_size: int = 1  # 1: the classic world; K >= 2: the family world (family = index // K)
+    family: str | None = None  # family id ("fam0002") in the family world, None in the classic world
+    cues: tuple[Cue, ...] = ()  # family world: one individual cue per face (front, rear, left, right, top)
 
     @property
     def dims(self) -> tuple[float, float, float]:
@@ -112,21 +132,23 @@ class ToyIdentity:
 
     def attributes(self) -> dict[str, Any]:
         """JSON-serialisable description for ``subjects.attributes``; includes ``toyworld_seed``/``toyworld_index``
-        so that :func:`identity_from_attributes` rebuilds this identity exactly."""
-        return json.loads(
-            json.dumps(
-                {
-                    "toyworld_seed": self.seed,
-                    "toyworld_index": self.index,
-                    "class_name": self.class_name,
-                    "dims": [round(d, 4) for d in self.dims],
-                    "color_name": self.color_name,
-                    "body_color": list(self.body_color),
-                    "twin_of": self.twin_of,
-                    "marks": self.marks(),
-                }
-            )
-        )
+        so that :func:`identity_from_attributes` rebuilds this identity exactly. Family-world identities add
+        ``toyworld_family_size``, ``family`` and ``cues`` (classic attributes are unchanged)."""
+        attrs: dict[str, Any] = {
+            "toyworld_seed": self.seed,
+            "toyworld_index": self.index,
+            "class_name": self.class_name,
+            "dims": [round(d, 4) for d in self.dims],
+            "color_name": self.color_name,
+            "body_color": list(self.body_color),
+            "twin_of": self.twin_of,
+            "marks": self.marks(),
+        }
+        if self.family_size != 1:
+            attrs["toyworld_family_size"] = self.family_size
+            attrs["family"] = self.family
+            attrs["cues"] = [dataclasses.asdict(c) for c in self.cues]
+        return json.loads(json.dumps(attrs))
 
 
 def identity_name(index: int) -> str:
@@ -193,14 +215,19 @@ def _sample_marks(rng: np.random.Generator, class_name: str) -> dict[str, Any]:
     return marks
 
 
-def sample_identity(seed: int, index: int) -> ToyIdentity:
+def sample_identity(seed: int, index: int, family_size: int = 1) -> ToyIdentity:
     """The identity number ``index`` of the toy world ``seed``; the same arguments always give the same vehicle.
 
-    Identities ``2k`` and ``2k+1`` are twins (hard negatives) with probability ``TWIN_PROBABILITY``: they share
-    class, dimensions and body colour and differ only by marks (guaranteed to differ).
+    ``family_size`` 1 (the classic world): identities ``2k`` and ``2k+1`` are twins (hard negatives) with
+    probability ``TWIN_PROBABILITY``: they share class, dimensions and body colour and differ only by marks
+    (guaranteed to differ). ``family_size`` K >= 2: the family world of :mod:`pipeline.toyworld.family`.
     """
     if index < 0:
         raise ValueError(f"toy world identity index must be >= 0, got {index}")
+    if family_size != 1:
+        from .family import sample_family_identity  # the family module builds on this one
+
+        return sample_family_identity(seed, index, family_size)
     seed, index = int(seed), int(index)
     pair = index // 2
     twins = np.random.default_rng([seed & 0xFFFFFFFF, pair, 0]).random() < TWIN_PROBABILITY
@@ -222,9 +249,10 @@ def sample_identity(seed: int, index: int) -> ToyIdentity:
 def identity_from_attributes(attributes: dict[str, Any] | str) -> ToyIdentity:
     """Rebuild an identity from a ``subjects`` row's ``attributes`` (dict or JSON text).
 
-    The attributes must hold ``toyworld_seed`` and ``toyworld_index``. If they also hold ``class_name`` or
-    ``marks`` that differ from what this toy world version samples, that is an error (the data was made by another
-    version of ``pipeline.toyworld``; regenerate it with ``diffveri toyworld``).
+    The attributes must hold ``toyworld_seed`` and ``toyworld_index`` (and ``toyworld_family_size`` for the family
+    world; absent means the classic world). If they also hold ``class_name``, ``marks``, ``body_color``, ``family``
+    or ``cues`` that differ from what this toy world version samples, that is an error (the data was made by
+    another version of ``pipeline.toyworld``; regenerate it with ``diffveri toyworld``).
     """
     if isinstance(attributes, str):
         attributes = json.loads(attributes)
@@ -234,9 +262,10 @@ def identity_from_attributes(attributes: dict[str, Any] | str) -> ToyIdentity:
             f"subject attributes lack {missing}; only rows written by `diffveri toyworld` can be rebuilt "
             f"(got keys {sorted(attributes)})"
         )
-    ident = sample_identity(int(attributes["toyworld_seed"]), int(attributes["toyworld_index"]))
+    family_size = int(attributes.get("toyworld_family_size", 1))
+    ident = sample_identity(int(attributes["toyworld_seed"]), int(attributes["toyworld_index"]), family_size)
     expected = ident.attributes()
-    for key in ("class_name", "marks", "body_color"):
+    for key in ("class_name", "marks", "body_color", "family", "cues"):
         if key in attributes and attributes[key] != expected[key]:
             raise ValueError(
                 f"subject {ident.identity_id}: stored {key}={attributes[key]!r} but this toy world version samples "

@@ -12,6 +12,9 @@ vehicle centred on the origin in x and y. Every polygon carries an outward norma
 Downward faces are never emitted (cameras are at or above the vehicle's centre height, so they are never seen).
 Decals (windows, lights, stripes, stickers, panels) are polygons lifted ``DECAL_EPS`` metres off their face, so
 the z-buffer always shows them in front of the face they sit on.
+
+Family-world vehicles (:mod:`pipeline.toyworld.family`) carry one individual cue per face, drawn on that face's
+:class:`CuePanel` (:func:`cue_panels`): a free rectangle of the body (lower front, lower rear, lower side, roof).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .identity import ToyIdentity
+from .identity import Cue, ToyIdentity
 
 # Indices into data_manifests.VIEW_CLASSES_TOYWORLD.
 BACKGROUND, FRONT, REAR, LEFT, RIGHT, TOP = range(6)
@@ -43,12 +46,15 @@ CARGO = (215, 215, 210)
 @dataclass(frozen=True)
 class Mesh:
     """Triangles of one vehicle. ``vertices (F, 3, 3)`` float64 metres; ``normals (F, 3)`` unit outward normals;
-    ``colors (F, 3)`` float32 linear 0..1; ``labels (F,)`` int64 indices into VIEW_CLASSES_TOYWORLD."""
+    ``colors (F, 3)`` float32 linear 0..1; ``labels (F,)`` int64 indices into VIEW_CLASSES_TOYWORLD.
+    ``framed``: the renderer frames the vehicle by its first ``framed`` triangles (None: all), so that the decal
+    cues of the family world, lifted off the body, do not shift the framing between siblings."""
 
     vertices: np.ndarray
     normals: np.ndarray
     colors: np.ndarray
     labels: np.ndarray
+    framed: int | None = None
 
     @property
     def n_triangles(self) -> int:
@@ -144,12 +150,17 @@ class MeshBuilder:
         pts = [(x, y0, z0), (x, y1, z0), (x, y1, z1), (x, y0, z1)]
         self.polygon(pts, (sign, 0, 0), color, offset=DECAL_EPS * depth)
 
-    def build(self) -> Mesh:
+    @property
+    def n_triangles(self) -> int:
+        return sum(len(t) for t in self._tris)
+
+    def build(self, framed: int | None = None) -> Mesh:
         return Mesh(
             vertices=np.concatenate(self._tris).astype(np.float64),
             normals=np.concatenate(self._normals).astype(np.float64),
             colors=np.concatenate(self._colors) / np.float32(255.0),
             labels=np.concatenate(self._labels),
+            framed=framed,
         )
 
 
@@ -182,6 +193,19 @@ def _body_profiles(ident: ToyIdentity) -> dict[str, float]:
     return {"clearance": c, "wheel_r": r, "belt": belt, "front_axle": L / 2 - max(0.85, 0.17 * L), "L": L, "H": H}
 
 
+def _cabin_stations(ident: ToyIdentity) -> tuple[float, float, float, float, float]:
+    """Glasshouse of a sedan, SUV or van: x of its rear and front foot (``xr0``, ``xf0``) and roof ends (``xr1``,
+    ``xf1``), and its half width ``cw``."""
+    L, hw = ident.length, ident.width / 2
+    if ident.class_name == "sedan":
+        xr0, xf0, xr1, xf1 = -0.33 * L, 0.2 * L, -0.22 * L, 0.0 * L
+    elif ident.class_name == "suv":
+        xr0, xf0, xr1, xf1 = -L / 2 + 0.05, 0.18 * L, -L / 2 + 0.12, 0.03 * L
+    else:  # van
+        xr0, xf0, xr1, xf1 = -L / 2 + 0.02, L / 2 - 0.75, -L / 2 + 0.04, L / 2 - 1.35
+    return xr0, xf0, xr1, xf1, hw - (0.1 if ident.class_name == "sedan" else 0.05)
+
+
 def _car_body(b: MeshBuilder, ident: ToyIdentity, p: dict[str, float]) -> dict[str, float]:
     """Sedan, SUV and van: a chamfered lower body plus a glasshouse. Returns stations used by the marks."""
     L, W, H = ident.dims
@@ -197,13 +221,7 @@ def _car_body(b: MeshBuilder, ident: ToyIdentity, p: dict[str, float]) -> dict[s
         (-L / 2, belt - 0.08),
     ]
     b.prism(lower, -hw, hw, body)
-    if ident.class_name == "sedan":
-        xr0, xf0, xr1, xf1 = -0.33 * L, 0.2 * L, -0.22 * L, 0.0 * L
-    elif ident.class_name == "suv":
-        xr0, xf0, xr1, xf1 = -L / 2 + 0.05, 0.18 * L, -L / 2 + 0.12, 0.03 * L
-    else:  # van
-        xr0, xf0, xr1, xf1 = -L / 2 + 0.02, L / 2 - 0.75, -L / 2 + 0.04, L / 2 - 1.35
-    cw = hw - (0.1 if ident.class_name == "sedan" else 0.05)
+    xr0, xf0, xr1, xf1, cw = _cabin_stations(ident)
     cabin = [(xr0, belt), (xf0, belt), (xf1, H), (xr1, H)]
     roof_color = ident.roof_color or body
     b.prism(cabin, -cw, cw, body, face_colors={2: roof_color})
@@ -347,6 +365,157 @@ def _marks(b: MeshBuilder, ident: ToyIdentity, p: dict[str, float], s: dict[str,
             b.end_decal(x, y - half * 0.6, y + half * 0.6, z - half * 0.4, z + half * 0.4, st.color, depth=4)
 
 
+# ------------------------------------------------------------------------------------------- family-world cues
+ROOF_ITEMS: tuple[str, ...] = ("rack", "box", "light_bar")  # top cues built as boxes; the others are decals
+
+
+@dataclass(frozen=True)
+class CuePanel:
+    """A rectangle on one face where that face's cue is drawn: ``point(a, b) = origin + a * eu + b * ev`` for
+    ``a`` in ``[0, width]`` along the face and ``b`` in ``[0, height]`` (metres). Slotted patterns sit at one of
+    three slots spread over ``[slot_lo, slot_hi]`` along ``a`` (between the wheels on car and bus sides)."""
+
+    origin: tuple[float, float, float]
+    eu: tuple[float, float, float]
+    ev: tuple[float, float, float]
+    normal: tuple[float, float, float]
+    width: float
+    height: float
+    slot_lo: float
+    slot_hi: float
+
+    def points(self, ab: np.ndarray) -> np.ndarray:
+        """Panel coordinates ``(K, 2)`` -> vehicle-frame points ``(K, 3)``."""
+        ab = np.asarray(ab, float)
+        return np.asarray(self.origin) + ab[:, :1] * np.asarray(self.eu) + ab[:, 1:] * np.asarray(self.ev)
+
+
+def _end_panel(x: float, half: float, z0: float, z1: float) -> CuePanel:
+    """Front (``x > 0``) or rear panel on the end plane ``x``, across ``-half..half``."""
+    sign = 1.0 if x > 0 else -1.0
+    return CuePanel((x, -half, z0), (0, 1, 0), (0, 0, 1), (sign, 0, 0), 2 * half, z1 - z0, 0.0, 2 * half)
+
+
+def _side_panels(y: float, x0: float, x1: float, z0: float, z1: float, s0: float, s1: float) -> dict[str, CuePanel]:
+    """Left and right panels on the planes ``+-y`` over ``x0..x1``; slots over ``s0..s1`` (vehicle x)."""
+    return {
+        face: CuePanel((x0, sign * y, z0), (1, 0, 0), (0, 0, 1), (0, sign, 0), x1 - x0, z1 - z0, s0 - x0, s1 - x0)
+        for face, sign in (("left", 1.0), ("right", -1.0))
+    }
+
+
+def cue_panels(ident: ToyIdentity) -> dict[str, CuePanel]:
+    """The panel of each face (front, rear, left, right, top) where a family-world cue is drawn: the lower front
+    and rear below the lights' top, the lower side (cars, bus) or cargo box side (truck), and the roof. On the roof
+    ``a`` runs along its longer side (the width of a sedan's short roof)."""
+    L, W, H = ident.dims
+    hw = W / 2
+    p = _body_profiles(ident)
+    c, r, fa = p["clearance"], p["wheel_r"], p["front_axle"]
+    if ident.class_name in ("sedan", "suv", "van"):
+        belt = p["belt"]  # the lower body's front end rises to belt - 0.12, its rear end to belt - 0.08
+        _, _, xr1, xf1, cw = _cabin_stations(ident)
+        panels = {
+            "front": _end_panel(L / 2, hw - 0.06, c + 0.02, belt - 0.14),
+            "rear": _end_panel(-L / 2, hw - 0.06, c + 0.02, belt - 0.1),
+            **_side_panels(hw, -L / 2 + 0.15, L / 2 - 0.25, c + 0.04, belt - 0.05, -fa + 0.6 * r, fa - 0.6 * r),
+        }
+        roof = (xr1 + 0.05, xf1 - 0.05, cw - 0.06)
+    elif ident.class_name == "truck":
+        cab_x0, cab_h = L / 2 - 1.9, min(0.8 * H, 2.6)
+        panels = {
+            "front": _end_panel(L / 2, hw - 0.1, c + 0.02, 0.55 * cab_h - 0.02),
+            # The cargo box's rear and sides: a band about a metre tall, so cues stay a minor share of its area.
+            "rear": _end_panel(-L / 2, hw - 0.08, 1.2, min(H - 0.1, 2.3)),
+            **_side_panels(hw, -L / 2 + 0.2, cab_x0 - 0.3, 1.25, min(H - 0.15, 2.3), -L / 2 + 0.2, cab_x0 - 0.3),
+        }
+        roof = (-L / 2 + 0.1, cab_x0 - 0.25, hw - 0.08)
+    elif ident.class_name == "bus":
+        rear_axle = -fa + 0.1 * L
+        panels = {
+            "front": _end_panel(L / 2, hw - 0.15, c + 0.02, 0.4 * H - 0.02),
+            "rear": _end_panel(-L / 2, hw - 0.1, c + 0.02, 0.58 * H),
+            **_side_panels(hw, -L / 2 + 0.3, L / 2 - 0.3, c + 0.15, 0.52 * H, rear_axle + r + 0.05, fa - r - 0.05),
+        }
+        roof = (-L / 2 + 0.5, L / 2 - 0.6, hw - 0.1)
+    else:
+        raise ValueError(f"unknown toy vehicle class {ident.class_name!r}")
+    x0, x1, half = roof
+    if x1 - x0 >= 2 * half:
+        top = CuePanel((x0, -half, H), (1, 0, 0), (0, 1, 0), (0, 0, 1), x1 - x0, 2 * half, 0.0, x1 - x0)
+    else:
+        top = CuePanel((x1, -half, H), (0, 1, 0), (-1, 0, 0), (0, 0, 1), 2 * half, x1 - x0, 0.0, 2 * half)
+    return {**panels, "top": top}
+
+
+def _octagon(ca: float, cb: float, radius: float) -> np.ndarray:
+    ang = np.linspace(0, 2 * np.pi, 8, endpoint=False) + np.pi / 8
+    return np.column_stack([ca + radius * np.cos(ang), cb + radius * np.sin(ang)])
+
+
+def cue_polygons(pattern: str, slot: int, panel: CuePanel) -> list[np.ndarray]:
+    """The convex polygons ``(K, 2)`` of a decal pattern in the panel's ``(a, b)`` coordinates (metres)."""
+    A, B = panel.width, panel.height
+    w = (panel.slot_hi - panel.slot_lo) / 3  # slot width
+    a = panel.slot_lo + (slot + 0.5) * w  # slot centre
+    if pattern == "band":
+        b0 = (0.1 if slot == 0 else 0.58) * B
+        return [np.array([(0, b0), (A, b0), (A, b0 + 0.32 * B), (0, b0 + 0.32 * B)])]
+    if pattern == "bars":
+        t = 0.07 * A
+        return [np.array([(x, 0.05 * B), (x + t, 0.05 * B), (x + t, 0.95 * B), (x, 0.95 * B)])
+                for x in A * (0.1 + 0.24 * np.arange(4))]  # fmt: skip
+    if pattern == "block":
+        return [np.array([(a - 0.4 * w, 0.12 * B), (a + 0.4 * w, 0.12 * B), (a + 0.4 * w, 0.88 * B),
+                          (a - 0.4 * w, 0.88 * B)])]  # fmt: skip
+    if pattern == "disc":
+        return [_octagon(a, 0.5 * B, min(0.45 * B, 0.45 * w))]
+    if pattern == "slash":  # two parallel slanted bars, "//"
+        t, lean = 0.24 * w, 0.3 * w
+        return [np.array([(x, 0.06 * B), (x + t, 0.06 * B), (x + t + lean, 0.94 * B), (x + lean, 0.94 * B)])
+                for x in (a - 0.5 * w, a - 0.02 * w)]  # fmt: skip
+    if pattern == "triangle":
+        return [np.array([(a - 0.46 * w, 0.06 * B), (a + 0.46 * w, 0.06 * B), (a, 0.94 * B)])]
+    raise ValueError(f"unknown cue pattern {pattern!r}")
+
+
+def _roof_item(b: MeshBuilder, cue: Cue, panel: CuePanel) -> None:
+    """A roof rack (two cross bars), a roof box or a light bar across the front of the roof, in the cue's tone."""
+    x0, y0, z = panel.origin
+    if panel.eu[0] > 0:  # a runs along x
+        x1, y1 = x0 + panel.width, y0 + panel.height
+    else:
+        x0, x1, y1 = x0 - panel.height, x0, y0 + panel.width
+    length, half = x1 - x0, (y1 - y0) / 2
+    if cue.pattern == "rack":
+        for t in (0.22, 0.7):
+            xc = x0 + t * length
+            b.box(xc - 0.07, xc + 0.07, -half, half, z, z + 0.08, cue.color)
+    elif cue.pattern == "box":
+        b.box(x0 + 0.15 * length, x1 - 0.15 * length, -0.55 * half, 0.55 * half, z, z + 0.2, cue.color)
+    elif cue.pattern == "light_bar":
+        b.box(x1 - 0.3, x1 - 0.08, -0.75 * half, 0.75 * half, z, z + 0.1, cue.color)
+    else:
+        raise ValueError(f"unknown roof item {cue.pattern!r}")
+
+
+def add_cues(b: MeshBuilder, ident: ToyIdentity, roof_items: bool) -> None:
+    """Add the roof items (``roof_items``) or else the decal cues of a family-world identity, each on its face's
+    panel (nothing for classic identities). Side decals sit one layer deep, behind the tyres; front and rear ones
+    three layers, over lights and plates."""
+    panels = cue_panels(ident) if ident.cues else {}
+    for cue in ident.cues:
+        panel = panels[cue.face]
+        if (cue.pattern in ROOF_ITEMS) != roof_items:
+            continue
+        if roof_items:
+            _roof_item(b, cue, panel)
+            continue
+        depth = 3 if cue.face in ("front", "rear") else 1
+        for poly in cue_polygons(cue.pattern, cue.slot, panel):
+            b.polygon(panel.points(poly), panel.normal, cue.color, offset=DECAL_EPS * depth)
+
+
 @functools.lru_cache(maxsize=512)
 def build_mesh(ident: ToyIdentity) -> Mesh:
     """The triangle mesh of ``ident`` (cached: identities are frozen and hashable)."""
@@ -362,6 +531,7 @@ def build_mesh(ident: ToyIdentity) -> Mesh:
         raise ValueError(f"unknown toy vehicle class {ident.class_name!r}")
     _ends(b, ident, p, s)
     _marks(b, ident, p, s)
+    add_cues(b, ident, roof_items=True)  # roof items are part of the silhouette: they count for the framing
     L, W, _ = ident.dims
     r = p["wheel_r"]
     axles = [p["front_axle"], -p["front_axle"] + (0.1 * L if ident.class_name == "bus" else 0.0)]
@@ -371,4 +541,8 @@ def build_mesh(ident: ToyIdentity) -> Mesh:
         b_y = W / 2
         _wheel(b, x, b_y - 0.25, b_y + 0.02, r, ident.wheel_color, LEFT)
         _wheel(b, x, -b_y + 0.25, -b_y - 0.02, r, ident.wheel_color, RIGHT)
-    return b.build()
+    if not ident.cues:
+        return b.build()
+    framed = b.n_triangles
+    add_cues(b, ident, roof_items=False)
+    return b.build(framed=framed)

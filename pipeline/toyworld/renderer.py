@@ -120,7 +120,7 @@ def render_vehicle(
     unit = Camera(rotation, position, 1.0, 0.0, 0.0)
     cam = unit.to_camera(mesh.vertices)  # (F, 3, 3)
     norm = unit.project(cam)  # (F, 3, 2), v down
-    span = norm.reshape(-1, 2)
+    span = norm[: mesh.framed].reshape(-1, 2)  # framed by the body (family-world decal cues excluded)
     mn, mx = span.min(axis=0), span.max(axis=0)
     focal = extent / max(float((mx - mn).max()), 1e-9)
     mid = (mn + mx) / 2

@@ -1,0 +1,133 @@
+"""The family world: identities in families of K siblings that only individual, view-dependent cues tell apart.
+
+In the classic world identities differ mostly by body colour and class, so a colour histogram beats trained Re-ID
+models. Here (``family_size`` K >= 2):
+
+* identity indices ``[fK, fK + K)`` form family ``f`` (:func:`family_name` ``fam{f:04d}``). The family's own random
+  stream draws class, dimensions and body colour, shared exactly by its members. Colours follow real-world car
+  colour shares (``FAMILY_COLOR_WEIGHTS``: mostly white, black, silver, grey) with no per-vehicle jitter, so many
+  families share the very same body colour;
+* every member carries one individual :class:`~pipeline.toyworld.identity.Cue` on each face (front, rear, left,
+  right, top): a decal pattern at a slot of the face, or on the top a roof item (black or white: it shows from
+  many views). For each face the family's stream
+  draws a permutation of ``CUE_VARIANTS[face]`` and member ``m`` takes entry ``m``: siblings never share a face's
+  (pattern, slot), so any single view can tell them apart; each face has its own permutation, so one face's cue says
+  nothing about another's. The cue's tone comes from the member's own stream, among tones that contrast with the
+  surface it is drawn on (``MIN_TONE_CONTRAST``).
+
+Where each cue is drawn (its panel on the face) is :func:`pipeline.toyworld.mesh.cue_panels`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .identity import CLASS_WEIGHTS, CLASSES, COLOR_NAMES, DIMENSIONS, PALETTE, RGB, Cue, ToyIdentity, identity_name
+from .mesh import CARGO, ROOF_ITEMS
+
+CUE_FACES: tuple[str, ...] = ("front", "rear", "left", "right", "top")
+# Decal patterns drawn on a face panel: bands and bars span the panel; the others sit at one of three slots.
+SLOTTED_PATTERNS: tuple[str, ...] = ("block", "disc", "slash", "triangle")
+DECAL_VARIANTS: tuple[tuple[str, int], ...] = (
+    ("band", 0),  # a low band along the face
+    ("band", 1),  # a high band
+    ("bars", 0),  # four bars across the face
+    *((pattern, slot) for pattern in SLOTTED_PATTERNS for slot in range(3)),
+)
+CUE_VARIANTS: dict[str, tuple[tuple[str, int], ...]] = {
+    **{face: DECAL_VARIANTS for face in ("front", "rear", "left", "right")},
+    "top": DECAL_VARIANTS + tuple((item, 0) for item in ROOF_ITEMS),
+}
+MAX_FAMILY_SIZE = min(len(v) for v in CUE_VARIANTS.values())  # siblings need distinct variants on every face
+
+# Cue tones: mostly black and white (shape, not hue, is the cue), some yellow and red.
+CUE_TONES: dict[str, RGB] = {
+    "white": (236, 236, 230),
+    "black": (24, 24, 27),
+    "yellow": (238, 192, 24),
+    "red": (200, 32, 28),
+}
+TONE_WEIGHTS: tuple[float, ...] = (0.4, 0.4, 0.1, 0.1)
+MIN_TONE_CONTRAST = 60.0  # minimum luma difference (0..255) between a cue tone and the body colour
+
+# Share of each PALETTE colour among families, roughly the colours of real cars.
+FAMILY_COLOR_WEIGHTS: dict[str, float] = {
+    "white": 0.22, "black": 0.18, "silver": 0.14, "grey": 0.14, "red": 0.07, "blue": 0.08,
+    "green": 0.03, "yellow": 0.02, "brown": 0.03, "orange": 0.02, "beige": 0.04, "maroon": 0.03,
+}  # fmt: skip
+assert tuple(FAMILY_COLOR_WEIGHTS) == COLOR_NAMES, "FAMILY_COLOR_WEIGHTS must list PALETTE's colours in order"
+
+
+def family_name(family: int) -> str:
+    """``family_name(2) == "fam0002"``."""
+    return f"fam{family:04d}"
+
+
+def check_family_size(family_size: int) -> None:
+    """Raise a ``ValueError`` naming the valid range unless ``1 <= family_size <= MAX_FAMILY_SIZE``."""
+    if not 1 <= family_size <= MAX_FAMILY_SIZE:
+        raise ValueError(
+            f"family size must be in 1..{MAX_FAMILY_SIZE} (1 = the classic world; siblings need distinct cues on "
+            f"every face and a face has {MAX_FAMILY_SIZE} cue variants), got {family_size}"
+        )
+
+
+def _luma(rgb: RGB) -> float:
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def _family_body(rng: np.random.Generator) -> dict:
+    class_name = CLASSES[int(rng.choice(len(CLASSES), p=CLASS_WEIGHTS))]
+    (l0, l1), (w0, w1), (h0, h1) = DIMENSIONS[class_name]
+    weights = np.array(list(FAMILY_COLOR_WEIGHTS.values()))
+    color_name = COLOR_NAMES[int(rng.choice(len(COLOR_NAMES), p=weights / weights.sum()))]
+    return {
+        "class_name": class_name,
+        "length": float(rng.uniform(l0, l1)),
+        "width": float(rng.uniform(w0, w1)),
+        "height": float(rng.uniform(h0, h1)),
+        "color_name": color_name,
+        "body_color": PALETTE[color_name],  # exact: families of one colour name share it
+    }
+
+
+def cue_surface(class_name: str, face: str, body: RGB) -> RGB:
+    """The colour of the surface a face's cue is drawn on: the body, or a truck's cargo box (rear, sides, top)."""
+    return CARGO if class_name == "truck" and face != "front" else body
+
+
+def _tone(rng: np.random.Generator, surface: RGB, neutral: bool) -> RGB:
+    """A tone contrasting with ``surface``; ``neutral``: black or white only (roof items, seen from many views)."""
+    names = [n for n in CUE_TONES if abs(_luma(CUE_TONES[n]) - _luma(surface)) >= MIN_TONE_CONTRAST]
+    names = [n for n in names if n in ("black", "white")] if neutral else names
+    weights = np.array([TONE_WEIGHTS[list(CUE_TONES).index(n)] for n in names])
+    return CUE_TONES[names[int(rng.choice(len(names), p=weights / weights.sum()))]]
+
+
+def sample_family_identity(seed: int, index: int, family_size: int) -> ToyIdentity:
+    """Identity ``index`` of the family world ``(seed, family_size)``: member ``index % K`` of family ``index // K``
+    (see the module docstring). Deterministic; the same family in another world size is the same vehicle set."""
+    check_family_size(family_size)
+    if index < 0:
+        raise ValueError(f"toy world identity index must be >= 0, got {index}")
+    seed32, k = int(seed) & 0xFFFFFFFF, int(family_size)
+    family, member = divmod(int(index), k)
+    body = _family_body(np.random.default_rng([seed32, family, k, 20]))
+    cues = []
+    for f, face in enumerate(CUE_FACES):
+        variants = CUE_VARIANTS[face]
+        # Without replacement among the family's members, and an independent permutation per face.
+        order = np.random.default_rng([seed32, family, k, 21, f]).permutation(len(variants))
+        pattern, slot = variants[int(order[member])]
+        surface = cue_surface(body["class_name"], face, body["body_color"])
+        tone = _tone(np.random.default_rng([seed32, int(index), k, 22, f]), surface, pattern in ROOF_ITEMS)
+        cues.append(Cue(face=face, pattern=pattern, slot=slot, color=tone))
+    return ToyIdentity(
+        identity_id=identity_name(int(index)),
+        seed=int(seed),
+        index=int(index),
+        family_size=k,
+        family=family_name(family),
+        cues=tuple(cues),
+        **body,
+    )
