@@ -67,7 +67,7 @@ def train_toy_detector(
     mosaic: float = 1.0,
 ) -> ToyDetectorReport:
     """Train, evaluate on the held-out split, save weights atomically; returns the report (also saved as JSON)."""
-    from ultralytics import YOLO
+    from .detector import load_yolo
 
     root = Path(root)
     data_yaml = Path(data_yaml)
@@ -86,7 +86,7 @@ def train_toy_detector(
 
     # 1. Train from scratch (the yaml builds random weights offline; amp=False skips the check that downloads a model).
     # AdamW at a fixed lr converges faster from scratch on a few hundred images than ultralytics' "auto" choice.
-    model = YOLO(model_yaml, task="detect")
+    model, _ = load_yolo(model_yaml)  # a bundled model yaml only: ultralytics evaluates code from model yamls
     model.train(
         data=str(data_yaml),
         epochs=epochs,
@@ -111,7 +111,7 @@ def train_toy_detector(
     if not best.is_file():
         best = work / "run" / "weights" / "last.pt"
     # 2. Evaluate on images the model did not train on.
-    trained = YOLO(str(best), task="detect")
+    trained, _ = load_yolo(best)  # weights-only checked, like the filter stage's weights
     metrics = trained.val(
         data=str(data_yaml),
         split=eval_split,

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from data_manifests import atomic_write_bytes, rle
 
+from ..safe_load import load_torch_file
 from .data import Annotated, label_map, load_annotated, read_image, split_by_identity
 from .metrics import SegMeter
 from .model import ModelSpec, ViewSegmenter, build_segmenter, load_segmenter, save_segmenter
@@ -364,8 +365,9 @@ def finetune(
 
     # 3. Resume.
     if resume and last_path.is_file():
+        # weights_only: a crafted last.pt is refused before anything in it runs (it holds tensors and plain values).
+        state = load_torch_file(last_path, map_location=device, fix="delete it or pass --no-resume")
         try:
-            state = torch.load(last_path, map_location=device, weights_only=False)
             segmenter.sam.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])

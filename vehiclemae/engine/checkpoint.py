@@ -127,19 +127,20 @@ def load_checkpoint_file(
     ``__reduce__`` payload) is refused before anything in it is called. Every failure is one ``ValueError`` naming the
     file (the CLI prints it as one line): refused, or unreadable (empty, truncated, not a ``torch.save`` file).
     """
-    try:
-        with torch.serialization.safe_globals(list(allow)):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise  # missing or unreadable file: the OS message already says which
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"{path} is not a safe checkpoint: {_refusal_reason(exc)}; it was refused and nothing in it was run ({fix})"
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - torch reports damaged files as RuntimeError, EOFError, KeyError...
-        raise ValueError(
-            f"{path} is not a readable checkpoint (empty, truncated or not written by torch.save: {_short(exc)}); {fix}"
-        ) from exc
+    with open(path, "rb") as handle:  # a missing or unreadable file fails here, with the OS's message
+        try:
+            with torch.serialization.safe_globals(list(allow)):
+                return torch.load(handle, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise ValueError(
+                f"{path} is not a safe checkpoint: {_refusal_reason(exc)}; it was refused and nothing in it was run "
+                f"({fix})"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - damaged files raise RuntimeError, OSError, EOFError, KeyError...
+            raise ValueError(
+                f"{path} is not a readable checkpoint (empty, truncated or not written by torch.save: {_short(exc)}); "
+                f"{fix}"
+            ) from exc
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
