@@ -63,6 +63,13 @@ class OptimConfig:
 
 
 @dataclass
+class MonitorConfig:
+    probe_size: int = 32  # training images probed after every epoch for encoder collapse (0 disables)
+    min_effective_rank: float = 2.0  # warn below this effective rank of the pooled probe features
+    min_std_ratio: float = 0.1  # warn when token_std falls below this share of its first-epoch value
+
+
+@dataclass
 class PretrainConfig:
     profile: str = "toy"
     seed: int = 0
@@ -76,3 +83,4 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)

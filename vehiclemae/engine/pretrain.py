@@ -8,6 +8,7 @@ states), so a resumed run continues bit-for-bit on the CPU.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from ..config import save_run_config, to_dict
 from ..data import DiffVERIDataset
 from ..models import build_vehiclemae
 from ..models.vmim import VehicleMAE
+from ..monitor import CollapseMonitor, select_probe
 from ..ppmd import PPMDTeachers, ppmd_weight
 from .checkpoint import LAST, checkpoint_dir, find_last, load_checkpoint, save_checkpoint, set_rng_states
 from .config import PretrainConfig
@@ -162,6 +164,8 @@ def _check_config(cfg: PretrainConfig) -> None:
         raise ValueError(f"model.init={cfg.model.init!r} needs model.init_path (a local weights file)")
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
+    if cfg.monitor.probe_size == 1 or cfg.monitor.probe_size < 0:
+        raise ValueError(f"monitor.probe_size must be 0 (off) or >= 2, got {cfg.monitor.probe_size}")
 
 
 def model_meta(cfg: PretrainConfig, num_view_classes: int) -> dict[str, Any]:
@@ -216,6 +220,20 @@ def build_dataset(cfg: PretrainConfig, patch_size: int) -> DiffVERIDataset:
         mask_ratio=cfg.method.mask_ratio,
         mask_mode="single" if cfg.method.mode == "mae" else cfg.method.mask_mode,
         limit=d.limit,
+    )
+
+
+def build_monitor(cfg: PretrainConfig, dataset: DiffVERIDataset) -> CollapseMonitor | None:
+    """The collapse monitor over ``cfg.monitor.probe_size`` training images (``None`` when 0), decoded by the
+    dataset itself without augmentation or masks (the image resized to the model size), once, at the start."""
+    if cfg.monitor.probe_size <= 0:
+        return None
+    plain = copy.copy(dataset)  # shares the rows; only the item recipe differs
+    plain.augment, plain.mask_ratio = False, None
+    indices = select_probe(len(dataset), cfg.monitor.probe_size, cfg.seed)
+    images = torch.stack([plain[int(i)]["image"] for i in indices])
+    return CollapseMonitor(
+        images, min_effective_rank=cfg.monitor.min_effective_rank, min_std_ratio=cfg.monitor.min_std_ratio
     )
 
 
@@ -301,6 +319,10 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
         start_epoch, global_step = int(ck["epoch"]), int(ck["global_step"])
         set_rng_states(ck["rng"])
         log.info("resumed %s at epoch %d (step %d)", last, start_epoch, global_step)
+    # The collapse probe runs on the main process only, after each epoch (it draws no random numbers).
+    monitor = build_monitor(cfg, dataset) if accelerator.is_main_process else None
+    if monitor is not None and resume:
+        monitor.load_state_dict(ck.get("monitor"))
     if accelerator.is_main_process:
         save_run_config(cfg, out)
     logger = JsonlLogger(out, accelerator.is_main_process)
@@ -348,9 +370,15 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
             unwrapped = accelerator.unwrap_model(model)
             if teachers is not None:
                 teachers.update(unwrapped.rgb.encoder, unwrapped.view.encoder)
-            logger.write({"epoch": epoch, "step": global_step, "ppmd_weight": w, **stats}, epoch, "epoch")
+            probe = {}
+            if monitor is not None:
+                encoders = {"rgb": unwrapped.rgb.encoder}
+                if unwrapped.view is not None:
+                    encoders["view"] = unwrapped.view.encoder
+                probe = monitor.measure(encoders, epoch)
+            logger.write({"epoch": epoch, "step": global_step, "ppmd_weight": w, **stats, **probe}, epoch, "epoch")
             if accelerator.is_main_process:
-                log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in stats.items()))
+                log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in {**stats, **probe}.items()))
                 payload = {
                     "model": unwrapped.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -362,6 +390,7 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
                     "model_meta": meta,
                     "config": to_dict(cfg),
                     "stats": stats,
+                    "monitor": monitor.state_dict() if monitor is not None else None,
                 }
                 save_checkpoint(checkpoint_dir(out) / LAST, payload)
                 if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0:
