@@ -20,6 +20,7 @@ class DataConfig:
     hflip: float = 0.5
     num_workers: int = 0
     limit: int | None = None  # use only the first N rows (by image_id), for smoke runs
+    vehicle_crop: float | None = None  # cut images to the vehicle box + this margin first (Re-ID data are crops)
 
 
 @dataclass

@@ -220,6 +220,7 @@ def build_dataset(cfg: PretrainConfig, patch_size: int) -> DiffVERIDataset:
         mask_ratio=cfg.method.mask_ratio,
         mask_mode="single" if cfg.method.mode == "mae" else cfg.method.mask_mode,
         limit=d.limit,
+        vehicle_crop=d.vehicle_crop,
     )
 
 
