@@ -1,7 +1,8 @@
 """A contact sheet of toy-world identities: renders from several views above their colourised view masks.
 
 ``python -m pipeline.toyworld.contact_sheet --out docs/img/toyworld_contact_sheet.png`` writes the PNG shown in
-``docs/toyworld.md``.
+``docs/toyworld.md``; with ``--family-size 4 --out docs/img/toyworld_families.png`` it shows family-world families
+(members x the nine views, rendered at 64 px and enlarged) instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from data_manifests import VIEW_CLASSES_TOYWORLD, atomic_write_bytes
+from data_manifests import INTENDED_VIEWS, VIEW_CLASSES_TOYWORLD, atomic_write_bytes
 
 from .camera import VIEW_ANGLES
 from .identity import ToyIdentity, sample_identity
@@ -76,15 +77,68 @@ def contact_sheet(identities: list[ToyIdentity], views: tuple[str, ...] = SHEET_
     return sheet
 
 
+def pick_families(seed: int, family_size: int, n: int = 3) -> list[list[ToyIdentity]]:
+    """The first ``n`` families of the family world ``(seed, family_size)`` whose classes all differ."""
+    families: dict[str, list[ToyIdentity]] = {}
+    f = 0
+    while len(families) < n and f < 10_000:
+        members = [sample_identity(seed, f * family_size + m, family_size) for m in range(family_size)]
+        families.setdefault(members[0].class_name, members)
+        f += 1
+    return list(families.values())
+
+
+def _cue_text(ident: ToyIdentity) -> str:
+    return "\n".join(f"{c.face}: {c.pattern}" + ("" if c.pattern in ("bars", "box", "rack", "light_bar") else
+                      f" {c.slot}") for c in ident.cues)  # fmt: skip
+
+
+def family_sheet(
+    families: list[list[ToyIdentity]], views: tuple[str, ...] = INTENDED_VIEWS, size: int = 64, zoom: int = 2
+) -> Image.Image:
+    """Rows: the members of each family (a family per block, its shared body named above it, each member's cues
+    on its left); columns: ``views`` at their canonical angles (top at 80 degrees), the same render seed down a
+    column. Rendered at ``size`` on a plain light blue background and enlarged ``zoom`` times without smoothing."""
+    font = ImageFont.load_default()
+    label_w, pad, head = 150, 4, 18
+    cell = size * zoom + pad
+    n_rows = sum(len(f) for f in families)
+    sheet = Image.new("RGB", (label_w + len(views) * cell, 20 + len(families) * head + n_rows * cell), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, view in enumerate(views):
+        draw.text((label_w + c * cell + 4, 4), view, fill=(0, 0, 0), font=font)
+    y = 20
+    for members in families:
+        first = members[0]
+        dims = " x ".join(f"{d:.2f}" for d in first.dims)
+        text = f"{first.family}: {len(members)} x {first.color_name} {first.class_name}, {dims} m (shared)"
+        draw.text((4, y + 3), text, fill=(0, 0, 0), font=font)
+        y += head
+        for ident in members:
+            draw.multiline_text((4, y + 2), f"{ident.identity_id}\n{_cue_text(ident)}", fill=(0, 0, 0), font=font)
+            for c, view in enumerate(views):
+                az, el = VIEW_ANGLES[view]
+                res = render(ident, az, 80.0 if view == "top" else el, size=size, seed=c, background=(178, 205, 230))
+                tile = Image.fromarray(res.image).resize((size * zoom, size * zoom), Image.NEAREST)
+                sheet.paste(tile, (label_w + c * cell, y))
+            y += cell
+    return sheet
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="write a toy-world contact sheet PNG")
     parser.add_argument("--out", required=True, help="PNG path")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--size", type=int, default=None, help="render size (default 112; family sheet 64)")
+    parser.add_argument("--family-size", type=int, default=1, help="K >= 2: a sheet of family-world families")
+    parser.add_argument("--families", type=int, default=3, help="families on the family sheet (default 3)")
     args = parser.parse_args(argv)
     import io
 
-    sheet = contact_sheet(pick_identities(args.seed), size=args.size)
+    if args.family_size > 1:
+        sheet = family_sheet(pick_families(args.seed, args.family_size, args.families), size=args.size or 64)
+    else:
+        sheet = contact_sheet(pick_identities(args.seed), size=args.size or 112)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG", optimize=True)
     atomic_write_bytes(Path(args.out), buffer.getvalue())

@@ -8,12 +8,11 @@ models. Here (``family_size`` K >= 2):
   colour shares (``FAMILY_COLOR_WEIGHTS``: mostly white, black, silver, grey) with no per-vehicle jitter, so many
   families share the very same body colour;
 * every member carries one individual :class:`~pipeline.toyworld.identity.Cue` on each face (front, rear, left,
-  right, top): a decal pattern at a slot of the face, or on the top a roof item (black or white: it shows from
-  many views). For each face the family's stream
+  right, top): a decal pattern at a slot of the face, or on the top a roof item. For each face the family's stream
   draws a permutation of ``CUE_VARIANTS[face]`` and member ``m`` takes entry ``m``: siblings never share a face's
   (pattern, slot), so any single view can tell them apart; each face has its own permutation, so one face's cue says
   nothing about another's. The cue's tone comes from the member's own stream, among tones that contrast with the
-  surface it is drawn on (``MIN_TONE_CONTRAST``).
+  surface it is drawn on (:func:`cue_tones`).
 
 Where each cue is drawn (its panel on the face) is :func:`pipeline.toyworld.mesh.cue_panels`.
 """
@@ -48,7 +47,7 @@ CUE_TONES: dict[str, RGB] = {
     "red": (200, 32, 28),
 }
 TONE_WEIGHTS: tuple[float, ...] = (0.4, 0.4, 0.1, 0.1)
-MIN_TONE_CONTRAST = 60.0  # minimum luma difference (0..255) between a cue tone and the body colour
+MIN_TONE_CONTRAST = 80.0  # minimum luma difference (0..255) between a cue tone and the body colour
 
 # Share of each PALETTE colour among families, roughly the colours of real cars.
 FAMILY_COLOR_WEIGHTS: dict[str, float] = {
@@ -96,10 +95,20 @@ def cue_surface(class_name: str, face: str, body: RGB) -> RGB:
     return CARGO if class_name == "truck" and face != "front" else body
 
 
-def _tone(rng: np.random.Generator, surface: RGB, neutral: bool) -> RGB:
-    """A tone contrasting with ``surface``; ``neutral``: black or white only (roof items, seen from many views)."""
+def cue_tones(class_name: str, face: str, pattern: str, body: RGB) -> list[str]:
+    """The ``CUE_TONES`` a cue may take: those whose luma differs from its surface's by ``MIN_TONE_CONTRAST``;
+    not black on a front or rear with dark grille and bumpers (all but a truck's cargo box rear); black or white
+    only for roof items (they show from many views, so hue would tell too much)."""
+    surface = cue_surface(class_name, face, body)
     names = [n for n in CUE_TONES if abs(_luma(CUE_TONES[n]) - _luma(surface)) >= MIN_TONE_CONTRAST]
-    names = [n for n in names if n in ("black", "white")] if neutral else names
+    if face == "front" or (face == "rear" and class_name != "truck"):
+        names = [n for n in names if n != "black"]
+    if pattern in ROOF_ITEMS:
+        names = [n for n in names if n in ("black", "white")]
+    return names
+
+
+def _tone(rng: np.random.Generator, names: list[str]) -> RGB:
     weights = np.array([TONE_WEIGHTS[list(CUE_TONES).index(n)] for n in names])
     return CUE_TONES[names[int(rng.choice(len(names), p=weights / weights.sum()))]]
 
@@ -119,8 +128,8 @@ def sample_family_identity(seed: int, index: int, family_size: int) -> ToyIdenti
         # Without replacement among the family's members, and an independent permutation per face.
         order = np.random.default_rng([seed32, family, k, 21, f]).permutation(len(variants))
         pattern, slot = variants[int(order[member])]
-        surface = cue_surface(body["class_name"], face, body["body_color"])
-        tone = _tone(np.random.default_rng([seed32, int(index), k, 22, f]), surface, pattern in ROOF_ITEMS)
+        tones = cue_tones(body["class_name"], face, pattern, body["body_color"])
+        tone = _tone(np.random.default_rng([seed32, int(index), k, 22, f]), tones)
         cues.append(Cue(face=face, pattern=pattern, slot=slot, color=tone))
     return ToyIdentity(
         identity_id=identity_name(int(index)),

@@ -19,8 +19,9 @@ from pipeline.toyworld.family import (
     MIN_TONE_CONTRAST,
     ROOF_ITEMS,
     cue_surface,
+    cue_tones,
 )
-from pipeline.toyworld.identity import CLASSES, COLOR_NAMES
+from pipeline.toyworld.identity import CLASSES, COLOR_NAMES, PALETTE
 from pipeline.toyworld.mesh import MeshBuilder, add_cues
 from pipeline.toyworld.renderer import render_vehicle
 
@@ -99,14 +100,23 @@ def test_face_cues_are_drawn_independently() -> None:
 
 
 def test_cue_tones_contrast_with_their_surface() -> None:
+    for class_name in CLASSES:  # every face of every body colour has a tone
+        for colour in PALETTE.values():
+            assert all(cue_tones(class_name, face, "disc", colour) for face in CUE_FACES)
+            assert cue_tones(class_name, "top", "box", colour)
     for index in range(800):
         ident = sample_identity(1, index, K)
         for cue in ident.cues:
             assert cue.color in CUE_TONES.values()
+            assert cue.color in [
+                CUE_TONES[n] for n in cue_tones(ident.class_name, cue.face, cue.pattern, ident.body_color)
+            ]
             surface = cue_surface(ident.class_name, cue.face, ident.body_color)
             assert abs(luma(cue.color) - luma(surface)) >= MIN_TONE_CONTRAST
             if cue.pattern in ROOF_ITEMS:
                 assert cue.color in (CUE_TONES["black"], CUE_TONES["white"])
+            if cue.face == "front":  # never black over the dark grille and bumper
+                assert cue.color != CUE_TONES["black"]
 
 
 def test_cues_sit_on_their_face() -> None:
