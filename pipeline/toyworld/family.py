@@ -47,7 +47,7 @@ CUE_TONES: dict[str, RGB] = {
     "red": (200, 32, 28),
 }
 TONE_WEIGHTS: tuple[float, ...] = (0.4, 0.4, 0.1, 0.1)
-MIN_TONE_CONTRAST = 80.0  # minimum luma difference (0..255) between a cue tone and the body colour
+MIN_TONE_CONTRAST = 80.0  # minimum luma difference (0..255) between a cue tone and the surface it sits on
 
 # Share of each PALETTE colour among families, roughly the colours of real cars.
 FAMILY_COLOR_WEIGHTS: dict[str, float] = {
@@ -115,7 +115,7 @@ def _tone(rng: np.random.Generator, names: list[str]) -> RGB:
 
 def sample_family_identity(seed: int, index: int, family_size: int) -> ToyIdentity:
     """Identity ``index`` of the family world ``(seed, family_size)``: member ``index % K`` of family ``index // K``
-    (see the module docstring). Deterministic; the same family in another world size is the same vehicle set."""
+    (see the module docstring). Deterministic: a world with more identities holds the same families."""
     check_family_size(family_size)
     if index < 0:
         raise ValueError(f"toy world identity index must be >= 0, got {index}")
