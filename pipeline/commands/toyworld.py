@@ -43,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="first identity index, a multiple of --family-size: the world holds [N, N + identities); e.g. 10000 "
         "for a pre-training world disjoint from the benchmark world of the same seed (default 0)",
     )
+    p.add_argument(
+        "--reid-crop",
+        type=float,
+        default=None,
+        metavar="MARGIN",
+        help="write the VeRi and VehicleID images as vehicle crops: the vehicle's box grown by MARGIN of its size "
+        "per side, e.g. 0.1 (default: whole renders)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(handler=_run)
 
@@ -63,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         detection_classes=args.detection_classes,
         family_size=args.family_size,
         first_index=args.first_index,
+        reid_crop=args.reid_crop,
     )
     print(build_toyworld(args.out, settings, workers=args.workers, progress=not args.no_progress))
     return 0

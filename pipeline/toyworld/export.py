@@ -83,6 +83,7 @@ class ToyworldSettings:
     jpeg_quality: int = 95
     family_size: int = 1  # 1 = the classic world; K >= 2 = the family world (families of K identities)
     first_index: int = 0  # the world holds identity indices [first_index, first_index + identities)
+    reid_crop: float | None = None  # VeRi/VehicleID images cut to the vehicle box + this margin (None: whole render)
 
     def validate(self) -> None:
         check_family_size(self.family_size)
@@ -101,6 +102,8 @@ class ToyworldSettings:
                 f"--first-index must be >= 0 and a multiple of --family-size {k} (worlds hold whole families), "
                 f"got {self.first_index}"
             )
+        if self.reid_crop is not None and not 0.0 <= self.reid_crop <= 1.0:
+            raise ValueError(f"--reid-crop is a margin in [0, 1] (fraction of the vehicle box), got {self.reid_crop}")
         if self.images_per_identity < 2:
             raise ValueError(f"--images-per-identity must be >= 2, got {self.images_per_identity}")
         if self.size < 32:
@@ -333,9 +336,24 @@ def _tmpdir(out: Path, name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=out))
 
 
-def _save_jpeg(src: Path, dest: Path, quality: int) -> None:
+def vehicle_box(row: dict[str, Any], margin: float | None) -> tuple[int, int, int, int] | None:
+    """The pixel box ``(x0, y0, x1, y1)`` of a diffveri row's vehicle mask grown by ``margin`` times its size per
+    side and clipped to the image (Re-ID datasets are detection crops), or None for the whole image."""
+    if margin is None:
+        return None
+    fg = rle.decode(row["vehicle_rle"])
+    if not fg.any():
+        return None
+    rows, cols = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
+    x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
+    mx, my = round(margin * (x1 - x0)), round(margin * (y1 - y0))
+    return (max(0, x0 - mx), max(0, y0 - my), min(fg.shape[1], x1 + mx), min(fg.shape[0], y1 + my))
+
+
+def _save_jpeg(src: Path, dest: Path, quality: int, box: tuple[int, int, int, int] | None = None) -> None:
     buffer = io.BytesIO()
-    Image.open(src).convert("RGB").save(buffer, format="JPEG", quality=quality)
+    image = Image.open(src).convert("RGB")
+    (image if box is None else image.crop(box)).save(buffer, format="JPEG", quality=quality)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(buffer.getvalue())  # inside a temporary folder that is swapped in whole
 
@@ -361,13 +379,19 @@ def assign_splits(rows: list[dict[str, Any]], train_ids: set[str], queries_per_i
 
 # -------------------------------------------------------------------------------------------------------- exports
 def export_veri(
-    out: Path, rows: list[dict[str, Any]], quality: int, identities: dict[str, ToyIdentity], family_size: int
+    out: Path,
+    rows: list[dict[str, Any]],
+    quality: int,
+    identities: dict[str, ToyIdentity],
+    family_size: int,
+    crop: float | None = None,
 ) -> Path:
     """``out/VeRi``: ``image_{train,query,test}/``, ``name_{train,query,test}.txt`` and ``toyworld_meta.json``.
     As in VeRi-776, ``image_test`` holds every test image (the queries too); files are
     ``{vid:04d}_c{cam:03d}_{frame:08d}_0.jpg`` with ``vid`` = identity index + 1, ``cam`` = viewpoint bin
     (``CAMERA_OF_VIEW``), ``frame`` = image index. ``toyworld_meta.json`` (:func:`veri_meta`) gives each image's
-    view and camera angles and each vid's identity, family and body."""
+    view and camera angles and each vid's identity, family and body. ``crop`` (a margin) writes vehicle crops
+    (:func:`vehicle_box`) instead of whole renders."""
     tmp = _tmpdir(out, "VeRi")
     names: dict[str, list[str]] = defaultdict(list)
     for row in rows:
@@ -375,8 +399,9 @@ def export_veri(
         folders = ["image_train"] if row["split"] == "train" else ["image_test"]
         if row["split"] == "query":
             folders.append("image_query")
+        box = vehicle_box(row, crop)
         for folder in folders:
-            _save_jpeg(out / row["path"], tmp / folder / name, quality)
+            _save_jpeg(out / row["path"], tmp / folder / name, quality, box)
             names[folder].append(name)
     for folder in ("image_train", "image_query", "image_test"):
         (tmp / folder).mkdir(exist_ok=True)
@@ -431,7 +456,12 @@ def vehicleid_test_sizes(n_test: int) -> list[int]:
 
 
 def export_vehicleid(
-    out: Path, rows: list[dict[str, Any]], identities: dict[str, ToyIdentity], train_ids: set[str], quality: int
+    out: Path,
+    rows: list[dict[str, Any]],
+    identities: dict[str, ToyIdentity],
+    train_ids: set[str],
+    quality: int,
+    crop: float | None = None,
 ) -> Path:
     """``out/VehicleID_V1.0``: ``image/<name>.jpg``, ``train_test_split/train_list.txt`` and
     ``test_list_<n>.txt`` (lines ``<name> <vid>``; the lists are nested, the smaller test sets being the first test
@@ -449,7 +479,7 @@ def export_vehicleid(
             continue
         number += 1
         name = f"{number:07d}"
-        _save_jpeg(out / row["path"], tmp / "image" / f"{name}.jpg", quality)
+        _save_jpeg(out / row["path"], tmp / "image" / f"{name}.jpg", quality, vehicle_box(row, crop))
         lines[row["identity_id"]].append(f"{name} {row['vid']}\n")
     train = [i for i in sorted(lines) if i in train_ids]
     test = [i for i in sorted(lines) if i not in train_ids]
@@ -624,8 +654,8 @@ def build_toyworld(
     summary.images = len(rows)
     summary.splits = {s: sum(r["split"] == s for r in rows) for s in ("train", "query", "gallery")}
     # 5. Folder exports and the settings file.
-    export_veri(out, rows, settings.jpeg_quality, identities, settings.family_size)
-    export_vehicleid(out, rows, identities, train_ids, settings.jpeg_quality)
+    export_veri(out, rows, settings.jpeg_quality, identities, settings.family_size, settings.reid_crop)
+    export_vehicleid(out, rows, identities, train_ids, settings.jpeg_quality, settings.reid_crop)
     n_det = settings.detection_images or max(16, 4 * settings.identities)
     export_detection(
         out,

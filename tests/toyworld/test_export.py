@@ -244,3 +244,42 @@ def test_resume_refuses_other_render_settings_and_extends_worlds(tmp_path: Path)
     after = {r["image_id"]: r["sha256"] for r in dm.read_rows(tmp_path, "generations")}
     assert len(after) == 12 and all(after[k] == v for k, v in first.items())
     assert dm.validate(tmp_path) == []
+
+
+def test_reid_crop_writes_vehicle_crops(world: Path, tmp_path: Path) -> None:
+    # Same world (no re-render: the images exist), exported again with crops into a copy of its manifests.
+    import shutil
+
+    from pipeline.toyworld.export import vehicle_box
+
+    out = tmp_path / "w"
+    shutil.copytree(world, out)
+    build_toyworld(out, dataclasses.replace(SETTINGS, reid_crop=0.1), progress=False)
+    rows = {(int(r["path"].split("/")[1][3:]), r["image_id"]): r for r in dm.read_rows(out, "diffveri")}
+    gens = {r["image_id"]: r for r in dm.read_rows(out, "generations")}
+    meta = json.loads((out / "VeRi" / "toyworld_meta.json").read_text())
+    checked = 0
+    for path in sorted((out / "VeRi" / "image_test").iterdir())[:12]:
+        # the crop equals the box of the row's vehicle mask + 10 % per side, cut from the lossless render
+        vid, frame = int(path.name[:4]), int(path.name.split("_")[2])
+        row = next(r for (index, iid), r in rows.items() if index + 1 == vid and _frame(gens[iid], out) == frame)
+        box = vehicle_box(row, 0.1)
+        assert box is not None and Image.open(path).size == (box[2] - box[0], box[3] - box[1])
+        assert path.name in meta["images"]
+        checked += 1
+    assert checked == 12
+    # margin 0 is exactly the mask's box; no margin keeps the whole render
+    mask = rle.decode(row["vehicle_rle"])
+    ys, xs = np.nonzero(mask)
+    assert vehicle_box(row, 0.0) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert vehicle_box(row, None) is None
+    with pytest.raises(ValueError, match="--reid-crop"):
+        dataclasses.replace(SETTINGS, reid_crop=-0.5).validate()
+
+
+def _frame(gen: dict, out: Path) -> int:
+    """The image index j of a generation (its seed is image_seed(seed, index, j))."""
+    from pipeline.toyworld.export import image_seed
+
+    index = int(gen["identity_id"][3:])
+    return next(j for j in range(SETTINGS.images_per_identity) if image_seed(SETTINGS.seed, index, j) == gen["seed"])
