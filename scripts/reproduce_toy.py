@@ -38,7 +38,8 @@ CONFIG = ROOT / "configs" / "reproduce_toy.yaml"
 PRETRAIN_CONFIG = ROOT / "configs" / "vehiclemae" / "toy.yaml"
 FINETUNE_CONFIG = ROOT / "configs" / "vehiclemae" / "finetune_toy.yaml"
 PIPELINE_CONFIG = ROOT / "configs" / "pipeline" / "toy.yaml"
-FROZEN = ("frozen_knn_mean", "frozen_knn_cls", "linear_probe")
+# Our protocol names -> `vehiclemae probe` protocol names.
+FROZEN = {"frozen_knn_mean": "knn_mean", "frozen_knn_cls": "knn_cls", "linear_probe": "linear_probe"}
 FINETUNED = ("supervised", "unsupervised")
 METRICS = ("mAP", "rank1", "cross_view_mAP", "same_view_mAP")
 
@@ -46,8 +47,16 @@ METRICS = ("mAP", "rank1", "cross_view_mAP", "same_view_mAP")
 class Experiment:
     """One profile's runs under ``runs`` (cells, logs, results) with worlds under ``data``."""
 
-    def __init__(self, spec: dict[str, Any], conditions: dict[str, Any], protocols: list[str], name: str,
-                 runs: Path, data: Path, bin_dir: Path) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        conditions: dict[str, Any],
+        protocols: list[str],
+        name: str,
+        runs: Path,
+        data: Path,
+        bin_dir: Path,
+    ) -> None:
         self.spec, self.conditions, self.protocols, self.name = spec, conditions, protocols, name
         self.runs, self.data, self.bin = runs, data, bin_dir
         self.cells = runs / "cells"
@@ -86,8 +95,17 @@ class Experiment:
             return
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
         t0 = self.step(f"render {out.name}: {' '.join(flags)}")
-        self.sh(log, self.cli("diffveri"), "toyworld", "--out", out, *flags, "--detection-images", 0
-                if out == self.world else 400, "--no-progress")
+        self.sh(
+            log,
+            self.cli("diffveri"),
+            "toyworld",
+            "--out",
+            out,
+            *flags,
+            "--detection-images",
+            0 if out == self.world else 400,
+            "--no-progress",
+        )
         stamp.write_text(json.dumps(args))
         self.step(f"  done in {time.monotonic() - t0:.0f} s")
 
@@ -104,22 +122,50 @@ class Experiment:
         root.mkdir(parents=True, exist_ok=True)
         models = root / "models"
         if not (models / "toy-yolo.pt").is_file():
-            self.sh("pipeline", self.cli("diffveri"), "toyworld-detector", "--root", self.pool, "--out",
-                    models / "toy-yolo.pt", "--epochs", 20)
+            self.sh(
+                "pipeline",
+                self.cli("diffveri"),
+                "toyworld-detector",
+                "--root",
+                self.pool,
+                "--out",
+                models / "toy-yolo.pt",
+                "--epochs",
+                20,
+            )
         if not (models / "segment" / "sam_view.pt").is_file():
-            self.sh("pipeline", self.cli("diffveri"), "segment", "finetune", "--config", PIPELINE_CONFIG,
-                    "--root", self.pool, "--set", f"segment.finetune.out_dir={models / 'segment'}",
-                    "--set", f"segment.checkpoint={models / 'segment' / 'sam_view.pt'}")
+            self.sh(
+                "pipeline",
+                self.cli("diffveri"),
+                "segment",
+                "finetune",
+                "--config",
+                PIPELINE_CONFIG,
+                "--root",
+                self.pool,
+                "--set",
+                f"segment.finetune.out_dir={models / 'segment'}",
+                "--set",
+                f"segment.checkpoint={models / 'segment' / 'sam_view.pt'}",
+            )
         overrides = [
             f"subjects.path={self.pool}",
             "synthesize.plan=[{backend: toyworld, images_per_view: 2}]",
             f"synthesize.width={self.spec['pretrain_world']['size'] * 2}",
             f"synthesize.height={self.spec['pretrain_world']['size'] * 2}",
-            "assemble.test_identity_fraction=0.0",
         ]
         for stage in ("subjects", "synthesize", "filter", "review", "segment", "assemble"):
-            self.sh("pipeline", self.cli("diffveri"), "run", stage, "--config", PIPELINE_CONFIG, "--root", root,
-                    *[x for o in overrides for x in ("--set", o)])
+            self.sh(
+                "pipeline",
+                self.cli("diffveri"),
+                "run",
+                stage,
+                "--config",
+                PIPELINE_CONFIG,
+                "--root",
+                root,
+                *[x for o in overrides for x in ("--set", o)],
+            )
         stamp.write_text("{}")
         self.step(f"  done in {time.monotonic() - t0:.0f} s")
 
@@ -145,7 +191,7 @@ class Experiment:
         if encoder.is_file():
             return encoder
         budget = self.spec["pretrain"]
-        splits = "[train]" if self.spec["pretrain_source"] == "pipeline" else "[train,query,gallery]"
+        splits = "[train,query,gallery]"  # every identity of the pool is disjoint from the benchmark's
         sets = {
             "output_dir": out,
             "data.root": self.pool_root,
@@ -158,10 +204,18 @@ class Experiment:
         }
         resume = ["--resume"] if (out / "checkpoints" / "checkpoint-last.pt").is_file() else []
         t0 = self.step(f"pre-train {condition} seed {seed} ({budget['epochs']} epochs)")
-        self.sh(f"pretrain-{condition}-seed{seed}", self.cli("vehiclemae"), "train", "--config", PRETRAIN_CONFIG,
-                *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")], *resume)
-        self.sh(f"pretrain-{condition}-seed{seed}", self.cli("vehiclemae"), "export", "--checkpoint", out,
-                "--out", encoder)
+        self.sh(
+            f"pretrain-{condition}-seed{seed}",
+            self.cli("vehiclemae"),
+            "train",
+            "--config",
+            PRETRAIN_CONFIG,
+            *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")],
+            *resume,
+        )
+        self.sh(
+            f"pretrain-{condition}-seed{seed}", self.cli("vehiclemae"), "export", "--checkpoint", out, "--out", encoder
+        )
         seconds = time.monotonic() - t0
         (out / "budget.json").write_text(json.dumps({"seconds": seconds, **self._budget(out)}))
         self.step(f"  done in {seconds:.0f} s")
@@ -184,11 +238,25 @@ class Experiment:
         out.parent.mkdir(parents=True, exist_ok=True)
         source = ["--checkpoint", encoder] if encoder else ["--init", "scratch", "--seed", seed]
         t0 = self.step(f"frozen protocols {condition} seed {seed}")
-        self.sh(f"frozen-{condition}-seed{seed}", self.cli("vehiclemae"), "probe", *source, "--dataset", "veri776",
-                "--root", self.world / "VeRi", "--protocols", ",".join(wanted), "--seed", seed, "--json", out)
-        result = json.loads(out.read_text())
+        self.sh(
+            f"frozen-{condition}-seed{seed}",
+            self.cli("vehiclemae"),
+            "probe",
+            *source,
+            "--dataset",
+            "veri776",
+            "--root",
+            self.world / "VeRi",
+            "--protocols",
+            ",".join(FROZEN[p] for p in wanted),
+            "--seed",
+            seed,
+            "--json",
+            out,
+        )
+        result = json.loads(out.read_text())["results"]
         for protocol in wanted:
-            self.write_cell(condition, protocol, seed, result[protocol])
+            self.write_cell(condition, protocol, seed, result[FROZEN[protocol]])
         self.step(f"  done in {time.monotonic() - t0:.0f} s")
 
     def finetune(self, condition: str, mode: str, seed: int, encoder: Path | None) -> None:
@@ -196,12 +264,31 @@ class Experiment:
             return
         out = self.runs / "finetune" / f"{condition}-{mode}-seed{seed}"
         epochs = self.spec["finetune"][f"{mode}_epochs"]
-        init = ["--set", "model.init=scratch"] if encoder is None else [
-            "--set", "model.init=export", "--set", f"model.init_path={encoder}"]
+        init = (
+            ["--set", "model.init=scratch"]
+            if encoder is None
+            else ["--set", "model.init=export", "--set", f"model.init_path={encoder}"]
+        )
         t0 = self.step(f"{mode} fine-tuning {condition} seed {seed} ({epochs} epochs)")
-        self.sh(f"{mode}-{condition}-seed{seed}", self.cli("vehiclemae"), "finetune", "--config", FINETUNE_CONFIG,
-                "--mode", mode, "--output-dir", out, "--resume", "--set", f"data.root={self.world / 'VeRi'}",
-                "--set", f"optim.epochs={epochs}", "--set", f"seed={seed}", *init)
+        self.sh(
+            f"{mode}-{condition}-seed{seed}",
+            self.cli("vehiclemae"),
+            "finetune",
+            "--config",
+            FINETUNE_CONFIG,
+            "--mode",
+            mode,
+            "--output-dir",
+            out,
+            "--resume",
+            "--set",
+            f"data.root={self.world / 'VeRi'}",
+            "--set",
+            f"optim.epochs={epochs}",
+            "--set",
+            f"seed={seed}",
+            *init,
+        )
         result = json.loads((out / "result.json").read_text())
         best = dict(result["best"])
         best.setdefault("rank1", best.get("Rank-1"))
@@ -214,7 +301,7 @@ class Experiment:
         out = self.runs / "baselines.json"
         if not out.is_file():
             self.sh("baselines", self.cli("vehiclemae"), "baselines", "--root", self.world / "VeRi", "--json", out)
-        res = json.loads(out.read_text())
+        res = json.loads(out.read_text())["results"]
         return {
             "hist_map": res["histogram"]["mAP"],
             "hist_r1": res["histogram"]["rank1"],
@@ -279,8 +366,9 @@ def load_spec(profile: str, only: str | None) -> tuple[dict[str, Any], dict[str,
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

@@ -26,7 +26,12 @@ PROTOCOL_NAMES = {
     "supervised": "Supervised fine-tuning (model chosen on validation identities)",
     "unsupervised": "Unsupervised fine-tuning (cluster contrast; model chosen on validation identities)",
 }
-COLUMNS = (("mAP", "mAP"), ("rank1", "Rank-1"), ("cross_view_mAP", "cross-view mAP"), ("same_view_mAP", "same-view mAP"))
+COLUMNS = (
+    ("mAP", "mAP"),
+    ("rank1", "Rank-1"),
+    ("cross_view_mAP", "cross-view mAP"),
+    ("same_view_mAP", "same-view mAP"),
+)
 
 
 def mean_std(values: list[float]) -> str:

@@ -1,0 +1,94 @@
+"""The toy experiment driver (scripts/reproduce_toy.py) and its tables (scripts/results_tables.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+driver = _load("reproduce_toy")
+tables = _load("results_tables")
+
+
+def test_profiles_and_conditions_are_checked() -> None:
+    spec, conditions, protocols = driver.load_spec("quick", None)
+    assert set(spec["conditions"]) <= set(conditions) and "none" in conditions and "mae" in conditions
+    assert protocols == ["frozen_knn_mean", "frozen_knn_cls", "linear_probe", "supervised", "unsupervised"]
+    with pytest.raises(SystemExit, match="unknown profile 'huge'; valid profiles: quick, full"):
+        driver.load_spec("huge", None)
+    with pytest.raises(SystemExit, match="unknown condition.*maee.*valid conditions: none, mae"):
+        driver.load_spec("quick", "mae,maee")
+    spec, _, _ = driver.load_spec("full", "none, vehiclemae")
+    assert spec["conditions"] == ["none", "vehiclemae"] and spec["seeds"] == [0, 1, 2]
+
+
+def test_cli_rejects_unknown_profile(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit, match="valid profiles"):
+        driver.main(["--profile", "nope", "--runs", "/nonexistent/runs"])
+
+
+def _results() -> dict:
+    rows = []
+    for seed, (none, mae, vm) in enumerate([(2.0, 7.0, 8.0), (2.2, 7.4, 7.0), (1.8, 6.6, 8.6)]):
+        for cond, value in (("none", none), ("mae", mae), ("vehiclemae", vm)):
+            rows.append(
+                {
+                    "pretrain": cond,
+                    "protocol": "frozen_knn_cls",
+                    "seed": seed,
+                    "mAP": value,
+                    "rank1": 2 * value,
+                    "cross_view_mAP": value - 1,
+                    "same_view_mAP": None,
+                }
+            )
+    return {
+        "profile": "full",
+        "commit": "0123456789abcdef",
+        "world": {"identities": 8, "family_size": 4},
+        "pretrain_world": {"identities": 16, "first_index": 10000},
+        "pretrain_source": "toyworld",
+        "budget": {"pretrain": {"epochs": 1}, "finetune": {}},
+        "baselines": {"hist_map": 5.1, "hist_r1": 8.9, "oracle_map": 26.3, "chance_map": 1.3},
+        "rows": rows,
+        "pretrain_runs": {"mae-seed0": {"steps": 10, "images_seen": 320, "seconds": 3.0}},
+    }
+
+
+def test_tables_report_mean_std_and_paired_differences() -> None:
+    text = tables.section(_results())
+    assert "**mAP 5.1**" in text and "oracle mAP 26.3" in text
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    # none: mean 2.0 ± 0.2; paired none - mae per seed: -5.0, -5.2, -4.8 -> -5.0 ± 0.2, ahead on 0 of 3 seeds
+    assert "2.0 ± 0.2" in lines["none"] and "-5.0 ± 0.2 (0/3)" in lines["none"]
+    # vehiclemae - mae: +1.0, -0.4, +2.0 -> +0.9 ± 1.2 (2/3); same-view mAP missing -> "-"
+    assert "+0.9 ± 1.2 (2/3)" in lines["vehiclemae"] and lines["vehiclemae"].count("| - |") == 1
+    assert "| mae-seed0 | 10 | 320 | 3 |" in text
+
+
+def test_tables_update_markers(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(_results()))
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- reproduce-toy:full:begin -->\nold\n<!-- reproduce-toy:full:end -->\nrest\n")
+    assert tables.main([str(results), "--update", str(doc)]) == 0
+    content = doc.read_text()
+    assert "old" not in content and "**mAP 5.1**" in content and content.endswith("rest\n")
+    doc.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="markers"):
+        tables.main([str(results), "--update", str(doc)])
+    assert tables.main([str(tmp_path / "missing.json")]) == 2
