@@ -102,8 +102,11 @@ class Experiment:
             "--out",
             out,
             *flags,
+            # detection scenes only where the pipeline's toy detector is trained on them
             "--detection-images",
-            0 if out == self.world else 400,
+            400 if out == self.pool and self.spec["pretrain_source"] == "pipeline" else 16,
+            "--workers",
+            2,
             "--no-progress",
         )
         stamp.write_text(json.dumps(args))
