@@ -96,7 +96,7 @@ def check_yolo_checkpoint(path: str | os.PathLike, data: bytes) -> None:
     """
     import torch
 
-    from ..safe_load import describe_error, load_torch_file
+    from data_manifests.safe_load import describe_error, load_torch_file
 
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))

@@ -24,8 +24,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from data_manifests import atomic_write_bytes, rle
+from data_manifests.safe_load import load_torch_file
 
-from ..safe_load import load_torch_file
 from .data import Annotated, label_map, load_annotated, read_image, split_by_identity
 from .metrics import SegMeter
 from .model import ModelSpec, ViewSegmenter, build_segmenter, load_segmenter, save_segmenter

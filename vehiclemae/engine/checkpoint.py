@@ -12,9 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-import pickle
 import random
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 
 from data_manifests import atomic_write_bytes
+from data_manifests.safe_load import load_torch_file
 
 log = logging.getLogger(__name__)
 LAST = "checkpoint-last.pt"
@@ -97,27 +96,6 @@ def _legacy_numpy_rng_globals() -> list[Any]:
     return [*((reconstruct, name) for name in names), np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
-_NAMED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
-
-
-def _refusal_reason(exc: pickle.UnpicklingError) -> str:
-    """What the weights-only unpickler objected to, in a few words (its own message is a paragraph)."""
-    message = str(exc)
-    found = _NAMED.search(message)
-    if found:
-        return f"it references {found.group(1) or found.group(2)}, which safe (weights-only) loading does not allow"
-    if "Unsupported operand" in message:
-        return "it is not a torch.save file (it holds pickle instructions torch.save never writes)"
-    detail = " ".join(message.partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0].split())
-    return "safe (weights-only) loading refused it" + (f" ({detail[:200]})" if detail else "")
-
-
-def _short(exc: Exception) -> str:
-    """``Type: first sentence`` of an exception, for one-line errors."""
-    first = " ".join(str(exc).split()).split(". ")[0][:160]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def load_checkpoint_file(
     path: str | os.PathLike, allow: Sequence[Any] = (), fix: str = "load only checkpoints written by vehiclemae"
 ) -> Any:
@@ -127,20 +105,7 @@ def load_checkpoint_file(
     ``__reduce__`` payload) is refused before anything in it is called. Every failure is one ``ValueError`` naming the
     file (the CLI prints it as one line): refused, or unreadable (empty, truncated, not a ``torch.save`` file).
     """
-    with open(path, "rb") as handle:  # a missing or unreadable file fails here, with the OS's message
-        try:
-            with torch.serialization.safe_globals(list(allow)):
-                return torch.load(handle, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise ValueError(
-                f"{path} is not a safe checkpoint: {_refusal_reason(exc)}; it was refused and nothing in it was run "
-                f"({fix})"
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - damaged files raise RuntimeError, OSError, EOFError, KeyError...
-            raise ValueError(
-                f"{path} is not a readable checkpoint (empty, truncated or not written by torch.save: {_short(exc)}); "
-                f"{fix}"
-            ) from exc
+    return load_torch_file(path, allow=allow, fix=fix)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

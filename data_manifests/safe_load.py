@@ -5,8 +5,8 @@ function a file names is refused before anything is called, so a crafted pickle 
 run. ``allow`` adds exact globals (``torch.serialization.safe_globals``) for files that need a few more types.
 Every failure becomes one ``ValueError`` naming the file, which the CLI prints as a one-line message.
 
-vehiclemae has the same helper (``vehiclemae.engine.checkpoint.load_checkpoint_file``); the packages do not import
-each other.
+It lives here because both sides load torch files and import only this package in common (``pipeline`` and
+``vehiclemae`` never import each other); torch is imported when a file is loaded, not with the package.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import os
 import pickle
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 _NAMED = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 
@@ -60,6 +61,8 @@ def load_torch_file(
         ValueError: the file was refused (it names a class or function outside the allow-list: nothing in it ran)
             or is not a readable ``torch.save`` file (empty, truncated, garbage).
     """
+    import torch
+
     # A missing or unreadable file fails at open(), with the OS's message.
     with io.BytesIO(data) if data is not None else open(path, "rb") as handle:
         try:
