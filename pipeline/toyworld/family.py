@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .identity import CLASS_WEIGHTS, CLASSES, COLOR_NAMES, DIMENSIONS, PALETTE, RGB, Cue, ToyIdentity, identity_name
+from .identity import COLOR_NAMES, PALETTE, RGB, Cue, ToyIdentity, identity_name, sample_class, sample_dims
 from .mesh import CARGO, ROOF_ITEMS
 
 CUE_FACES: tuple[str, ...] = ("front", "rear", "left", "right", "top")
@@ -76,15 +76,12 @@ def _luma(rgb: RGB) -> float:
 
 
 def _family_body(rng: np.random.Generator) -> dict:
-    class_name = CLASSES[int(rng.choice(len(CLASSES), p=CLASS_WEIGHTS))]
-    (l0, l1), (w0, w1), (h0, h1) = DIMENSIONS[class_name]
+    class_name = sample_class(rng)
     weights = np.array(list(FAMILY_COLOR_WEIGHTS.values()))
     color_name = COLOR_NAMES[int(rng.choice(len(COLOR_NAMES), p=weights / weights.sum()))]
     return {
         "class_name": class_name,
-        "length": float(rng.uniform(l0, l1)),
-        "width": float(rng.uniform(w0, w1)),
-        "height": float(rng.uniform(h0, h1)),
+        **sample_dims(rng, class_name),
         "color_name": color_name,
         "body_color": PALETTE[color_name],  # exact: families of one colour name share it
     }

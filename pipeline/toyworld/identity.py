@@ -167,16 +167,29 @@ def _shared(seed: int, pair: int) -> dict[str, Any]:
     return _sample_body(rng)
 
 
-def _sample_body(rng: np.random.Generator) -> dict[str, Any]:
-    class_name = CLASSES[int(rng.choice(len(CLASSES), p=CLASS_WEIGHTS))]
+def sample_class(rng: np.random.Generator) -> str:
+    """A vehicle class drawn with ``CLASS_WEIGHTS``."""
+    return CLASSES[int(rng.choice(len(CLASSES), p=CLASS_WEIGHTS))]
+
+
+def sample_dims(rng: np.random.Generator, class_name: str) -> dict[str, float]:
+    """``length``, ``width``, ``height`` (metres) drawn uniformly from the class's ``DIMENSIONS`` ranges."""
     (l0, l1), (w0, w1), (h0, h1) = DIMENSIONS[class_name]
-    color_name = COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]
-    base = np.array(PALETTE[color_name], float)
     return {
-        "class_name": class_name,
         "length": float(rng.uniform(l0, l1)),
         "width": float(rng.uniform(w0, w1)),
         "height": float(rng.uniform(h0, h1)),
+    }
+
+
+def _sample_body(rng: np.random.Generator) -> dict[str, Any]:
+    class_name = sample_class(rng)
+    color_name = COLOR_NAMES[int(rng.integers(len(COLOR_NAMES)))]
+    base = np.array(PALETTE[color_name], float)
+    dims = sample_dims(rng, class_name)  # drawn after the colour: the classic world's draw order
+    return {
+        "class_name": class_name,
+        **dims,
         "color_name": color_name,
         "body_color": _rgb(base + rng.normal(0, 8, 3)),
     }
