@@ -121,6 +121,7 @@ class Experiment:
         if stamp.is_file():
             return
         t0 = self.step("pre-training pool through the pipeline stages (toy-world backend)")
+        extra = [str(o) for o in self.spec.get("pipeline_overrides") or []]  # configs/pipeline/toy.yaml keys
         root = self.pool_root
         root.mkdir(parents=True, exist_ok=True)
         models = root / "models"
@@ -150,12 +151,14 @@ class Experiment:
                 f"segment.finetune.out_dir={models / 'segment'}",
                 "--set",
                 f"segment.checkpoint={models / 'segment' / 'sam_view.pt'}",
+                *[x for o in extra for x in ("--set", o)],
             )
+        # The toy profile's stages (filter, review, segment at 128 px), with only rendered images: the toy-world
+        # synthesis backend needs no DreamBooth adapter.
         overrides = [
             f"subjects.path={self.pool}",
             "synthesize.plan=[{backend: toyworld, images_per_view: 2}]",
-            f"synthesize.width={self.spec['pretrain_world']['size'] * 2}",
-            f"synthesize.height={self.spec['pretrain_world']['size'] * 2}",
+            *extra,
         ]
         for stage in ("subjects", "synthesize", "filter", "review", "segment", "assemble"):
             self.sh(
