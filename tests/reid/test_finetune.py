@@ -375,3 +375,19 @@ def test_too_many_validation_identities_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"val_identities=0.7 holds out 3 of the 4 training identities, leaving 1"):
         run(_tiny_config(root, tmp_path / "run", **{"data.val_identities": 0.7}))
     assert not (tmp_path / "run" / "last.pth").exists()
+
+
+def test_validation_holds_out_whole_families_on_toy_world_roots() -> None:
+    from vehiclemae.benchmarks.validation import pick_val_identities
+
+    pids = list(range(1, 21))
+    groups = {p: f"fam{(p - 1) // 4}" for p in pids}
+    for seed in range(5):
+        held = pick_val_identities(pids, 4, np.random.default_rng(seed), groups)
+        assert len(held) == 4 and len({groups[p] for p in held}) == 1
+    # n_val between group sizes: whole groups until at least n_val; never every group
+    held = pick_val_identities(pids, 5, np.random.default_rng(0), groups)
+    assert len(held) == 8 and len({groups[p] for p in held}) == 2
+    assert len(pick_val_identities(pids, 19, np.random.default_rng(0), groups)) == 16
+    # without groups: plain identities, as before
+    assert len(pick_val_identities(pids, 3, np.random.default_rng(0))) == 3

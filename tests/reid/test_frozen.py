@@ -177,3 +177,15 @@ def test_cli(toy_root, encoder_file, tmp_path, capsys) -> None:
     assert "is not a VeRi-776 root" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: --checkpoint or --init is required
         main(["probe", "--root", str(toy_root)])
+
+
+def test_split_validation_holds_out_whole_families() -> None:
+    # 12 identities in 3-member families; the probe and fine-tuning share this split (validation.split_validation).
+    pids = np.repeat(np.arange(1, 13), 6)
+    cams = np.tile([1, 1, 2, 2, 3, 3], 12)
+    groups = {int(p): f"fam{(int(p) - 1) // 3}" for p in np.unique(pids)}
+    tr, vq, vg = split_validation(pids, cams, fraction=0.25, seed=0, groups=groups)
+    val_ids = set(pids[vq]) | set(pids[vg])
+    assert len(val_ids) == 3 and len({groups[p] for p in val_ids}) == 1  # exactly one whole family
+    assert not {groups[p] for p in val_ids} & {groups[p] for p in set(pids[tr])}
+    assert sorted(np.concatenate([tr, vq, vg]).tolist()) == list(range(72))

@@ -132,36 +132,36 @@ class ProbeResult:
 
 
 def split_validation(
-    pids: np.ndarray, camids: np.ndarray, fraction: float = 0.2, seed: int = 0
+    pids: np.ndarray,
+    camids: np.ndarray,
+    fraction: float = 0.2,
+    seed: int = 0,
+    groups: dict[int, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out ``fraction`` of the training identities (seeded) for validation, split the VeRi way.
+    """Index arrays ``(train, val_query, val_gallery)`` into ``pids``: the fine-tuning validation split
+    (:func:`vehiclemae.benchmarks.validation.split_validation`, whole ``groups`` when given) on arrays.
 
-    Returns index arrays ``(train, val_query, val_gallery)`` into ``pids``: per validation identity two queries on
-    distinct cameras and the rest gallery (an identity seen by one camera only has no valid match: all its images
-    go to the gallery). At least one identity is held out and at least two are kept for training.
+    ``fraction`` of the training identities (at least one) are held out; per validation identity up to two queries on
+    distinct cameras, each keeping a same-identity gallery image on another camera.
     """
+    from vehiclemae.data.reid import ReIDSample
+
+    from .validation import split_validation as split_samples
+
     pids, camids = np.asarray(pids), np.asarray(camids)
-    ids = np.unique(pids)
-    if ids.size < 3:
-        raise ValueError(f"the linear probe needs >= 3 training identities (2 to train, 1 to validate), got {ids.size}")
-    rng = np.random.default_rng([seed, 0x5EED])
-    n_val = min(ids.size - 2, max(1, int(round(fraction * ids.size))))
-    val_ids = set(rng.choice(ids, size=n_val, replace=False).tolist())
-    train = np.flatnonzero(~np.isin(pids, list(val_ids)))
-    query: list[int] = []
-    for pid in sorted(val_ids):
-        idx = np.flatnonzero(pids == pid)
-        idx = idx[rng.permutation(idx.size)]
-        first = idx[0]
-        other_cam = idx[camids[idx] != camids[first]]
-        if other_cam.size:
-            query += [int(first), int(other_cam[0])]
-    query_arr = np.array(sorted(query), dtype=np.int64)
-    val_all = np.flatnonzero(np.isin(pids, list(val_ids)))
-    gallery = np.setdiff1d(val_all, query_arr)
-    if query_arr.size == 0:
-        raise ValueError("no validation identity was seen by two cameras; the probe cannot select an epoch")
-    return train, query_arr, gallery
+    if np.unique(pids).size < 3:
+        raise ValueError(
+            f"the linear probe needs >= 3 training identities (2 to train, 1 to validate), got {np.unique(pids).size}"
+        )
+    samples = [ReIDSample(Path(str(i)), int(p), int(c)) for i, (p, c) in enumerate(zip(pids, camids, strict=True))]
+    val = split_samples(samples, "veri776", fraction, seed, groups)
+    if not val.enabled:
+        raise ValueError(f"the linear probe needs validation identities; got fraction {fraction}")
+
+    def indices(part: list[ReIDSample]) -> np.ndarray:
+        return np.array(sorted(int(str(s.path)) for s in part), dtype=np.int64)
+
+    return indices(val.train), indices(val.eval_split["query"]), indices(val.eval_split["gallery"])
 
 
 def _embed(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
@@ -288,7 +288,8 @@ def run_frozen(
             extra: dict[str, Any] = {"feature": kind}
         else:
             assert train is not None
-            qf, gf, extra = _probe_embeddings(train, query, gallery, probe or ProbeConfig(seed=seed), device)
+            groups = meta.family_groups(split.train) if meta else None
+            qf, gf, extra = _probe_embeddings(train, query, gallery, probe or ProbeConfig(seed=seed), device, groups)
         dist = pairwise_distance(qf, gf, metric="cosine").numpy()
         res = retrieval_metrics(
             dist, query["pids"], gallery["pids"], query["camids"], gallery["camids"], q_views, g_views
@@ -298,11 +299,16 @@ def run_frozen(
 
 
 def _probe_embeddings(
-    train: dict[str, Any], query: dict[str, Any], gallery: dict[str, Any], cfg: ProbeConfig, device: str
+    train: dict[str, Any],
+    query: dict[str, Any],
+    gallery: dict[str, Any],
+    cfg: ProbeConfig,
+    device: str,
+    groups: dict[int, str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Fit the probe on the training identities (validation ids held out) and embed the test query/gallery."""
     feats = _features(train, "cls+mean")
-    tr, vq, vg = split_validation(train["pids"], train["camids"], cfg.val_fraction, cfg.seed)
+    tr, vq, vg = split_validation(train["pids"], train["camids"], cfg.val_fraction, cfg.seed, groups)
     result = train_linear_probe(
         feats[tr],
         train["pids"][tr],

@@ -135,6 +135,7 @@ def load_split(dataset: str, root: str | Path, vehicleid_test_size: int | None =
         meta = load_toy_meta(root)
         if meta is not None:
             out.update(query_views=meta.views_for(split.query), gallery_views=meta.views_for(split.gallery))
+            out["train_groups"] = meta.family_groups(split.train)  # validation holds out whole families
         return out
     if dataset == "vehicleid":
         vid = load_vehicleid(root, vehicleid_test_size)
@@ -296,7 +297,9 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
     # 1. Data: the parsed split; validation identities held out of the training identities (a pure function of the
     #    seed); training labels (ground truth or, unsupervised, re-clustered each epoch).
     split = {**load_split(cfg.data.dataset, cfg.data.root, cfg.data.vehicleid_test_size), "name": "test"}
-    val = split_validation(split["train"], cfg.data.dataset, cfg.data.val_identities, cfg.seed)
+    val = split_validation(
+        split["train"], cfg.data.dataset, cfg.data.val_identities, cfg.seed, split.get("train_groups")
+    )
     _log_validation(val, len({s.pid for s in split["train"]}), cfg)
     train_samples = val.train
     gt_labels, _ = relabel(train_samples)

@@ -10,6 +10,11 @@ The split is a pure function of ``(samples, dataset, val_identities, seed)``, so
   image of the identity is gallery. The queries are not repeated in the gallery.
 * VehicleID: the validation images form a test list evaluated with the VehicleID protocol (one random gallery image
   per identity and trial, the rest queries; :mod:`vehiclemae.benchmarks.vehicleid`).
+* ``groups`` (identity -> group, e.g. the toy world's families from ``toyworld_meta.json``): whole groups are held
+  out, so that validation galleries hold each query's hard negatives as the test gallery does (the toy world's test
+  split is by family too); groups are taken in a seeded order until ``n_val`` identities are held out.
+
+The linear probe of :mod:`vehiclemae.benchmarks.frozen` uses the same split.
 """
 
 from __future__ import annotations
@@ -61,7 +66,28 @@ def count_val_identities(value: float | int, num_ids: int) -> int:
     return n_val
 
 
-def split_validation(samples: list, dataset: str, val_identities: float | int, seed: int) -> ValidationSplit:
+def pick_val_identities(
+    pids: list[int], n_val: int, rng: np.random.Generator, groups: dict[int, str] | None = None
+) -> list[int]:
+    """``n_val`` of ``pids`` (sorted), drawn with ``rng``; with ``groups``, whole groups in a random order until at
+    least ``n_val`` identities are held out (never all groups: at least one stays for training)."""
+    if not groups:
+        return sorted(int(p) for p in rng.permutation(pids)[:n_val])
+    members: dict[str, list[int]] = defaultdict(list)
+    for pid in pids:
+        members[groups.get(pid, f"pid:{pid}")].append(int(pid))
+    names = sorted(members)
+    held: list[int] = []
+    for index in rng.permutation(len(names))[: len(names) - 1]:
+        if len(held) >= n_val:
+            break
+        held += members[names[int(index)]]
+    return sorted(held)
+
+
+def split_validation(
+    samples: list, dataset: str, val_identities: float | int, seed: int, groups: dict[int, str] | None = None
+) -> ValidationSplit:
     """Hold out validation identities from the training ``samples`` (:class:`~vehiclemae.data.reid.ReIDSample`).
 
     Raises ``ValueError`` when fewer than 2 training identities would remain, or when the held-out identities give
@@ -72,7 +98,12 @@ def split_validation(samples: list, dataset: str, val_identities: float | int, s
     if n_val == 0:
         return ValidationSplit(list(samples))
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, _STREAM])
-    val_pids = sorted(int(p) for p in rng.permutation(pids)[:n_val])
+    val_pids = pick_val_identities(pids, n_val, rng, groups)
+    if len(pids) - len(val_pids) < 2:
+        raise ValueError(
+            f"holding out whole families for validation leaves {len(pids) - len(val_pids)} training identities; "
+            "lower data.val_identities"
+        )
     held = set(val_pids)
     train = [s for s in samples if s.pid not in held]
     val = [s for s in samples if s.pid in held]
@@ -80,18 +111,18 @@ def split_validation(samples: list, dataset: str, val_identities: float | int, s
         query, gallery = _veri_query_gallery(val, rng)
         if not query:
             raise ValueError(
-                f"the {n_val} validation identities have no image with a same-identity image on another camera, "
-                "so no validation query can be evaluated; raise data.val_identities or set it to 0"
+                f"the {len(val_pids)} validation identities have no image with a same-identity image on another "
+                "camera, so no validation query can be evaluated; raise data.val_identities or set it to 0"
             )
         eval_split: dict[str, Any] = {"name": "val", "query": query, "gallery": gallery}
     elif dataset == "vehicleid":
         counts = np.unique([s.pid for s in val], return_counts=True)[1]
         if not (counts >= 2).any():
             raise ValueError(
-                f"every one of the {n_val} validation identities has a single image, so the VehicleID protocol has "
-                "no query; raise data.val_identities or set it to 0"
+                f"every one of the {len(val_pids)} validation identities has a single image, so the VehicleID "
+                "protocol has no query; raise data.val_identities or set it to 0"
             )
-        eval_split = {"name": "val", "test": val, "test_size": n_val}
+        eval_split = {"name": "val", "test": val, "test_size": len(val_pids)}
     else:
         raise ValueError(f"unknown dataset {dataset!r}; valid: veri776, vehicleid")
     return ValidationSplit(train, val_pids, eval_split)

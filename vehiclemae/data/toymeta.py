@@ -90,6 +90,13 @@ class ToyMeta:
     def family_of(self, pid: int) -> str:
         return self.identity(pid).family
 
+    def family_groups(self, samples: list[Any]) -> dict[int, str] | None:
+        """``{pid: family}`` of the samples' identities for holding out whole families (validation), or ``None`` in
+        a world without families (``family_size`` 1: every identity is its own family)."""
+        if self.family_size < 2:
+            return None
+        return {int(s.pid): self.family_of(s.pid) for s in samples}
+
 
 def _fail(path: Path, what: str) -> ValueError:
     return ValueError(f"{path}: {what} (expected format {META_FORMAT!r}; see vehiclemae/data/toymeta.py)")
