@@ -352,13 +352,28 @@ class Experiment:
         }
 
 
-def load_spec(profile: str, only: str | None) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """The profile's settings, the condition table and the protocols; clear errors for unknown names."""
+def load_spec(
+    profile: str, only: str | None, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The profile's settings (with ``KEY=VALUE`` overrides, dotted keys, YAML values), the condition table and the
+    protocols; clear errors for unknown names."""
     config = yaml.safe_load(CONFIG.read_text())
     profiles = config["profiles"]
     if profile not in profiles:
         raise SystemExit(f"unknown profile {profile!r}; valid profiles: {', '.join(profiles)}")
-    spec = dict(profiles[profile])
+    spec = json.loads(json.dumps(profiles[profile]))
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        parts = key.split(".")
+        node = spec
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not sep or not isinstance(node, dict) or parts[-1] not in node:
+            raise SystemExit(
+                f"--set {text!r}: expected KEY=VALUE with KEY one of the profile's settings "
+                f"({', '.join(sorted(spec))}; nested with dots, e.g. pretrain.epochs=4)"
+            )
+        node[parts[-1]] = yaml.safe_load(raw)
     conditions = config["conditions"]
     unknown = [c for c in spec["conditions"] if c not in conditions]
     if only:
@@ -385,15 +400,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default=None, help="output folder (default runs/reproduce-toy-PROFILE)")
     parser.add_argument("--data", default=None, help="worlds folder (default data/reproduce-toy-PROFILE)")
     parser.add_argument("--conditions", default=None, help="comma-separated subset of the profile's conditions")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile setting, e.g. --set pretrain.epochs=4 (recorded in results.json; repeatable)",
+    )
     parser.add_argument("--bin", default=str(Path(sys.executable).parent), help="folder of diffveri/vehiclemae")
     args = parser.parse_args(argv)
-    spec, conditions, protocols = load_spec(args.profile, args.conditions)
+    spec, conditions, protocols = load_spec(args.profile, args.conditions, args.overrides)
     runs = Path(args.runs or f"runs/reproduce-toy-{args.profile}").resolve()
     data = Path(args.data or f"data/reproduce-toy-{args.profile}").resolve()
     exp = Experiment(spec, conditions, protocols, args.profile, runs, data, Path(args.bin))
     t0 = time.monotonic()
     results = exp.run(git_commit())
     results["seconds"] = round(time.monotonic() - t0, 1)
+    results["overrides"] = args.overrides
     out = runs / "results.json"
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")

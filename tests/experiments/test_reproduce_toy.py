@@ -92,3 +92,12 @@ def test_tables_update_markers(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="markers"):
         tables.main([str(results), "--update", str(doc)])
     assert tables.main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_profile_overrides() -> None:
+    spec, _, _ = driver.load_spec("full", None, ["pretrain.epochs=3", "pretrain_source=toyworld", "seeds=[5]"])
+    assert spec["pretrain"]["epochs"] == 3 and spec["pretrain_source"] == "toyworld" and spec["seeds"] == [5]
+    assert driver.load_spec("full", None)[0]["pretrain"]["epochs"] != 3  # the file's profile is not modified
+    for bad in ("pretrain.epoch=3", "nonsense", "world.size.x=1"):
+        with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+            driver.load_spec("full", None, [bad])
