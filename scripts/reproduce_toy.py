@@ -345,6 +345,8 @@ class Experiment:
             "world": self.spec["world"],
             "pretrain_world": self.spec["pretrain_world"],
             "pretrain_source": self.spec["pretrain_source"],
+            "conditions": self.spec["conditions"],
+            "seeds": self.spec["seeds"],
             "budget": {"pretrain": self.spec["pretrain"], "finetune": self.spec["finetune"]},
             "baselines": baselines,
             "rows": rows,

@@ -5,7 +5,8 @@
 Prints one section per file: the training-free baselines, then per protocol the conditions with mean ± std over
 seeds of mAP, Rank-1, cross-view and same-view mAP, and the paired mAP difference to ``mae`` (per seed, then mean ±
 std; ``n/n`` = seeds where the condition is ahead). With ``--update FILE`` each section replaces the text between
-``<!-- reproduce-toy:PROFILE:begin -->`` and ``<!-- reproduce-toy:PROFILE:end -->`` in FILE (the markers must exist).
+``<!-- reproduce-toy:PROFILE:begin -->`` and ``<!-- reproduce-toy:PROFILE:end -->`` in FILE (the markers must exist;
+``--marker NAME`` picks another block).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="results.json files of scripts/reproduce_toy.py")
     parser.add_argument("--update", default=None, help="a Markdown file with reproduce-toy:PROFILE markers")
+    parser.add_argument("--marker", default=None, help="the block to rewrite (default: the results' profile name)")
     args = parser.parse_args(argv)
     for path in args.results:
         p = Path(path)
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         text = section(results)
         print(f"## {results['profile']}\n\n{text}")
         if args.update:
-            update(Path(args.update), results["profile"], text)
+            update(Path(args.update), args.marker or results["profile"], text)
     return 0
 
 
