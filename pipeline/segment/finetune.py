@@ -300,6 +300,47 @@ class FinetuneResult:
     seconds: float
 
 
+def _restore(
+    last_path: Path,
+    device: str,
+    segmenter: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    gen: torch.Generator,
+    rng: np.random.Generator,
+) -> tuple[int, float, float]:
+    """Load ``last.pt`` into the model, optimiser, schedule and generators; returns ``(step, best, first_loss)``."""
+    # weights_only: a crafted last.pt is refused before anything in it runs (it holds tensors and plain values).
+    state = load_torch_file(last_path, map_location=device, fix="delete it or pass --no-resume")
+    try:
+        segmenter.sam.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{last_path} cannot be resumed ({exc}); delete it or pass --no-resume") from exc
+    gen.set_state(state["gen"])
+    rng.bit_generator.state = state["rng"]
+    log.info("resumed from %s at step %d", last_path, state["step"])
+    return state["step"], state["best"], state["first_loss"]
+
+
+def _keep_best(
+    checkpoint: Path, segmenter: Any, step: int, val_result: dict[str, Any], best: float, sha: str
+) -> tuple[float, str]:
+    """Save the weights as ``checkpoint`` when their validation view mIoU beats ``best``; returns ``(best, sha)``."""
+    score = val_result["view_miou"] or 0.0
+    if score <= best:
+        return best, sha
+    return score, save_segmenter(checkpoint, segmenter, {"step": step, "val": val_result})
+
+
+def _existing_or_saved(checkpoint: Path, segmenter: Any, step: int) -> str:
+    """The sha256 of the checkpoint file, writing the current weights there first when it does not exist."""
+    if not checkpoint.is_file():
+        return save_segmenter(checkpoint, segmenter, {"step": step})
+    return load_segmenter(checkpoint)[1]
+
+
 def finetune(
     *,
     root: Path,
@@ -365,18 +406,7 @@ def finetune(
 
     # 3. Resume.
     if resume and last_path.is_file():
-        # weights_only: a crafted last.pt is refused before anything in it runs (it holds tensors and plain values).
-        state = load_torch_file(last_path, map_location=device, fix="delete it or pass --no-resume")
-        try:
-            segmenter.sam.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{last_path} cannot be resumed ({exc}); delete it or pass --no-resume") from exc
-        gen.set_state(state["gen"])
-        rng.bit_generator.state = state["rng"]
-        step, best, first_loss = state["step"], state["best"], state["first_loss"]
-        log.info("resumed from %s at step %d", last_path, step)
+        step, best, first_loss = _restore(last_path, device, segmenter, optimizer, scheduler, gen, rng)
 
     def save_last() -> None:
         atomic_write_bytes(
@@ -427,16 +457,12 @@ def finetune(
         if step % eval_every == 0 or last:
             record = {"step": step, "lr": scheduler.get_last_lr()[0], "loss": out["loss"], "loss_ema": loss_ema}
             if val_set:
-                val_result = evaluate_prepared(segmenter, val_set)
-                record["val"] = val_result
+                record["val"] = val_result = evaluate_prepared(segmenter, val_set)
                 log.info(
                     "step %d loss %.4f val vehicle IoU %.4f view mIoU %.4f",
                     step, loss_ema, val_result["vehicle_iou"] or 0, val_result["view_miou"] or 0,
                 )  # fmt: skip
-                score = val_result["view_miou"] or 0.0
-                if score > best:
-                    best = score
-                    sha = save_segmenter(checkpoint, segmenter, {"step": step, "val": val_result})
+                best, sha = _keep_best(checkpoint, segmenter, step, val_result, best, sha)
             log_metrics(record)
         if step % checkpoint_every == 0 or last:
             if not val_set:
@@ -447,15 +473,9 @@ def finetune(
             break
     progress.close()
     if not sha:  # resumed after the last step, or no improvement recorded in this session
-        if not checkpoint.is_file():
-            sha = save_segmenter(checkpoint, segmenter, {"step": step})
-        else:
-            sha = load_segmenter(checkpoint)[1]
+        sha = _existing_or_saved(checkpoint, segmenter, step)
     seconds = time.monotonic() - start
-    best_val = None
-    if val_set:
-        best_model, _ = load_segmenter(checkpoint, device)
-        best_val = evaluate_prepared(best_model, val_set)
+    best_val = evaluate_prepared(load_segmenter(checkpoint, device)[0], val_set) if val_set else None
     result = FinetuneResult(checkpoint, sha, step, loss_ema or float("nan"), first_loss, best_val, seconds)
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(result).items()}
     atomic_write_bytes(out_dir / "result.json", json.dumps(summary, indent=1).encode())

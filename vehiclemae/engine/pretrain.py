@@ -238,6 +238,79 @@ def build_monitor(cfg: PretrainConfig, dataset: DiffVERIDataset) -> CollapseMoni
     )
 
 
+def build_loader(cfg: PretrainConfig, dataset: DiffVERIDataset, processes: int) -> tuple[EpochSampler, DataLoader]:
+    """The epoch sampler and the loader of whole batches (an error when the data is less than one global batch)."""
+    if len(dataset) < cfg.optim.batch_size * processes:
+        raise ValueError(
+            f"{len(dataset)} training images are fewer than one global batch "
+            f"({cfg.optim.batch_size} x {processes} processes); lower optim.batch_size"
+        )
+    sampler = EpochSampler(len(dataset), cfg.seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.optim.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+        pin_memory=not cfg.cpu,
+        # Forking a process that runs threads (accelerate, TensorBoard, an orchestrator) can kill the workers;
+        # forkserver starts them clean (Python 3.14's default).
+        multiprocessing_context="forkserver" if cfg.data.num_workers > 0 else None,
+    )
+    return sampler, loader
+
+
+def restore(
+    ck: dict[str, Any],
+    last: Path,
+    meta: dict[str, Any],
+    accelerator: Any,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    teachers: PPMDTeachers | None,
+) -> tuple[int, int]:
+    """Load a checkpoint's model, optimiser, scaler, teachers and RNG states; returns ``(start_epoch, global_step)``.
+    A checkpoint of another model architecture is an error."""
+    changed = {k: (ck["model_meta"].get(k), v) for k, v in meta.items() if ck["model_meta"].get(k) != v}
+    if changed:
+        raise ValueError(
+            f"--resume: {last} was trained with a different model (checkpoint vs config: {changed}); "
+            "resume with the run's own config (its config.yaml) or start a new output_dir"
+        )
+    accelerator.unwrap_model(model).load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    if ck.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(ck["scaler"])
+    if teachers is not None and ck.get("teachers") is not None:
+        teachers.load_state_dict(ck["teachers"])
+    start_epoch, global_step = int(ck["epoch"]), int(ck["global_step"])
+    set_rng_states(ck["rng"])
+    log.info("resumed %s at epoch %d (step %d)", last, start_epoch, global_step)
+    return start_epoch, global_step
+
+
+def init_encoders(model: VehicleMAE, init: str, init_path: str | None) -> None:
+    """Load local weights (``init`` ``mae`` or ``clip``) into every branch's encoder; ``scratch`` keeps the random
+    initialisation."""
+    if init == "scratch":
+        return
+    from ..models.init import load_into_encoder
+
+    for branch in (model.rgb, model.view):
+        if branch is not None:
+            load_into_encoder(branch.encoder, init_path, init)
+
+
+def measure_collapse(monitor: CollapseMonitor | None, model: VehicleMAE, epoch: int) -> dict[str, float]:
+    """The collapse probe's record for this epoch's encoders (rgb, and view in vmim/vehiclemae); ``{}`` without one."""
+    if monitor is None:
+        return {}
+    encoders = {"rgb": model.rgb.encoder}
+    if model.view is not None:
+        encoders["view"] = model.view.encoder
+    return monitor.measure(encoders, epoch)
+
+
 def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epoch: int | None = None) -> Path:
     """Pre-train per ``cfg``; returns the path of the last checkpoint. The one place the config becomes arguments.
 
@@ -266,33 +339,12 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
     if patch is None:
         raise KeyError(f"unknown model.encoder {cfg.model.encoder!r}; valid names: {', '.join(_models.ARCHS)}")
     dataset = build_dataset(cfg, patch)
-    if len(dataset) < cfg.optim.batch_size * accelerator.num_processes:
-        raise ValueError(
-            f"{len(dataset)} training images are fewer than one global batch "
-            f"({cfg.optim.batch_size} x {accelerator.num_processes} processes); lower optim.batch_size"
-        )
-    sampler = EpochSampler(len(dataset), cfg.seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.optim.batch_size,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=cfg.data.num_workers,
-        pin_memory=not cfg.cpu,
-        # Forking a process that runs threads (accelerate, TensorBoard, an orchestrator) can kill the workers;
-        # forkserver starts them clean (Python 3.14's default).
-        multiprocessing_context="forkserver" if cfg.data.num_workers > 0 else None,
-    )
+    sampler, loader = build_loader(cfg, dataset, accelerator.num_processes)
 
     # 2. Model, optional initialisation from local weights, teachers (vehiclemae mode only), optimiser.
     meta = model_meta(cfg, len(dataset.view_classes))
     model = build_model_from_meta(meta)
-    if cfg.model.init != "scratch":
-        from ..models.init import load_into_encoder
-
-        for branch in (model.rgb, model.view):
-            if branch is not None:
-                load_into_encoder(branch.encoder, cfg.model.init_path, cfg.model.init)
+    init_encoders(model, cfg.model.init, cfg.model.init_path)
     teachers = PPMDTeachers(model.rgb.encoder, model.view.encoder) if cfg.method.mode == "vehiclemae" else None
     eff_batch = cfg.optim.batch_size * cfg.optim.accum_steps * accelerator.num_processes
     lr = cfg.optim.blr * eff_batch / 256
@@ -305,21 +357,7 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
     start_epoch, global_step = 0, 0
     if resume:
         ck = load_checkpoint(last)
-        changed = {k: (ck["model_meta"].get(k), v) for k, v in meta.items() if ck["model_meta"].get(k) != v}
-        if changed:
-            raise ValueError(
-                f"--resume: {last} was trained with a different model (checkpoint vs config: {changed}); "
-                "resume with the run's own config (its config.yaml) or start a new output_dir"
-            )
-        accelerator.unwrap_model(model).load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        if ck.get("scaler") is not None and accelerator.scaler is not None:
-            accelerator.scaler.load_state_dict(ck["scaler"])
-        if teachers is not None and ck.get("teachers") is not None:
-            teachers.load_state_dict(ck["teachers"])
-        start_epoch, global_step = int(ck["epoch"]), int(ck["global_step"])
-        set_rng_states(ck["rng"])
-        log.info("resumed %s at epoch %d (step %d)", last, start_epoch, global_step)
+        start_epoch, global_step = restore(ck, last, meta, accelerator, model, optimizer, teachers)
     # The collapse probe runs on the main process only, after each epoch (it draws no random numbers).
     monitor = build_monitor(cfg, dataset) if accelerator.is_main_process else None
     if monitor is not None and resume:
@@ -371,12 +409,7 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
             unwrapped = accelerator.unwrap_model(model)
             if teachers is not None:
                 teachers.update(unwrapped.rgb.encoder, unwrapped.view.encoder)
-            probe = {}
-            if monitor is not None:
-                encoders = {"rgb": unwrapped.rgb.encoder}
-                if unwrapped.view is not None:
-                    encoders["view"] = unwrapped.view.encoder
-                probe = monitor.measure(encoders, epoch)
+            probe = measure_collapse(monitor, unwrapped, epoch)
             logger.write({"epoch": epoch, "step": global_step, "ppmd_weight": w, **stats, **probe}, epoch, "epoch")
             if accelerator.is_main_process:
                 log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in {**stats, **probe}.items()))
