@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -98,6 +99,17 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in top.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_names(names: Sequence[str] | str, valid: Sequence[str], what: str) -> list[str]:
+    """A list (or comma-separated string) of names, each one of ``valid``; an unknown or empty selection is a
+    ``ValueError`` that lists the valid names (``what`` names the kind, e.g. "protocol")."""
+    out = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    out = [n for n in out if n]
+    unknown = [n for n in out if n not in valid]
+    if unknown or not out:
+        raise ValueError(f"unknown {what}(s) {unknown or out}; valid {what}s: {', '.join(valid)}")
     return out
 
 

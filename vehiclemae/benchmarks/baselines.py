@@ -36,12 +36,9 @@ JITTER = 1e-3
 
 def check_baselines(names: Sequence[str] | str) -> list[str]:
     """Validate baseline names (list or comma-separated); an unknown name lists the valid ones."""
-    out = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
-    out = [n for n in out if n]
-    unknown = [n for n in out if n not in BASELINES]
-    if unknown or not out:
-        raise ValueError(f"unknown baseline(s) {unknown or out}; valid baselines: {', '.join(BASELINES)}")
-    return out
+    from vehiclemae.config import parse_names
+
+    return parse_names(names, BASELINES, "baseline")
 
 
 # ------------------------------------------------------------------------------------------------ histogram

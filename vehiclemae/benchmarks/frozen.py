@@ -39,12 +39,9 @@ DEFAULT_MODEL_NAME = "vehiclemae_vit_toy_patch8"
 
 def check_protocols(protocols: list[str] | tuple[str, ...] | str) -> list[str]:
     """Validate protocol names (a list or a comma-separated string); an unknown name lists the valid ones."""
-    names = [p.strip() for p in protocols.split(",")] if isinstance(protocols, str) else list(protocols)
-    names = [p for p in names if p]
-    unknown = [p for p in names if p not in PROTOCOLS]
-    if unknown or not names:
-        raise ValueError(f"unknown protocol(s) {unknown or names}; valid protocols: {', '.join(PROTOCOLS)}")
-    return names
+    from vehiclemae.config import parse_names
+
+    return parse_names(protocols, PROTOCOLS, "protocol")
 
 
 # ------------------------------------------------------------------------------------------------ encoder
