@@ -387,15 +387,6 @@ def load_spec(
     return spec, conditions, list(config["protocols"])
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick", help="a profile of configs/reproduce_toy.yaml (quick, full)")
@@ -417,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data or f"data/reproduce-toy-{args.profile}").resolve()
     exp = Experiment(spec, conditions, protocols, args.profile, runs, data, Path(args.bin))
     t0 = time.monotonic()
-    results = exp.run(git_commit())
+    from vehiclemae.config import git_sha  # "-dirty" when the work tree differs from the commit
+
+    results = exp.run(git_sha(ROOT))
     results["seconds"] = round(time.monotonic() - t0, 1)
     results["overrides"] = args.overrides
     out = runs / "results.json"
