@@ -189,3 +189,29 @@ def test_split_validation_holds_out_whole_families() -> None:
     assert len(val_ids) == 3 and len({groups[p] for p in val_ids}) == 1  # exactly one whole family
     assert not {groups[p] for p in val_ids} & {groups[p] for p in set(pids[tr])}
     assert sorted(np.concatenate([tr, vq, vg]).tolist()) == list(range(72))
+
+
+def test_run_frozen_on_validation_identities_never_reads_test(toy_root, encoder_file, monkeypatch) -> None:
+    seen: list[set[int]] = []
+    real = frozen.extract_tokens
+
+    def spy(model, samples, *args, **kwargs):
+        seen.append({s.pid for s in samples})
+        return real(model, samples, *args, **kwargs)
+
+    monkeypatch.setattr(frozen, "extract_tokens", spy)
+    probe = ProbeConfig(epochs=3, eval_every=3, val_fraction=0.34)
+    res = run_frozen(encoder_file, toy_root, frozen.PROTOCOLS, probe=probe, split="val")
+    query_ids, gallery_ids, train_ids = seen
+    # Evaluation on held-out training identities; the probe trains on the remaining ones; test ids never read.
+    assert query_ids and query_ids <= gallery_ids and not (query_ids | gallery_ids) & train_ids
+    assert query_ids | gallery_ids | train_ids == {1, 2, 3, 4, 5, 6}
+    assert res["knn_cls"]["num_queries"] >= 1 and 0.0 <= res["linear_probe"]["mAP"] <= 100.0
+    with pytest.raises(ValueError, match="valid: test, val"):
+        run_frozen(encoder_file, toy_root, "knn_cls", split="train")
+
+
+def test_cli_split_val(toy_root, encoder_file, capsys) -> None:
+    argv = ["probe", "--checkpoint", str(encoder_file), "--root", str(toy_root), "--protocols", "knn_cls"]
+    assert main([*argv, "--split", "val"]) == 0
+    assert "split: val" in capsys.readouterr().out

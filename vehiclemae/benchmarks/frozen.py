@@ -242,6 +242,7 @@ def run_frozen(
     seed: int = 0,
     device: str = "cpu",
     probe: ProbeConfig | None = None,
+    split: str = "test",
 ) -> dict[str, dict[str, Any]]:
     """Run frozen protocols on a VeRi-776 layout root: ``{protocol: metrics}``.
 
@@ -252,6 +253,10 @@ def run_frozen(
             ``ROOT/toyworld_meta.json`` exists.
         protocols: names from :data:`PROTOCOLS` (list or comma-separated string).
         img_size: input size (default: the encoder's); ``seed``: the probe's validation split and training.
+        split: ``"test"`` (the layout's query/gallery) or ``"val"``: query/gallery from validation identities held
+            out of the training identities (:func:`vehiclemae.benchmarks.validation.split_validation`, the fraction
+            of ``probe.val_fraction``, whole families on toy-world roots), the linear probe trained on the rest.
+            Choose pre-training settings on ``"val"``; the test split is read only for the final report.
 
     Returns:
         per protocol the dict of :func:`~vehiclemae.benchmarks.views.retrieval_metrics` (percentages) plus
@@ -263,17 +268,22 @@ def run_frozen(
 
     names = check_protocols(protocols)
     # 1. Data and (optional) views: fail on a wrong layout before building anything.
-    split = load_veri776(root)
+    if split not in ("test", "val"):
+        raise ValueError(f"unknown split {split!r}; valid: test, val")
+    data = load_veri776(root)
     meta = load_toy_meta(root)
-    q_views = meta.views_for(split.query) if meta else None
-    g_views = meta.views_for(split.gallery) if meta else None
+    probe = probe or ProbeConfig(seed=seed)
+    if split == "val":
+        data = _validation_as_test(data, probe, meta.family_groups(data.train) if meta else None)
+    q_views = meta.views_for(data.query) if meta else None
+    g_views = meta.views_for(data.gallery) if meta else None
     # 2. Frozen features, once per split.
     model, spec = build_frozen_encoder(encoder_path, init_seed=init_seed, model_name=model_name, img_size=img_size)
     size = int(spec["img_size"])
     t0 = time.perf_counter()
-    query = extract_tokens(model, split.query, size, batch_size, device)
-    gallery = extract_tokens(model, split.gallery, size, batch_size, device)
-    train = extract_tokens(model, split.train, size, batch_size, device) if "linear_probe" in names else None
+    query = extract_tokens(model, data.query, size, batch_size, device)
+    gallery = extract_tokens(model, data.gallery, size, batch_size, device)
+    train = extract_tokens(model, data.train, size, batch_size, device) if "linear_probe" in names else None
     logger.info("frozen features of %s in %.1f s", spec.get("model_name"), time.perf_counter() - t0)
     # 3. Protocols.
     out: dict[str, dict[str, Any]] = {}
@@ -285,14 +295,27 @@ def run_frozen(
             extra: dict[str, Any] = {"feature": kind}
         else:
             assert train is not None
-            groups = meta.family_groups(split.train) if meta else None
-            qf, gf, extra = _probe_embeddings(train, query, gallery, probe or ProbeConfig(seed=seed), device, groups)
+            groups = meta.family_groups(data.train) if meta else None
+            qf, gf, extra = _probe_embeddings(train, query, gallery, probe, device, groups)
         dist = pairwise_distance(qf, gf, metric="cosine").numpy()
         res = retrieval_metrics(
             dist, query["pids"], gallery["pids"], query["camids"], gallery["camids"], q_views, g_views
         )
         out[name] = {**res, **extra, "seconds": round(time.perf_counter() - t0, 3)}
     return out
+
+
+def _validation_as_test(data: Any, probe: ProbeConfig, groups: dict[int, str] | None) -> Any:
+    """``data`` with its query/gallery replaced by validation identities held out of its training identities."""
+    from vehiclemae.data.reid import ReIDSplit
+
+    from .validation import split_validation as split_samples
+
+    val = split_samples(data.train, "veri776", probe.val_fraction, probe.seed, groups)
+    assert val.eval_split is not None  # val_fraction > 0 always holds identities out
+    return ReIDSplit(
+        f"{data.name} (validation identities)", data.root, val.train, val.eval_split["query"], val.eval_split["gallery"]
+    )
 
 
 def _probe_embeddings(

@@ -24,6 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--protocols", default="knn_mean,knn_cls,linear_probe", help="comma-separated (default: all three)"
     )
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val"),
+        help="evaluate on the test query/gallery (default) or on validation identities held out of the training "
+        "identities (choose pre-training settings on val; the probe then trains on the rest)",
+    )
     parser.add_argument("--img-size", type=int, default=None, help="default: the encoder's")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
@@ -50,7 +57,9 @@ def _probe(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         device=args.device,
+        split=args.split,
     )
+    print(f"split: {args.split}")
     print(format_retrieval_table(results))
     if "linear_probe" in results:
         lp = results["linear_probe"]
@@ -63,6 +72,7 @@ def _probe(args: argparse.Namespace) -> int:
             "encoder": args.checkpoint or f"scratch:{args.model_name}:seed{args.seed}",
             "dataset": args.dataset,
             "root": str(args.root),
+            "split": args.split,
             "results": results,
         }
         atomic_write_bytes(Path(args.json), (json.dumps(payload, indent=2, default=float) + "\n").encode())
