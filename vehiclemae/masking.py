@@ -30,31 +30,48 @@ def random_masks(n: int, num_patches: int, mask_ratio: float, generator: torch.G
 
 
 def paired_asymmetric_masks(
-    n: int, num_patches: int, mask_ratio: float, generator: torch.Generator | None = None
+    n: int,
+    num_patches: int,
+    mask_ratio: float,
+    generator: torch.Generator | None = None,
+    mask_ratio_b: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two disjoint visible sets per image: ``π[:K]`` for branch A (RGB) and ``π[K:2K]`` for branch B (view).
+    """Two disjoint visible sets per image: ``π[:Ka]`` for branch A (RGB) and ``π[Ka:Ka+Kb]`` for branch B (view).
 
-    Returns ``(keep_a, keep_b)``, LongTensors ``(n, K)`` with ``K = round(num_patches * (1 - mask_ratio))``, each row
-    sorted ascending; row ``i`` of ``keep_a`` and row ``i`` of ``keep_b`` share no index. Disjoint sets of size ``K``
-    need ``2K <= num_patches``, i.e. ``mask_ratio >= 0.5``.
+    Returns ``(keep_a, keep_b)``, LongTensors ``(n, Ka)`` and ``(n, Kb)`` with ``Ka = round(L * (1 - mask_ratio))``
+    and ``Kb`` the same for ``mask_ratio_b`` (default: ``mask_ratio``), each row sorted ascending; row ``i`` of
+    ``keep_a`` and row ``i`` of ``keep_b`` share no index. Disjoint sets need ``Ka + Kb <= L``, i.e.
+    ``mask_ratio + mask_ratio_b >= 1`` (``mask_ratio >= 0.5`` with one ratio).
     """
-    if mask_ratio < 0.5:
+    ratio_b = mask_ratio if mask_ratio_b is None else mask_ratio_b
+    if mask_ratio + ratio_b < 1.0:
         raise ValueError(
-            f"paired asymmetric masks need mask_ratio >= 0.5 so the two visible sets can be disjoint, got {mask_ratio}"
+            "paired asymmetric masks need mask ratios that sum to at least 1 so the two visible sets can be disjoint "
+            f"(mask_ratio >= 0.5 with one ratio), got {mask_ratio} and {ratio_b}"
         )
-    k = num_visible(num_patches, mask_ratio)
-    if 2 * k > num_patches:  # rounding at exactly 0.5 with an odd patch count
-        raise ValueError(f"cannot draw two disjoint sets of {k} visible patches out of {num_patches}")
+    k_a, k_b = num_visible(num_patches, mask_ratio), num_visible(num_patches, ratio_b)
+    if k_a + k_b > num_patches:  # rounding at exactly 0.5 with an odd patch count
+        raise ValueError(f"cannot draw disjoint sets of {k_a} and {k_b} visible patches out of {num_patches}")
     perm = _permutations(n, num_patches, generator)
-    return perm[:, :k].sort(dim=1).values, perm[:, k : 2 * k].sort(dim=1).values
+    return perm[:, :k_a].sort(dim=1).values, perm[:, k_a : k_a + k_b].sort(dim=1).values
 
 
 def make_masks(
-    mode: str, n: int, num_patches: int, mask_ratio: float, generator: torch.Generator | None = None
+    mode: str,
+    n: int,
+    num_patches: int,
+    mask_ratio: float,
+    generator: torch.Generator | None = None,
+    mask_ratio_b: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masks for one of :data:`MASK_MODES`; ``single`` and ``symmetric`` return the same mask twice."""
+    """Masks for one of :data:`MASK_MODES`; ``single`` and ``symmetric`` return the same mask twice.
+
+    ``mask_ratio_b`` (asymmetric only): the view branch's own ratio; ``None`` = ``mask_ratio``.
+    """
     if mode == "asymmetric":
-        return paired_asymmetric_masks(n, num_patches, mask_ratio, generator)
+        return paired_asymmetric_masks(n, num_patches, mask_ratio, generator, mask_ratio_b)
+    if mask_ratio_b is not None and mask_ratio_b != mask_ratio:
+        raise ValueError(f"a separate view-branch mask ratio needs mask mode asymmetric, got {mode!r}")
     if mode in ("symmetric", "single"):
         keep = random_masks(n, num_patches, mask_ratio, generator)
         return keep, keep.clone()

@@ -7,7 +7,7 @@ Each item is a dict::
     fg:       float32 (S, S), 1 on vehicle pixels
     identity: int64 (), index of the row's identity_id in ``dataset.identities``
     index:    int64 (), row index in the dataset
-    keep_a, keep_b: int64 (K,), visible patch indices (only when ``mask_ratio`` is given)
+    keep_a, keep_b: int64 (Ka,), (Kb,) visible patch indices (only when ``mask_ratio`` is given)
 
 Augmentation and masks are drawn from a generator seeded with ``(seed, epoch, index)`` (call :meth:`set_epoch` before
 each epoch), so an item does not depend on the worker, the process or the batch it lands in: resumed and
@@ -75,6 +75,7 @@ class DiffVERIDataset(Dataset):
         patch_size: int | None = None,
         mask_ratio: float | None = None,
         mask_mode: str = "asymmetric",
+        mask_ratio_view: float | None = None,
         limit: int | None = None,
         vehicle_crop: float | None = None,
     ) -> None:
@@ -92,6 +93,7 @@ class DiffVERIDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.mask_ratio, self.mask_mode = mask_ratio, mask_mode
+        self.mask_ratio_view = mask_ratio_view  # the view branch's own ratio (asymmetric masks); None = mask_ratio
         if mask_ratio is not None:
             if patch_size is None or img_size % patch_size:
                 raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
@@ -199,6 +201,8 @@ class DiffVERIDataset(Dataset):
         }
         if self.mask_ratio is not None:
             gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-            keep_a, keep_b = make_masks(self.mask_mode, 1, self.num_patches, self.mask_ratio, gen)
+            keep_a, keep_b = make_masks(
+                self.mask_mode, 1, self.num_patches, self.mask_ratio, gen, mask_ratio_b=self.mask_ratio_view
+            )
             item["keep_a"], item["keep_b"] = keep_a[0], keep_b[0]
         return item

@@ -40,14 +40,17 @@ class ModelConfig:
 class MethodConfig:
     mode: str = "vehiclemae"  # "mae" | "vmim" | "vehiclemae"
     mask_mode: str = "asymmetric"  # "asymmetric" | "symmetric" (vmim/vehiclemae); mode mae always uses one mask
-    mask_ratio: float = 0.75
+    mask_ratio: float = 0.75  # of the RGB branch (and of the view branch unless mask_ratio_view is set)
+    mask_ratio_view: float | None = None  # view branch's own ratio (asymmetric masks; the visible sets stay disjoint)
     fg_floor: float = 0.1  # weight of background-only patches in the reconstruction losses (1.0 = plain MAE)
     view_loss_weight: float = 1.0
     ppmd_weight: float = 0.1  # cross-branch distillation weight once ramped (1.0 collapsed the toy encoders)
     ppmd_same_weight: float = 0.0  # optional same-branch term (student -> its own past)
     ppmd_ramp_epochs: int = 1  # weight ramps linearly from epoch 1 to epoch ramp_epochs
     ppmd_center: bool = True  # subtract each image's mean token before the cosine
-    ppmd_predictor: bool = True  # an MLP maps each student's tokens to the other branch's space before the cosine
+    ppmd_target: str = "complementary"  # "complementary" (other branch's visible patches) | "same_patches" (ablation)
+    ppmd_predictor: bool = True  # complementary: transformer (off: decoder tokens); same_patches: MLP (off: none)
+    ppmd_predictor_depth: int = 1  # transformer blocks of the complementary predictor
     export_branch: str = "rgb"  # encoder written by `vehiclemae export` by default
 
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..config import save_run_config, to_dict
 from ..data import DiffVERIDataset
 from ..models import build_vehiclemae
+from ..models.ppmd_heads import PPMD_TARGETS
 from ..models.vmim import VehicleMAE
 from ..monitor import CollapseMonitor, select_probe
 from ..ppmd import PPMDTeachers, ppmd_weight
@@ -158,14 +159,38 @@ def _check_config(cfg: PretrainConfig) -> None:
         raise ValueError(f"method.mode must be mae, vmim or vehiclemae, got {m.mode!r}")
     if m.mode != "mae" and m.mask_mode not in ("asymmetric", "symmetric"):
         raise ValueError(f"method.mask_mode must be asymmetric or symmetric for mode {m.mode}, got {m.mask_mode!r}")
-    if m.mode != "mae" and m.mask_mode == "asymmetric" and m.mask_ratio < 0.5:
-        raise ValueError(f"asymmetric masks need method.mask_ratio >= 0.5, got {m.mask_ratio}")
+    _check_masks(m)
+    if m.ppmd_target not in PPMD_TARGETS:
+        raise ValueError(f"method.ppmd_target must be one of {', '.join(PPMD_TARGETS)}, got {m.ppmd_target!r}")
+    if m.ppmd_predictor_depth < 1:
+        raise ValueError(f"method.ppmd_predictor_depth must be >= 1, got {m.ppmd_predictor_depth}")
     if cfg.model.init != "scratch" and not cfg.model.init_path:
         raise ValueError(f"model.init={cfg.model.init!r} needs model.init_path (a local weights file)")
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
     if cfg.monitor.probe_size == 1 or cfg.monitor.probe_size < 0:
         raise ValueError(f"monitor.probe_size must be 0 (off) or >= 2, got {cfg.monitor.probe_size}")
+
+
+def _check_masks(m: Any) -> None:
+    """Mask settings: asymmetric masks need disjoint visible sets; a view-branch ratio needs asymmetric masks."""
+    ratio_view = m.mask_ratio if m.mask_ratio_view is None else m.mask_ratio_view
+    if m.mask_ratio_view is not None and (m.mode == "mae" or m.mask_mode != "asymmetric"):
+        raise ValueError(
+            "method.mask_ratio_view (the view branch's own mask ratio) needs mode vmim or vehiclemae with "
+            f"method.mask_mode=asymmetric, got mode {m.mode!r}, mask_mode {m.mask_mode!r}"
+        )
+    if not 0.0 <= ratio_view < 1.0:
+        raise ValueError(f"method.mask_ratio_view must be in [0, 1), got {ratio_view}")
+    if m.mode != "mae" and m.mask_mode == "asymmetric" and m.mask_ratio + ratio_view < 1.0:
+        raise ValueError(
+            "asymmetric masks need disjoint visible sets: method.mask_ratio + method.mask_ratio_view >= 1 "
+            f"(mask_ratio >= 0.5 with one ratio), got {m.mask_ratio} and {ratio_view}"
+        )
+
+
+# Model settings added after checkpoints were first written, with the value older checkpoints were trained with.
+LEGACY_META = {"ppmd_center": True, "ppmd_predictor": False, "ppmd_target": "same_patches", "ppmd_predictor_depth": 1}
 
 
 def model_meta(cfg: PretrainConfig, num_view_classes: int) -> dict[str, Any]:
@@ -183,6 +208,8 @@ def model_meta(cfg: PretrainConfig, num_view_classes: int) -> dict[str, Any]:
         "norm_pix_loss": cfg.model.norm_pix_loss,
         "ppmd_center": cfg.method.ppmd_center,
         "ppmd_predictor": cfg.method.ppmd_predictor,
+        "ppmd_target": cfg.method.ppmd_target,
+        "ppmd_predictor_depth": cfg.method.ppmd_predictor_depth,
     }
 
 
@@ -198,8 +225,7 @@ def build_model_from_meta(meta: dict[str, Any]) -> VehicleMAE:
         fg_floor=meta["fg_floor"],
         view_loss_weight=meta["view_loss_weight"],
         norm_pix_loss=meta["norm_pix_loss"],
-        ppmd_center=meta.get("ppmd_center", True),
-        ppmd_predictor=meta.get("ppmd_predictor", False),
+        **{key: meta.get(key, default) for key, default in LEGACY_META.items()},
     )
 
 
@@ -219,6 +245,7 @@ def build_dataset(cfg: PretrainConfig, patch_size: int) -> DiffVERIDataset:
         patch_size=patch_size,
         mask_ratio=cfg.method.mask_ratio,
         mask_mode="single" if cfg.method.mode == "mae" else cfg.method.mask_mode,
+        mask_ratio_view=cfg.method.mask_ratio_view,
         limit=d.limit,
         vehicle_crop=d.vehicle_crop,
     )
@@ -271,7 +298,8 @@ def restore(
 ) -> tuple[int, int]:
     """Load a checkpoint's model, optimiser, scaler, teachers and RNG states; returns ``(start_epoch, global_step)``.
     A checkpoint of another model architecture is an error."""
-    changed = {k: (ck["model_meta"].get(k), v) for k, v in meta.items() if ck["model_meta"].get(k) != v}
+    old = {**LEGACY_META, **ck["model_meta"]}
+    changed = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v}
     if changed:
         raise ValueError(
             f"--resume: {last} was trained with a different model (checkpoint vs config: {changed}); "

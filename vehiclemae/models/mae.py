@@ -145,17 +145,27 @@ class MaskedAutoencoder(nn.Module):
         """``(N, 3, H, W)``, ``(N, K)`` -> latent ``(N, 1 + K, D)``."""
         return encode_visible(self.encoder, imgs, keep)
 
-    def decode(self, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """Latent ``(N, 1 + K, D)`` -> prediction for every patch ``(N, L, p*p*C)``."""
+    def decode_tokens(self, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Latent ``(N, 1 + K, D)`` -> the decoder's normalised patch tokens ``(N, L, Dd)`` (before the prediction
+        layer): visible patches carry their latent, the others a mask token that attended to them."""
         x = self.decoder_embed(latent)
         n, _, d = x.shape
         full = self.mask_token.to(x.dtype).expand(n, self.num_patches, d)
         full = full.scatter(1, keep[..., None].expand(-1, -1, d), x[:, 1:])
         x = torch.cat([x[:, :1], full], dim=1) + self.decoder_pos_embed.to(x.dtype)
-        x = self.decoder_norm(self.decoder_blocks(x))
-        return self.decoder_pred(x[:, 1:])
+        return self.decoder_norm(self.decoder_blocks(x))[:, 1:]
+
+    def decode(self, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Latent ``(N, 1 + K, D)`` -> prediction for every patch ``(N, L, p*p*C)``."""
+        return self.decoder_pred(self.decode_tokens(latent, keep))
 
     def forward(self, imgs: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns ``(pred (N, L, p*p*C), latent (N, 1 + K, D))``."""
+        """Returns ``(pred (N, L, p*p*C), latent (N, 1 + K, D))``; :meth:`forward_tokens` also the decoder tokens."""
+        pred, latent, _ = self.forward_tokens(imgs, keep)
+        return pred, latent
+
+    def forward_tokens(self, imgs: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns ``(pred (N, L, p*p*C), latent (N, 1 + K, D), decoder tokens (N, L, Dd))``."""
         latent = self.encode(imgs, keep)
-        return self.decode(latent, keep), latent
+        tokens = self.decode_tokens(latent, keep)
+        return self.decoder_pred(tokens), latent, tokens
