@@ -21,7 +21,7 @@ def export_encoder(
     model.load_state_dict(ck["model"])
     branch = branch or ck.get("config", {}).get("method", {}).get("export_branch", "rgb")
     if branch == "view" and model.view is None:
-        raise ValueError(f"{checkpoint}: a mode 'mae' run has no view branch; export --branch rgb")
+        raise ValueError(f"{checkpoint}: a mode {meta['mode']!r} run has no view branch; export --branch rgb")
     encoder = (model.rgb if branch == "rgb" else model.view).encoder
     path = save_encoder(encoder, out, model_name=meta["encoder_name"], img_size=meta["img_size"], source=meta["mode"])
     return path, read_metadata(path)

@@ -69,12 +69,14 @@ def reconstruction_grid(
         seed=seed,
         patch_size=p,
         mask_ratio=cfg["method"]["mask_ratio"],
-        mask_mode="single" if meta["mode"] == "mae" else cfg["method"]["mask_mode"],
+        mask_mode="single" if meta["mode"] in ("mae", "cmae", "clmae") else cfg["method"]["mask_mode"],
     )
     items = [dataset[i] for i in np.linspace(0, len(dataset) - 1, min(n, len(dataset))).astype(int)]
     batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
     imgs = batch["image"]
     _, parts = model(imgs, batch["labels"], batch["fg"], batch["keep_a"], batch["keep_b"])
+    if "keep_a" in parts:  # clmae: the masking module's mask (one branch: shown in both mask columns)
+        batch["keep_a"] = batch["keep_b"] = parts["keep_a"]
 
     # RGB: undo the per-patch normalisation with the true patch statistics (as MAE's demo does), paste visible ones.
     target = patchify(imgs, p)

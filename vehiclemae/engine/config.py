@@ -38,7 +38,7 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    mode: str = "vehiclemae"  # "mae" | "vmim" | "vehiclemae"
+    mode: str = "vehiclemae"  # "mae" | "vmim" | "vehiclemae" | baselines "cmae" | "clmae" (engine/modes.py)
     mask_mode: str = "asymmetric"  # "asymmetric" | "symmetric" (vmim/vehiclemae); mode mae always uses one mask
     mask_ratio: float = 0.75  # of the RGB branch (and of the view branch unless mask_ratio_view is set)
     mask_ratio_view: float | None = None  # view branch's own ratio (asymmetric masks; the visible sets stay disjoint)
@@ -52,6 +52,23 @@ class MethodConfig:
     ppmd_predictor: bool = True  # complementary: transformer (off: decoder tokens); same_patches: MLP (off: none)
     ppmd_predictor_depth: int = 1  # transformer blocks of the complementary predictor
     export_branch: str = "rgb"  # encoder written by `vehiclemae export` by default
+    # Mode cmae (Contrastive MAE, Huang et al. 2023); setting a cmae_* key in another mode is an error.
+    cmae_momentum: float = 0.996  # EMA momentum of the target encoder at the start (cosine to cmae_momentum_end)
+    cmae_momentum_end: float = 1.0  # momentum at the end of training (the reference configs: 0.996, i.e. constant)
+    cmae_temperature: float = 0.07  # InfoNCE temperature
+    cmae_contrast_weight: float = 1.0  # weight of the contrastive loss (reconstruction weight 1)
+    cmae_shift: float = 0.14  # largest target-view shift, fraction of model.img_size (paper: 31 px at 224)
+    cmae_color: bool = True  # colour jitter / grayscale / blur on the target view
+    cmae_feature_depth: int = 2  # feature decoder blocks (width and heads of the pixel decoder)
+    cmae_proj_dim: int = 256  # projector / predictor output width
+    # Mode clmae (Curriculum-Learned MAE, Madan et al. 2024); setting a clmae_* key in another mode is an error.
+    clmae_depth: int = 5  # masking module transformer blocks (width = encoder width)
+    clmae_heads: int = 4  # masking module attention heads
+    clmae_lambda_start: float = 1.0  # curriculum factor of the first epoch (+1 cooperative: easy masks)
+    clmae_lambda_end: float = -1.0  # of the last epoch (-1 adversarial: hard masks)
+    clmae_gauss_weight: float = 1.0  # pushes mask scores towards 0 or 1
+    clmae_kl_weight: float = 0.1  # holds the mean score at the visible share 1 - mask_ratio
+    clmae_diversity_weight: float = 2.0  # keeps the masks of different images apart
 
 
 @dataclass

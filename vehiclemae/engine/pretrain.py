@@ -31,6 +31,7 @@ from ..monitor import CollapseMonitor, select_probe
 from ..ppmd import PPMDTeachers, ppmd_weight
 from .checkpoint import LAST, checkpoint_dir, find_last, load_checkpoint, save_checkpoint, set_rng_states
 from .config import PretrainConfig
+from .modes import BASELINE_MODES, EXTRA_INPUTS, build_baseline, check_mode, dataset_options, mode_hooks, mode_meta
 from .schedule import build_optimizer, cosine_lr, set_lr
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,13 @@ def train_one_epoch(
     global_step: int,
     logger: JsonlLogger,
     log_every: int,
+    after_step: Callable[[float], None] | None = None,
 ) -> tuple[dict[str, float], int]:
     """One epoch of optimisation. Returns ``(mean of each loss part, global_step)``.
 
     ``global_step`` counts data iterations (micro-batches). The lr is set from the fractional epoch at the start of
     every accumulation cycle (per-iteration cosine). A non-finite loss on any process stops every process.
+    ``after_step(fractional epoch of the cycle)`` runs after every optimiser step (CMAE's EMA update).
     """
     model.train()
     steps = len(loader)
@@ -111,7 +114,8 @@ def train_one_epoch(
     t0 = time.perf_counter()
     for it, batch in enumerate(bar):
         if it % accum == 0:
-            set_lr(optimizer, lr_at(epoch + it / steps))
+            cycle_epoch = epoch + it / steps
+            set_lr(optimizer, lr_at(cycle_epoch))
         with accelerator.accumulate(model):
             loss, parts = model(
                 batch["image"],
@@ -122,6 +126,7 @@ def train_one_epoch(
                 teachers=teachers,
                 ppmd_weight=ppmd_w,
                 ppmd_same_weight=ppmd_same_w,
+                **{key: batch[key] for key in EXTRA_INPUTS if key in batch},
             )
             # 1. Stop on NaN/inf everywhere at once (a lone raising rank would hang the others in all-reduce).
             finite = accelerator.gather(torch.isfinite(loss.detach()).reshape(1)).all()
@@ -138,6 +143,8 @@ def train_one_epoch(
                 accelerator.clip_grad_norm_(model.parameters(), clip_grad)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if after_step is not None and accelerator.sync_gradients:
+                after_step(cycle_epoch)
         global_step += 1
         scalars = {k: float(v) for k, v in parts.items() if v.dim() == 0}
         scalars["loss"] = float(loss.detach())
@@ -155,8 +162,7 @@ def train_one_epoch(
 
 def _check_config(cfg: PretrainConfig) -> None:
     m = cfg.method
-    if m.mode not in ("mae", "vmim", "vehiclemae"):
-        raise ValueError(f"method.mode must be mae, vmim or vehiclemae, got {m.mode!r}")
+    check_mode(m)  # unknown modes, keys of another mode, the cmae/clmae settings
     if m.mode != "mae" and m.mask_mode not in ("asymmetric", "symmetric"):
         raise ValueError(f"method.mask_mode must be asymmetric or symmetric for mode {m.mode}, got {m.mask_mode!r}")
     _check_masks(m)
@@ -210,10 +216,13 @@ def model_meta(cfg: PretrainConfig, num_view_classes: int) -> dict[str, Any]:
         "ppmd_predictor": cfg.method.ppmd_predictor,
         "ppmd_target": cfg.method.ppmd_target,
         "ppmd_predictor_depth": cfg.method.ppmd_predictor_depth,
+        **mode_meta(cfg),
     }
 
 
 def build_model_from_meta(meta: dict[str, Any]) -> VehicleMAE:
+    if meta["mode"] in BASELINE_MODES:
+        return build_baseline(meta)
     return build_vehiclemae(
         encoder_name=meta["encoder_name"],
         img_size=meta["img_size"],
@@ -231,7 +240,8 @@ def build_model_from_meta(meta: dict[str, Any]) -> VehicleMAE:
 
 def build_dataset(cfg: PretrainConfig, patch_size: int) -> DiffVERIDataset:
     d = cfg.data
-    return DiffVERIDataset(
+    dataset_class, extra = dataset_options(cfg)  # cmae: items also hold the shifted target view
+    return dataset_class(
         d.root,
         table=d.table,
         splits=d.splits,
@@ -244,10 +254,11 @@ def build_dataset(cfg: PretrainConfig, patch_size: int) -> DiffVERIDataset:
         seed=cfg.seed,
         patch_size=patch_size,
         mask_ratio=cfg.method.mask_ratio,
-        mask_mode="single" if cfg.method.mode == "mae" else cfg.method.mask_mode,
+        mask_mode="single" if cfg.method.mode in ("mae", *BASELINE_MODES) else cfg.method.mask_mode,
         mask_ratio_view=cfg.method.mask_ratio_view,
         limit=d.limit,
         vehicle_crop=d.vehicle_crop,
+        **extra,
     )
 
 
@@ -373,6 +384,7 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
     meta = model_meta(cfg, len(dataset.view_classes))
     model = build_model_from_meta(meta)
     init_encoders(model, cfg.model.init, cfg.model.init_path)
+    hooks = mode_hooks(cfg, model, accelerator.num_processes)  # cmae: EMA target; clmae: curriculum
     teachers = PPMDTeachers(model.rgb.encoder, model.view.encoder) if cfg.method.mode == "vehiclemae" else None
     eff_batch = cfg.optim.batch_size * cfg.optim.accum_steps * accelerator.num_processes
     lr = cfg.optim.blr * eff_batch / 256
@@ -418,6 +430,7 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
                 loader.set_epoch(epoch)
             w = ppmd_weight(epoch, cfg.method.ppmd_weight, cfg.method.ppmd_ramp_epochs)
             w_same = ppmd_weight(epoch, cfg.method.ppmd_same_weight, cfg.method.ppmd_ramp_epochs)
+            mode_stats = hooks.before_epoch(epoch)
             stats, global_step = train_one_epoch(
                 model,
                 loader,
@@ -432,13 +445,16 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
                 global_step=global_step,
                 logger=logger,
                 log_every=cfg.log_every,
+                after_step=hooks.after_step,
             )
             # 4. PPMD: this epoch's weights become the next epoch's teachers.
             unwrapped = accelerator.unwrap_model(model)
             if teachers is not None:
                 teachers.update(unwrapped.rgb.encoder, unwrapped.view.encoder)
             probe = measure_collapse(monitor, unwrapped, epoch)
-            logger.write({"epoch": epoch, "step": global_step, "ppmd_weight": w, **stats, **probe}, epoch, "epoch")
+            logger.write(
+                {"epoch": epoch, "step": global_step, "ppmd_weight": w, **mode_stats, **stats, **probe}, epoch, "epoch"
+            )
             if accelerator.is_main_process:
                 log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in {**stats, **probe}.items()))
                 payload = {

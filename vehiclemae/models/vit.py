@@ -10,8 +10,8 @@ with ``timm.create_model`` and loads our exported weights like any timm checkpoi
     enc = load_encoder("encoder.safetensors")  # architecture and image size read from the file's metadata
 
 Export format (``vehiclemae export``): a safetensors file holding the encoder's timm state_dict without a head, with
-string metadata ``model_name``, ``img_size``, ``source`` (``vehiclemae`` | ``mae`` | ``vmim``) and ``model_kwargs``
-(JSON of extra constructor kwargs, usually ``{}``).
+string metadata ``model_name``, ``img_size``, ``source`` (the run's mode: ``vehiclemae`` | ``mae`` | ``vmim`` |
+``cmae`` | ``clmae``) and ``model_kwargs`` (JSON of extra constructor kwargs, usually ``{}``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ DEFAULT_IMG_SIZE: dict[str, int] = {
     "vehiclemae_vit_base_patch16": 224,
     "vehiclemae_vit_base_patch16_clip": 224,
 }
-EXPORT_SOURCES = ("vehiclemae", "mae", "vmim")
+EXPORT_SOURCES = ("vehiclemae", "mae", "vmim", "cmae", "clmae")
 
 
 def _cfg(name: str) -> dict[str, Any]:
