@@ -18,9 +18,13 @@ from .enums import (
     Status,
 )
 from .ids import image_id, sha256_file
+from .images import ImageTooLargeError, max_image_pixels, open_image
+from .paths import ID_PATTERN, PathEscapeError, check_id, inside_root, is_valid_id
+from .repair import apply_repair, inspect_table, plan_repair
 from .schemas import SCHEMA_VERSION, TABLES, TableSpec, get_spec
 from .stats import dataset_row, stats, status_counts
 from .store import (
+    ConflictError,
     ManifestError,
     SchemaVersionError,
     UpsertResult,
@@ -31,6 +35,7 @@ from .store import (
     read_rows,
     read_table,
     table_exists,
+    table_version,
     to_arrow,
     upsert,
     write_table,
@@ -50,6 +55,17 @@ __all__ = [
     "Status",
     "image_id",
     "sha256_file",
+    "ImageTooLargeError",
+    "max_image_pixels",
+    "open_image",
+    "ID_PATTERN",
+    "PathEscapeError",
+    "check_id",
+    "inside_root",
+    "is_valid_id",
+    "apply_repair",
+    "inspect_table",
+    "plan_repair",
     "SCHEMA_VERSION",
     "TABLES",
     "TableSpec",
@@ -57,6 +73,7 @@ __all__ = [
     "dataset_row",
     "stats",
     "status_counts",
+    "ConflictError",
     "ManifestError",
     "SchemaVersionError",
     "UpsertResult",
@@ -67,6 +84,7 @@ __all__ = [
     "read_rows",
     "read_table",
     "table_exists",
+    "table_version",
     "to_arrow",
     "upsert",
     "write_table",

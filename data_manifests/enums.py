@@ -24,6 +24,8 @@ class Reason(StrEnum):
     # any stage
     MISSING_FILE = "missing_file"  # an input file named by the row does not exist
     UNREADABLE_IMAGE = "unreadable_image"  # the file exists but does not decode as an image
+    IMAGE_TOO_LARGE = "image_too_large"  # more pixels than DIFFVERI_MAX_IMAGE_PIXELS; refused before decoding
+    PATH_OUTSIDE_ROOT = "path_outside_root"  # a path in the row leaves the data root; the file was not opened
     EXCEPTION = "exception"  # unexpected error; `message` holds the exception text
     UPSTREAM_NOT_OK = "upstream_not_ok"  # the row's input row was rejected or failed
     # dreambooth

@@ -3,7 +3,8 @@
 This is the one place these variables are set. The CLIs call :func:`apply_offline_env` before importing any
 model library; the Makefile runs external commands through ``python -m data_manifests.runtime -- CMD ...``; the
 tests apply it in ``conftest.py``. Values already set in the environment win, so a user can override any of them.
-State lives under ``$DIFFVERI_STATE`` (default ``.state/`` in the current directory).
+State lives under ``$DIFFVERI_STATE`` (default ``.state/`` in the current directory). It also sets the image pixel
+limit of the process (``DIFFVERI_MAX_IMAGE_PIXELS``, see :mod:`data_manifests.images`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def apply_offline_env(state_dir: str | os.PathLike | None = None) -> dict[str, s
         os.environ.setdefault(name, value)
     for name in ("HF_HOME", "YOLO_CONFIG_DIR", "PREFECT_HOME", "MPLCONFIGDIR", "TORCH_HOME"):
         Path(os.environ[name]).mkdir(parents=True, exist_ok=True)
+    from .images import apply_pixel_limit
+
+    apply_pixel_limit()  # decompression bombs: PIL raises instead of warning, in every entry point
     return {name: os.environ[name] for name in offline_env(state_dir)}
 
 

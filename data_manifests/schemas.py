@@ -58,6 +58,8 @@ class TableSpec:
     list_enums: dict[str, frozenset[str]] = field(default_factory=dict)  # enum checked on every list element
     foreign_keys: tuple[ForeignKey, ...] = ()
     path_columns: tuple[str, ...] = ()  # relative paths (or lists of them) that must exist under the data root
+    # (path column, sha256 column): the files' bytes must hash to the recorded value (rows without one are skipped)
+    file_hashes: tuple[tuple[str, str], ...] = ()
 
     def schema_with_metadata(self) -> pa.Schema:
         return self.schema.with_metadata({META_VERSION: str(SCHEMA_VERSION).encode(), META_TABLE: self.name.encode()})
@@ -75,6 +77,7 @@ SUBJECTS = TableSpec(
             pa.field("class_name", pa.string(), nullable=False),
             pa.field("token", pa.string()),
             pa.field("instance_images", pa.list_(pa.string()), nullable=False),
+            pa.field("instance_sha256", pa.list_(pa.string())),  # sha256 of each instance image (null: not recorded)
             pa.field("source", pa.string(), nullable=False),
             pa.field("attributes", pa.string()),  # JSON object: colour, marks, source ids ...
             *_status_fields(),
@@ -83,6 +86,7 @@ SUBJECTS = TableSpec(
     key=("identity_id",),
     enums={**_common_enums, "source": values(Source)},
     path_columns=("instance_images",),
+    file_hashes=(("instance_images", "instance_sha256"),),
 )
 
 DREAMBOOTH = TableSpec(

@@ -1,19 +1,31 @@
 """The one Parquet reader/writer of the manifest tables.
 
 Layout: ``<root>/manifests/<table>/`` holds immutable part files and a small ``_current.json`` that lists the
-parts making up the table. Every write (1) writes new part files under temporary names and renames them into place,
-(2) atomically replaces ``_current.json`` (temp file + ``os.replace``), (3) deletes parts that are no longer listed.
-A crash at any point leaves either the previous or the new state readable, never a mix and never a half file:
-readers only open parts that a committed ``_current.json`` lists. Writers of one table serialise on a file lock, so
-shards running in parallel threads or processes on one machine (or on a shared POSIX file system) can upsert safely.
+parts making up the table and the sha256 of each. Every write (1) writes new part files under temporary names and
+renames them into place, (2) atomically replaces ``_current.json`` (temp file + ``os.replace``), (3) deletes parts
+that are no longer listed. A crash at any point leaves either the previous or the new state readable, never a mix and
+never a half file: readers only open parts that a committed ``_current.json`` lists. Writers of one table serialise
+on a file lock, so shards running in parallel threads or processes on one machine (or on a shared POSIX file system)
+can upsert safely.
+
+Invariants the reader and the writer check:
+
+- a pointer names only part files of its own folder (``part-<hex>.parquet``), never a path;
+- a commit never lists no parts (an emptied table holds one empty part), so a pointer that is missing or lists no
+  parts while part files exist was lost or damaged: writers refuse to commit over it (the commit would delete every
+  part) and readers refuse to read it; ``diffveri manifests repair`` rebuilds it from the parts;
+- parts carry Parquet page checksums (verified on every read) and the pointer their sha256 (verified by
+  :func:`data_manifests.validate`), so flipped bytes are reported, never read as data.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,6 +37,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from .ids import sha256_file
+from .paths import ID_RULE, bad_ids
 from .schemas import META_TABLE, META_VERSION, SCHEMA_VERSION, TableSpec, get_spec
 
 POINTER = "_current.json"
@@ -32,6 +46,9 @@ LOCK = ".lock"
 ROWS_PER_PART = 1_000_000
 ROW_GROUP_SIZE = 128 * 1024
 _KEY_SEP = "\x1f"
+PART_NAME = re.compile(r"^part-[A-Za-z0-9_-]{1,64}\.parquet$")
+_VERIFY = ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+_FORMAT = ds.ParquetFileFormat(default_fragment_scan_options=_VERIFY)
 
 TableLike = pa.Table | Iterable[Mapping[str, Any]] | Any  # a pyarrow Table, rows as dicts, or a pandas DataFrame
 
@@ -42,6 +59,10 @@ class ManifestError(ValueError):
 
 class SchemaVersionError(ManifestError):
     """A part file was written with another schema version than this package reads."""
+
+
+class ConflictError(ManifestError):
+    """The table changed between reading it and writing (see ``if_version`` of :func:`upsert`)."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +85,10 @@ def table_exists(root: str | os.PathLike, table: str) -> bool:
 
 
 def list_tables(root: str | os.PathLike) -> list[str]:
-    """Names of the tables present under ``root``."""
+    """Names of the tables present under ``root`` (with a pointer, or with part files that lost theirs)."""
     from .schemas import TABLES
 
-    return [name for name in TABLES if table_exists(root, name)]
+    return [name for name in TABLES if table_exists(root, name) or part_files(table_dir(root, name))]
 
 
 # ----------------------------------------------------------------------------------------------------------- coercion
@@ -107,7 +128,15 @@ def to_arrow(table: str, data: TableLike) -> pa.Table:
             raise ManifestError(f"{table}: rows do not fit the schema: {exc}") from exc
     _check_non_null(spec, arrow)
     _check_enums(spec, arrow)
+    _check_write_ids(spec, arrow)
     return arrow
+
+
+def _check_write_ids(spec: TableSpec, arrow: pa.Table) -> None:
+    bad = bad_ids(arrow)
+    if bad:
+        lines = [f"  {_row_label(spec, arrow, i)}: {column}={value!r}" for i, column, value in bad[:10]]
+        raise ManifestError(f"{spec.name}: invalid id(s); {ID_RULE}:\n" + "\n".join(lines))
 
 
 def _row_label(spec: TableSpec, arrow: pa.Table, index: int) -> str:
@@ -190,20 +219,83 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _read_pointer(directory: Path) -> dict[str, Any]:
-    path = directory / POINTER
-    if not path.is_file():
-        return {"schema_version": SCHEMA_VERSION, "parts": []}
-    try:
-        pointer = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path}: not valid JSON ({exc}); restore it from a backup or delete the table") from exc
+def part_files(directory: Path) -> list[Path]:
+    """Every part file in a table folder, listed by the pointer or not."""
+    return sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
+
+
+def _repair_hint(directory: Path) -> str:
+    root = directory.parent.parent
+    return f"run `diffveri manifests repair {root} --table {directory.name}` to rebuild it from the part files"
+
+
+def _check_pointer(path: Path, pointer: Any) -> dict[str, Any]:
+    """The pointer's content, after checking its structure (a ``ManifestError`` naming the file otherwise)."""
+    if not isinstance(pointer, dict) or not isinstance(pointer.get("parts"), list):
+        raise ManifestError(
+            f"{path}: not a table pointer (expected an object with a 'parts' list); " + _repair_hint(path.parent)
+        )
     if pointer.get("schema_version") != SCHEMA_VERSION:
         raise SchemaVersionError(
             f"{path}: schema version {pointer.get('schema_version')} but this data_manifests reads version "
             f"{SCHEMA_VERSION}; migrate the table or install the matching release"
         )
-    return pointer
+    for name in pointer["parts"]:
+        if not isinstance(name, str) or not PART_NAME.match(name):
+            raise ManifestError(
+                f"{path}: lists {name!r}, which is not a part file of this folder (a pointer names only "
+                f"part-<id>.parquet files beside it); " + _repair_hint(path.parent)
+            )
+    sums = pointer.get("sha256") or {}
+    if not isinstance(sums, dict):
+        raise ManifestError(f"{path}: 'sha256' must map part names to hashes; " + _repair_hint(path.parent))
+    return {"schema_version": SCHEMA_VERSION, "parts": list(pointer["parts"]), "sha256": dict(sums)}
+
+
+def _read_pointer(directory: Path) -> dict[str, Any]:
+    """The committed pointer; a missing one reads as an empty table (checked by :func:`_read_pointer_for_write`)."""
+    path = directory / POINTER
+    if not path.is_file():
+        return {"schema_version": SCHEMA_VERSION, "parts": [], "sha256": {}}
+    try:
+        pointer = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc}); " + _repair_hint(directory)) from exc
+    return _check_pointer(path, pointer)
+
+
+def lost_pointer(directory: Path) -> bool:
+    """Does the folder hold part files that a missing or empty pointer does not list? (A commit never lists no
+    parts, so this state means the pointer was lost, and committing over it would delete every part.)"""
+    path = directory / POINTER
+    if not part_files(directory):
+        return False
+    if not path.is_file():
+        return True
+    try:
+        return not _read_pointer(directory)["parts"]
+    except ManifestError:
+        return False  # damaged rather than lost: reading it raises its own error
+
+
+def _read_pointer_for_write(directory: Path) -> dict[str, Any]:
+    if lost_pointer(directory):
+        n = len(part_files(directory))
+        raise ManifestError(
+            f"{directory / POINTER} is missing or lists no parts, but {n} part file(s) are in {directory}; "
+            f"writing now would delete them. Nothing was written; " + _repair_hint(directory)
+        )
+    return _read_pointer(directory)
+
+
+def table_version(root: str | os.PathLike, table: str) -> str:
+    """A token that changes with every commit to the table (for ``upsert(..., if_version=...)``)."""
+    return _version(_read_pointer(table_dir(root, table)))
+
+
+def _version(pointer: dict[str, Any]) -> str:
+    # Part names are random, so every commit that changes rows lists a new set of names.
+    return hashlib.sha256("\n".join(sorted(pointer["parts"])).encode()).hexdigest()[:16]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -217,7 +309,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _write_part(directory: Path, spec: TableSpec, arrow: pa.Table) -> str:
+def _write_part(directory: Path, spec: TableSpec, arrow: pa.Table, sums: dict[str, str]) -> str:
+    """Write one part (with page checksums), record its sha256 in ``sums``; returns its name."""
     name = f"part-{uuid.uuid4().hex[:16]}.parquet"
     tmp = directory / f".tmp-{name}"
     pq.write_table(
@@ -226,19 +319,22 @@ def _write_part(directory: Path, spec: TableSpec, arrow: pa.Table) -> str:
         row_group_size=ROW_GROUP_SIZE,
         compression="zstd",
         compression_level=1,
+        write_page_checksum=True,
     )
+    sums[name] = sha256_file(tmp)
     os.replace(tmp, directory / name)
     return name
 
 
-def _commit(directory: Path, parts: list[str], old_parts: list[str]) -> None:
-    pointer = {"schema_version": SCHEMA_VERSION, "parts": parts}
+def _commit(directory: Path, parts: list[str], sums: dict[str, str], old_parts: list[str]) -> None:
+    listed = set(parts)
+    known = {name: sums[name] for name in parts if name in sums}  # old parts without a hash stay without one
+    pointer = {"schema_version": SCHEMA_VERSION, "parts": parts, "sha256": known}
     atomic_write_bytes(directory / POINTER, json.dumps(pointer, indent=1).encode())
-    for name in set(old_parts) - set(parts):
+    for name in set(old_parts) - listed:
         with contextlib.suppress(FileNotFoundError):
             (directory / name).unlink()
     # Files left by an earlier crash are never referenced; writers hold the lock, so none is in flight now.
-    listed = set(parts)
     for stray in [*directory.glob(".tmp-*"), *directory.glob("part-*.parquet")]:
         if stray.name not in listed:
             with contextlib.suppress(FileNotFoundError):
@@ -257,14 +353,20 @@ def write_table(root: str | os.PathLike, table: str, data: TableLike) -> int:
     _check_unique(spec, arrow)
     directory = table_dir(root, table)
     with _locked(directory):
-        old = _read_pointer(directory)["parts"]
-        parts = [_write_part(directory, spec, chunk) for chunk in _split(arrow)]
-        _commit(directory, parts, old)
+        old = _read_pointer_for_write(directory)
+        sums = dict(old["sha256"])
+        parts = [_write_part(directory, spec, chunk, sums) for chunk in _split(arrow)]
+        _commit(directory, parts, sums, old["parts"])
     return arrow.num_rows
 
 
-def upsert(root: str | os.PathLike, table: str, data: TableLike) -> UpsertResult:
-    """Insert rows, replacing existing rows with the same key. Re-running with the same rows changes nothing."""
+def upsert(root: str | os.PathLike, table: str, data: TableLike, *, if_version: str | None = None) -> UpsertResult:
+    """Insert rows, replacing existing rows with the same key. Re-running with the same rows changes nothing.
+
+    ``if_version`` (from :func:`table_version`, taken before reading the rows this write was computed from) makes
+    the write compare-and-swap: if another writer committed in between, nothing is written and
+    :class:`ConflictError` is raised, so the caller can read again and recompute.
+    """
     spec = get_spec(table)
     arrow = to_arrow(table, data)
     if arrow.num_rows == 0:
@@ -273,13 +375,19 @@ def upsert(root: str | os.PathLike, table: str, data: TableLike) -> UpsertResult
     new_keys = key_array(spec, arrow)
     directory = table_dir(root, table)
     with _locked(directory):
-        old_parts = _read_pointer(directory)["parts"]
+        old = _read_pointer_for_write(directory)
+        if if_version is not None and _version(old) != if_version:
+            raise ConflictError(
+                f"{directory}: the table changed while this write was prepared (another writer committed); "
+                "nothing was written, read the table again and retry"
+            )
+        sums = dict(old["sha256"])
         parts: list[str] = []
         updated = 0
         # 1. Rewrite only the parts that hold keys being replaced.
-        for name in old_parts:
+        for name in old["parts"]:
             path = directory / name
-            part_keys = key_array(spec, pq.read_table(path, columns=list(spec.key)))
+            part_keys = key_array(spec, _read_checked(path, spec, columns=list(spec.key)))
             hit = pc.is_in(part_keys, value_set=new_keys)
             n_hit = pc.sum(hit).as_py() or 0
             if n_hit == 0:
@@ -288,10 +396,10 @@ def upsert(root: str | os.PathLike, table: str, data: TableLike) -> UpsertResult
             updated += n_hit
             kept = _read_part(path, spec).filter(pc.invert(hit))
             if kept.num_rows:
-                parts.append(_write_part(directory, spec, kept))
+                parts.append(_write_part(directory, spec, kept, sums))
         # 2. The new rows as new parts, then one atomic commit.
-        parts.extend(_write_part(directory, spec, chunk) for chunk in _split(arrow))
-        _commit(directory, parts, old_parts)
+        parts.extend(_write_part(directory, spec, chunk, sums) for chunk in _split(arrow))
+        _commit(directory, parts, sums, old["parts"])
     return UpsertResult(inserted=arrow.num_rows - updated, updated=updated)
 
 
@@ -302,9 +410,10 @@ def delete_rows(root: str | os.PathLike, table: str, keys: Iterable[str | tuple[
     directory = table_dir(root, table)
     deleted = 0
     with _locked(directory):
-        old_parts = _read_pointer(directory)["parts"]
+        old = _read_pointer_for_write(directory)
+        sums = dict(old["sha256"])
         parts = []
-        for name in old_parts:
+        for name in old["parts"]:
             part = _read_part(directory / name, spec)
             hit = pc.is_in(key_array(spec, part), value_set=wanted)
             n_hit = pc.sum(hit).as_py() or 0
@@ -314,8 +423,10 @@ def delete_rows(root: str | os.PathLike, table: str, keys: Iterable[str | tuple[
             deleted += n_hit
             kept = part.filter(pc.invert(hit))
             if kept.num_rows:
-                parts.append(_write_part(directory, spec, kept))
-        _commit(directory, parts, old_parts)
+                parts.append(_write_part(directory, spec, kept, sums))
+        if not parts and old["parts"]:  # an emptied table keeps one empty part (see the module docstring)
+            parts.append(_write_part(directory, spec, spec.schema.empty_table(), sums))
+        _commit(directory, parts, sums, old["parts"])
     return deleted
 
 
@@ -332,8 +443,25 @@ def _check_part_metadata(path: Path, spec: TableSpec) -> None:
         raise ManifestError(f"{path}: part belongs to table {meta[META_TABLE].decode()!r}, not {spec.name!r}")
 
 
+def _damaged(path: Path | str, exc: Exception) -> ManifestError:
+    return ManifestError(
+        f"{path}: the part file is damaged ({exc}); restore it from a backup or re-run the stage that wrote "
+        "the table (`diffveri manifests validate ROOT` checks every part)"
+    )
+
+
+def _read_checked(path: Path, spec: TableSpec, columns: list[str] | None = None) -> pa.Table:
+    """Read one part, verifying its page checksums; damage is a ``ManifestError`` naming the file."""
+    try:
+        return pq.read_table(path, schema=spec.schema, columns=columns, page_checksum_verification=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise _damaged(path, exc) from exc
+
+
 def _read_part(path: Path, spec: TableSpec) -> pa.Table:
-    return pq.read_table(path, schema=spec.schema)
+    return _read_checked(path, spec)
 
 
 def part_paths(root: str | os.PathLike, table: str) -> list[Path]:
@@ -342,8 +470,24 @@ def part_paths(root: str | os.PathLike, table: str) -> list[Path]:
     directory = table_dir(root, table)
     paths = [directory / name for name in _read_pointer(directory)["parts"]]
     for path in paths:
-        _check_part_metadata(path, spec)
+        try:
+            _check_part_metadata(path, spec)
+        except (FileNotFoundError, ManifestError):
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            raise _damaged(path, exc) from exc
     return paths
+
+
+def _check_read_ids(table: str, arrow: pa.Table) -> None:
+    bad = bad_ids(arrow)
+    if bad:
+        index, column, value = bad[0]
+        raise ManifestError(
+            f"{table}: row {index} has {column}={value!r}, which is not a valid id ({ID_RULE}); the table was "
+            f"edited or damaged: fix or delete the row ({len(bad)} such value(s); `diffveri manifests validate ROOT` "
+            "lists them)"
+        )
 
 
 def read_table(
@@ -352,12 +496,16 @@ def read_table(
     columns: list[str] | None = None,
     filter: pc.Expression | None = None,  # noqa: A002 - the pyarrow.dataset name
     missing_ok: bool = False,
+    check_ids: bool = True,
 ) -> pa.Table:
     """Read a table (or the given columns / the rows matching a ``pyarrow.dataset`` filter expression).
 
-    Example: ``read_table(root, "generations", filter=pc.field("status") == "ok")``.
+    Example: ``read_table(root, "generations", filter=pc.field("status") == "ok")``. Page checksums are verified
+    and (``check_ids``) id columns checked against :data:`data_manifests.paths.ID_PATTERN`.
     """
     spec = get_spec(table)
+    if lost_pointer(table_dir(root, table)):
+        _read_pointer_for_write(table_dir(root, table))  # raises: the pointer was lost, the parts are still there
     if not table_exists(root, table):
         if missing_ok:
             empty = spec.schema.empty_table()
@@ -368,16 +516,36 @@ def read_table(
         )
     for attempt in range(3):  # a concurrent writer may delete a part between reading the pointer and opening it
         try:
-            paths = part_paths(root, table)
-            if not paths:
-                empty = spec.schema.empty_table()
-                return empty.select(columns) if columns else empty
-            dataset = ds.dataset([str(p) for p in paths], schema=spec.schema, format="parquet")
-            return dataset.to_table(columns=columns, filter=filter)
+            arrow = _read_dataset(root, table, spec, columns, filter)
+            break
         except FileNotFoundError:
             if attempt == 2:
                 raise
-    raise AssertionError("unreachable")
+    if check_ids:
+        _check_read_ids(table, arrow)
+    return arrow
+
+
+def _read_dataset(
+    root: str | os.PathLike,
+    table: str,
+    spec: TableSpec,
+    columns: list[str] | None,
+    filter: pc.Expression | None,  # noqa: A002
+) -> pa.Table:
+    paths = part_paths(root, table)
+    if not paths:
+        empty = spec.schema.empty_table()
+        return empty.select(columns) if columns else empty
+    dataset = ds.dataset([str(p) for p in paths], schema=spec.schema, format=_FORMAT)
+    try:
+        return dataset.to_table(columns=columns, filter=filter)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        for path in paths:  # name the damaged part
+            _read_checked(path, spec, columns=columns)
+        raise _damaged(table_dir(root, table), exc) from exc
 
 
 def read_rows(root: str | os.PathLike, table: str, **kwargs: Any) -> list[dict[str, Any]]:

@@ -33,9 +33,10 @@ def _bypass_write(root: Path, table: str, rows: list[dict]) -> None:
     arrow = pa.Table.from_pylist(rows, schema=relaxed)
     directory = store.table_dir(root, table)
     directory.mkdir(parents=True, exist_ok=True)
-    name = store._write_part(directory, spec, arrow)
-    old = store._read_pointer(directory)["parts"]
-    store._commit(directory, old + [name], old)
+    pointer = store._read_pointer(directory)
+    sums = dict(pointer["sha256"])
+    name = store._write_part(directory, spec, arrow, sums)
+    store._commit(directory, pointer["parts"] + [name], sums, pointer["parts"])
 
 
 def test_validate_reports_every_kind_of_problem(tmp_path: Path) -> None:
