@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from data_manifests import atomic_write_bytes
+from data_manifests.images import ImageTooLargeError, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -166,16 +167,17 @@ def rare_token(identity_id: str, taken: set[str] | None = None, syllables: int =
 
 
 def check_image(path: Path) -> str | None:
-    """``None`` if ``path`` is a readable image, else the reason code (``missing_file`` / ``unreadable_image``)."""
-    from PIL import Image
-
+    """``None`` if ``path`` is a readable image, else the reason code (``missing_file`` / ``unreadable_image`` /
+    ``image_too_large``: over the pixel limit of :mod:`data_manifests.images`, refused before decoding)."""
     if not path.is_file():
         return "missing_file"
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.verify()  # header and structure; a truncated/corrupt file raises here
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()  # verify() does not decode pixels; load() does
+    except ImageTooLargeError:
+        return "image_too_large"
     except Exception:  # noqa: BLE001 - PIL raises many types for bad files
         return "unreadable_image"
     return None
@@ -188,7 +190,7 @@ def load_image_square(path: Path, size: int) -> np.ndarray:
     """
     from PIL import Image
 
-    with Image.open(path) as image:
+    with open_image(path) as image:
         image = image.convert("RGB")
         w, h = image.size
         side = min(w, h)

@@ -1,13 +1,22 @@
 """The ``subjects`` table from real photos: a folder per identity, or K images per identity of VeRi-776 / VehicleID.
 
-Import is all-or-nothing: every candidate image is opened (PIL ``verify`` + ``load``) and every identity id checked
-before anything is copied or written; any problem is one error that lists every bad file and identity. Then the
-chosen photos are copied under ``ROOT/subjects/<identity>/`` (atomically, so the data root is self-contained) and
-the rows are written in one upsert.
+Import is all-or-nothing: every candidate image is opened (PIL ``verify`` + ``load``, under the pixel limit), every
+identity id checked and every row checked against the schema before anything is copied or written; any problem is
+one error that lists every bad file and identity. Then the chosen photos are copied under
+``ROOT/subjects/<identity>/`` (atomically, so the data root is self-contained) and the rows are written in one upsert.
+
+Identity ids map one-to-one to folders: the folder is the id itself (no renaming), and an id that differs from
+another one (in this import or already in the table) only by case or trailing dots is refused, since some file
+systems would give both the same folder. Copies are named by their content (``000-<sha256 prefix>.jpg``), so an
+import never overwrites a photo that a committed row names; photos the previous row of an identity named and the
+new one does not are removed after the commit. Each row records the sha256 of its photos (``instance_sha256``), so
+``diffveri manifests validate`` notices a swapped file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -19,13 +28,14 @@ from typing import Any
 
 import data_manifests as dm
 from data_manifests import Source, Status
+from data_manifests.images import ENV as PIXEL_LIMIT_ENV
+from data_manifests.paths import is_inside
 
-from .common import check_image, rare_token, slug
+from .common import check_image, rare_token
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 
 # VeRi-776 train_label.xml codes (from the dataset's readme).
 VERI_TYPES = {1: "sedan", 2: "suv", 3: "van", 4: "hatchback", 5: "mpv", 6: "pickup", 7: "bus", 8: "truck", 9: "estate"}
@@ -190,34 +200,116 @@ def from_vehicleid(vid_root: Path, per_identity: int = 4, limit: int | None = No
 
 
 # --------------------------------------------------------------------------------------------------------- import
-def check_candidates(root: Path, candidates: list[Candidate], replace: bool = False) -> list[str]:
-    """Every problem with the candidates, each naming the identity and file; an empty list means importable."""
-    problems: list[str] = []
+_IMAGE_PROBLEMS = {
+    "missing_file": "does not exist",
+    "unreadable_image": "is not a readable image",
+    "image_too_large": f"has more pixels than the limit ({PIXEL_LIMIT_ENV}); downscale it",
+}
+
+
+def folder_key(identity_id: str) -> str:
+    """What a case-insensitive file system that drops trailing dots and spaces (Windows, SMB, macOS by default)
+    makes of a folder name: two ids with the same key would share a folder there."""
+    return identity_id.lower().rstrip(". ")
+
+
+def _candidate_problems(c: Candidate) -> list[str]:
+    problems = []
+    if not dm.is_valid_id(c.identity_id):
+        problems.append(
+            f"{c.identity_id!r}: identity ids may only use letters, digits, '.', '_' and '-' (not '.'/'..')"
+        )
+    if not c.files:
+        problems.append(f"{c.identity_id}: no instance images found")
+    for f in c.files:
+        reason = check_image(f)
+        if reason:
+            problems.append(f"{c.identity_id}: instance image {f} {_IMAGE_PROBLEMS.get(reason, reason)}")
+    return problems
+
+
+def _collision_problems(candidates: list[Candidate], existing: dict[str, str], replace: bool) -> list[str]:
+    """Ids that would share a folder (with each other or with identities already in the table)."""
+    problems = []
+    taken = {folder_key(i): i for i in existing}
     seen: dict[str, str] = {}
     for c in candidates:
-        if not _ID_PATTERN.match(c.identity_id):
-            problems.append(f"{c.identity_id!r}: identity ids may only use letters, digits, '.', '_' and '-'")
-        key = c.identity_id.lower()  # ids that differ only in case would share a folder on some file systems
+        key = folder_key(c.identity_id)
         if key in seen:
-            problems.append(f"{c.identity_id!r}: duplicate identity id (also {seen[key]!r})")
+            problems.append(f"{c.identity_id!r}: duplicate identity id (also {seen[key]!r}); they would share a folder")
+        elif key in taken and taken[key] != c.identity_id:
+            problems.append(
+                f"{c.identity_id!r}: collides with existing identity {taken[key]!r} (ids that differ only in case "
+                "or trailing dots would share a folder); rename the folder"
+            )
         seen[key] = c.identity_id
-        if not c.files:
-            problems.append(f"{c.identity_id}: no instance images found")
-        for f in c.files:
-            reason = check_image(f)
-            if reason == "missing_file":
-                problems.append(f"{c.identity_id}: instance image {f} does not exist")
-            elif reason:
-                problems.append(f"{c.identity_id}: instance image {f} is not a readable image")
-    if not replace:
-        existing = {r["identity_id"]: r["source"] for r in dm.read_rows(root, "subjects", missing_ok=True)}
-        for c in candidates:
-            if c.identity_id in existing and existing[c.identity_id] != c.source:
-                problems.append(
-                    f"{c.identity_id}: already in subjects from source {existing[c.identity_id]!r}; "
-                    "use --replace to overwrite it"
-                )
+        if not replace and c.identity_id in existing and existing[c.identity_id] != c.source:
+            problems.append(
+                f"{c.identity_id}: already in subjects from source {existing[c.identity_id]!r}; "
+                "use --replace to overwrite it"
+            )
     return problems
+
+
+def check_candidates(root: Path, candidates: list[Candidate], replace: bool = False) -> list[str]:
+    """Every problem with the candidates, each naming the identity and file; an empty list means importable."""
+    problems = [p for c in candidates for p in _candidate_problems(c)]
+    existing = {r["identity_id"]: r["source"] for r in dm.read_rows(root, "subjects", missing_ok=True)}
+    return problems + _collision_problems(candidates, existing, replace)
+
+
+def _refuse(problems: list[str]) -> SubjectImportError:
+    shown = "\n".join(f"  - {p}" for p in problems[:50])
+    more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+    return SubjectImportError(f"subjects import refused ({len(problems)} problem(s); nothing written):\n{shown}{more}")
+
+
+@dataclass(frozen=True)
+class _Copy:
+    source: Path
+    dest: Path
+    sha256: str
+
+
+def _plan_row(root: Path, c: Candidate, token: str, copies: list[_Copy]) -> dict[str, Any]:
+    """The row of one candidate; appends the copies it needs to ``copies`` (nothing is written here)."""
+    folder = dm.inside_root(root, f"subjects/{c.identity_id}", "identity folder")
+    rel_paths, hashes = [], []
+    for i, f in enumerate(c.files):
+        sha = dm.sha256_file(f)
+        dest = folder / f"{i:03d}-{sha[:12]}{f.suffix.lower()}"
+        copies.append(_Copy(f, dest, sha))
+        rel_paths.append(f"subjects/{c.identity_id}/{dest.name}")
+        hashes.append(sha)
+    return {
+        "identity_id": c.identity_id,
+        "class_name": c.class_name,
+        "token": token,
+        "instance_images": rel_paths,
+        "instance_sha256": hashes,
+        "source": str(c.source),
+        "attributes": json.dumps({**c.attributes, "source_files": [str(f) for f in c.files]}, sort_keys=True),
+        "status": Status.OK,
+    }
+
+
+def _copy(item: _Copy) -> None:
+    if item.dest.is_file() and dm.sha256_file(item.dest) == item.sha256:
+        return  # the same photo, already in place (a re-import)
+    data = item.source.read_bytes()
+    if hashlib.sha256(data).hexdigest() != item.sha256:
+        raise SubjectImportError(f"{item.source} changed while it was imported; nothing was written, import again")
+    dm.atomic_write_bytes(item.dest, data)
+
+
+def _remove_replaced(root: Path, old_rows: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """Delete the photos an identity's previous row named and its new row does not (after the commit)."""
+    for row in rows:
+        old = old_rows.get(row["identity_id"])
+        for rel in set(old["instance_images"] if old else []) - set(row["instance_images"]):
+            if rel.startswith(f"subjects/{row['identity_id']}/") and is_inside(rel):
+                with contextlib.suppress(FileNotFoundError):
+                    (root / rel).unlink()
 
 
 def import_subjects(root: Path, candidates: list[Candidate], replace: bool = False) -> int:
@@ -227,38 +319,26 @@ def import_subjects(root: Path, candidates: list[Candidate], replace: bool = Fal
     Returns the number of rows written.
     """
     root = Path(root)
+    # 1. Every check first: images, ids, collisions, then the rows against the schema.
     problems = check_candidates(root, candidates, replace=replace)
     if problems:
-        shown = "\n".join(f"  - {p}" for p in problems[:50])
-        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-        raise SubjectImportError(
-            f"subjects import refused ({len(problems)} problem(s); nothing written):\n{shown}{more}"
-        )
-    existing = dm.read_rows(root, "subjects", missing_ok=True)
-    tokens = {r["identity_id"]: r["token"] for r in existing if r.get("token")}
+        raise _refuse(problems)
+    existing = {r["identity_id"]: r for r in dm.read_rows(root, "subjects", missing_ok=True)}
+    tokens = {i: r["token"] for i, r in existing.items() if r.get("token")}
     taken = set(tokens.values())
-    rows = []
+    rows, copies = [], []
     for c in candidates:
-        folder = root / "subjects" / slug(c.identity_id)
-        rel_paths = []
-        for i, f in enumerate(c.files):
-            dest = folder / f"{i:03d}{f.suffix.lower()}"
-            if f.resolve() != dest.resolve():
-                dm.atomic_write_bytes(dest, f.read_bytes())
-            rel_paths.append(str(dest.relative_to(root)))
         token = tokens.get(c.identity_id) or rare_token(c.identity_id, taken)
         taken.add(token)
-        rows.append(
-            {
-                "identity_id": c.identity_id,
-                "class_name": c.class_name,
-                "token": token,
-                "instance_images": rel_paths,
-                "source": str(c.source),
-                "attributes": json.dumps({**c.attributes, "source_files": [str(f) for f in c.files]}, sort_keys=True),
-                "status": Status.OK,
-            }
-        )
+        rows.append(_plan_row(root, c, token, copies))
+    try:
+        dm.to_arrow("subjects", rows)
+    except dm.ManifestError as exc:
+        raise _refuse([str(exc)]) from exc
+    # 2. Copy under new (content-addressed) names, 3. commit, 4. remove photos the new rows replaced.
+    for item in copies:
+        _copy(item)
     dm.upsert(root, "subjects", rows)
+    _remove_replaced(root, existing, rows)
     logger.info("imported %d subject(s) into %s", len(rows), root)
     return len(rows)
