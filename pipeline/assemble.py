@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-from PIL import Image
 
 import data_manifests as dm
 from data_manifests import rle
@@ -138,7 +137,8 @@ def export_veri(root: Path, rows: list[dict[str, Any]], margin: float, out: Path
     names: dict[str, list[str]] = defaultdict(list)
     for frame, row in enumerate(sorted(rows, key=lambda r: r["image_id"])):
         name = f"{vids[row['identity_id']]:04d}_c{row['camera_id']:03d}_{frame:08d}_0.jpg"
-        image = Image.open(root / row["path"]).convert("RGB")
+        with dm.open_image(dm.inside_root(root, row["path"], f"diffveri[{row['image_id']}].path")) as source:
+            image = source.convert("RGB")
         box = _mask_box(row["vehicle_rle"])
         if box is not None:
             x1, y1, x2, y2 = box

@@ -23,7 +23,19 @@ import pyarrow.compute as pc
 from PIL import Image
 from tqdm import tqdm
 
-from data_manifests import Reason, Status, atomic_write_bytes, existing_keys, read_table, upsert
+from data_manifests import (
+    ImageTooLargeError,
+    PathEscapeError,
+    Reason,
+    Status,
+    atomic_write_bytes,
+    check_id,
+    existing_keys,
+    inside_root,
+    open_image,
+    read_table,
+    upsert,
+)
 
 from .detector import Detector, build_detector
 from .rules import FilterRules, judge, margin_box
@@ -84,19 +96,25 @@ class _Item:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to an RGB ``uint8`` array ``(H, W, 3)``."""
-    with Image.open(path) as im:
+    """Decode an image file to an RGB ``uint8`` array ``(H, W, 3)`` (refused over the pixel limit)."""
+    with open_image(path) as im:
         return np.asarray(im.convert("RGB"))
 
 
 def _load(root: Path, row: dict[str, Any]) -> _Item:
     item = _Item(row["image_id"], row["identity_id"], row["path"] or "")
-    path = root / item.path
+    try:
+        path = inside_root(root, item.path, f"generations[{item.image_id}].path") if item.path else root
+    except PathEscapeError as exc:
+        item.error = (Reason.PATH_OUTSIDE_ROOT, str(exc))
+        return item
     if not item.path or not path.is_file():
         item.error = (Reason.MISSING_FILE, f"{path} does not exist")
         return item
     try:
         item.image = load_rgb(path)
+    except ImageTooLargeError as exc:
+        item.error = (Reason.IMAGE_TOO_LARGE, str(exc))
     except Exception as exc:  # PIL raises several types for broken files
         item.error = (Reason.UNREADABLE_IMAGE, f"{path}: {exc}")
     return item
@@ -132,12 +150,15 @@ def _batches(root: Path, rows: list[dict[str, Any]], batch_size: int, prefetch: 
 
 
 def write_crop(root: Path, identity_id: str, image_id: str, image: np.ndarray, window: Sequence[int]) -> str:
-    """Write the crop atomically as PNG; returns its path relative to the root."""
+    """Write the crop atomically as PNG; returns its path relative to the root.
+
+    The ids come from the manifest, so they are checked to be single path components and the path to stay inside
+    the root: a row with ``identity_id='../../x'`` is refused, not written outside."""
     x1, y1, x2, y2 = window
-    rel = f"{CROPS_DIR}/{identity_id}/{image_id}.png"
+    rel = f"{CROPS_DIR}/{check_id(identity_id, 'identity_id')}/{check_id(image_id, 'image_id')}.png"
     buf = io.BytesIO()
     Image.fromarray(image[y1:y2, x1:x2]).save(buf, format="PNG")
-    atomic_write_bytes(root / rel, buf.getvalue())
+    atomic_write_bytes(inside_root(root, rel, "crop path"), buf.getvalue())
     return rel
 
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import yaml
 
 import data_manifests as dm
-from data_manifests import INTENDED_VIEWS, Reason, Status
+from data_manifests import INTENDED_VIEWS, Reason, Status, check_id, inside_root
 
 from .backends import BACKENDS, Backend, DiffusionBackend, Request, ToyworldBackend, groundtruth_row
 from .common import (
@@ -34,7 +34,6 @@ from .common import (
     resolve_base_model,
     resolve_path,
     set_torch_threads,
-    slug,
     write_png,
 )
 from .dreambooth import InputError, adapter_info, select_subjects
@@ -299,8 +298,8 @@ def run_synthesize(
                     fail(batch, Status.FAILED, Reason.EXCEPTION, f"{type(exc).__name__}: {exc}")
                     continue
                 for (req, image_id), out in zip(batch, outputs):
-                    rel = Path("generations") / slug(ident) / f"{image_id}.png"
-                    sha = write_png(root / rel, out.image)
+                    rel = Path("generations") / check_id(ident, "identity_id") / f"{image_id}.png"
+                    sha = write_png(inside_root(root, rel, "generated image"), out.image)
                     h, w = out.image.shape[:2]
                     row = _row(req, image_id, model_ref, {**settings, "width": w, "height": h})
                     gt = groundtruth_row(image_id, out.labels, out.bbox) if out.labels is not None else None

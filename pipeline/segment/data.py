@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, read_table, rle, table_exists
+from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, inside_root, open_image, read_table, rle, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def read_image(path: Path, where: str = "") -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{where}image {path} does not exist")
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             return np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"{where}image {path} is not a readable image ({exc})") from exc
@@ -113,7 +113,7 @@ def load_annotated(
             Annotated(
                 image_id=row["image_id"],
                 identity_id=gen["identity_id"],
-                path=(root / gen["path"]).absolute(),
+                path=inside_root(root, gen["path"], f"{where}: generations path").absolute(),
                 bbox=tuple(float(v) for v in row["bbox"]),
                 vehicle_rle=row["vehicle_rle"],
                 view_classes=tuple(row["view_classes"]),

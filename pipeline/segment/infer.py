@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import torch
 from tqdm import tqdm
 
-from data_manifests import Reason, Status, existing_keys, read_table, table_exists, upsert
+from data_manifests import Reason, Status, existing_keys, inside_root, read_table, table_exists, upsert
 
 from .data import failed_row, make_segment_row, read_image
 from .model import load_segmenter
@@ -70,7 +70,7 @@ def select_candidates(
         if iid in done:
             counts["skipped"] += 1
             continue
-        path = root / gen["path"] if gen is not None and gen["path"] else None
+        path = inside_root(root, gen["path"], f"generations[{iid}].path") if gen is not None and gen["path"] else None
         out.append(Candidate(iid, path, det["bbox"]))
     return out, counts
 
