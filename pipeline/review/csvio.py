@@ -3,7 +3,8 @@
 Files are UTF-8 with a header row and a stable column order. A cell that a spreadsheet would run as a formula
 (it starts with ``= + - @``, a tab or a carriage return) is written with a leading apostrophe, which spreadsheets
 treat as "this is text"; import removes that apostrophe again. Import accepts a byte-order mark and CRLF line ends
-(Excel's "CSV UTF-8" writes both).
+(Excel's "CSV UTF-8" writes both). A file the csv module cannot parse (a cell over its field limit, usually from a
+quote that is never closed) raises :class:`CsvSyntaxError` with the line number, not ``_csv.Error``.
 """
 
 from __future__ import annotations
@@ -56,11 +57,30 @@ def write_csv(path: Path, rows: Sequence[dict[str, str]]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
+class CsvSyntaxError(ValueError):
+    """The file is not parseable CSV from ``line`` on."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+        self.reason = message
+
+
 def read_csv_lines(text: str) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line number of the record's first line, cells)``; line 1 is the header. Cells are un-neutralised."""
     reader = csv.reader(io.StringIO(text, newline=""))
     last = 0
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise CsvSyntaxError(
+                last + 1,
+                f"not readable as CSV ({exc}); a cell that long usually starts with a quote that is never closed: "
+                "remove the stray quote (or quote the whole cell and double the quotes inside it)",
+            ) from None
         start = last + 1
         last = reader.line_num
         # Inline un-neutralise: this loop runs for every cell of files with 100k rows.
