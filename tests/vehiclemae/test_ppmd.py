@@ -148,3 +148,10 @@ def test_checkpoints_without_a_target_rebuild_the_earlier_ppmd() -> None:
     legacy = {k: v for k, v in meta.items() if k not in LEGACY_META}
     model = build_model_from_meta({**legacy, "ppmd_predictor": True})
     assert model.ppmd_target == "same_patches"  # what checkpoints written before ppmd_target were trained with
+
+
+@pytest.mark.parametrize("mode", ["mae", "cmae", "clmae"])
+def test_one_mask_modes_accept_low_mask_ratios(mode: str) -> None:
+    cfg = PretrainConfig()
+    cfg.method.mode, cfg.method.mask_ratio = mode, 0.4  # one mask per image: nothing has to stay disjoint
+    _check_config(cfg)

@@ -180,15 +180,16 @@ def _check_config(cfg: PretrainConfig) -> None:
 
 def _check_masks(m: Any) -> None:
     """Mask settings: asymmetric masks need disjoint visible sets; a view-branch ratio needs asymmetric masks."""
+    two_branches = m.mode in ("vmim", "vehiclemae")  # mae, cmae and clmae draw one mask per image
     ratio_view = m.mask_ratio if m.mask_ratio_view is None else m.mask_ratio_view
-    if m.mask_ratio_view is not None and (m.mode == "mae" or m.mask_mode != "asymmetric"):
+    if m.mask_ratio_view is not None and (not two_branches or m.mask_mode != "asymmetric"):
         raise ValueError(
             "method.mask_ratio_view (the view branch's own mask ratio) needs mode vmim or vehiclemae with "
             f"method.mask_mode=asymmetric, got mode {m.mode!r}, mask_mode {m.mask_mode!r}"
         )
     if not 0.0 <= ratio_view < 1.0:
         raise ValueError(f"method.mask_ratio_view must be in [0, 1), got {ratio_view}")
-    if m.mode != "mae" and m.mask_mode == "asymmetric" and m.mask_ratio + ratio_view < 1.0:
+    if two_branches and m.mask_mode == "asymmetric" and m.mask_ratio + ratio_view < 1.0:
         raise ValueError(
             "asymmetric masks need disjoint visible sets: method.mask_ratio + method.mask_ratio_view >= 1 "
             f"(mask_ratio >= 0.5 with one ratio), got {m.mask_ratio} and {ratio_view}"
