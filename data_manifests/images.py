@@ -60,8 +60,11 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Iterat
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(Path(path))
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(f"{path}: {exc}; it was not decoded") from exc
+        except Image.DecompressionBombError as exc:  # over twice PIL's limit: PIL refuses before we see the size
+            raise ImageTooLargeError(
+                f"{path}: image is over the limit of {limit / 1e6:.1f} M pixels ({exc}); it was not decoded. "
+                f"Downscale it, or raise {ENV} if it is genuine"
+            ) from exc
     with image:
         check_size(image.size, path, limit)
         yield image
