@@ -27,6 +27,13 @@ PROTOCOL_NAMES = {
     "supervised": "Supervised fine-tuning (model chosen on validation identities)",
     "unsupervised": "Unsupervised fine-tuning (cluster contrast; model chosen on validation identities)",
 }
+# Paired ablations: (condition, reference, what the difference measures).
+ABLATIONS = (
+    ("vmim", "vmim_symmetric", "paired asymmetric vs symmetric masks (no PPMD)"),
+    ("vehiclemae", "vehiclemae_same_patches", "PPMD target complementary vs same_patches"),
+    ("vehiclemae", "vmim", "PPMD vs no PPMD"),
+    ("vehiclemae", "vehiclemae_fg1", "body weighting (fg floor 0.1 vs 1)"),
+)
 COLUMNS = (
     ("mAP", "mAP"),
     ("rank1", "Rank-1"),
@@ -44,10 +51,10 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def paired(rows: dict[int, dict[str, Any]], ref: dict[int, dict[str, Any]]) -> str:
-    """Mean ± std of the per-seed mAP difference to the reference condition, and how many seeds are ahead."""
+def paired(rows: dict[int, dict[str, Any]], ref: dict[int, dict[str, Any]], key: str = "mAP") -> str:
+    """Mean ± std of the per-seed ``key`` difference to the reference condition, and how many seeds are ahead."""
     seeds = sorted(set(rows) & set(ref))
-    diffs = [rows[s]["mAP"] - ref[s]["mAP"] for s in seeds if rows[s]["mAP"] is not None and ref[s]["mAP"] is not None]
+    diffs = [rows[s][key] - ref[s][key] for s in seeds if rows[s].get(key) is not None and ref[s].get(key) is not None]
     if not diffs:
         return "-"
     ahead = sum(d > 0 for d in diffs)
@@ -97,7 +104,31 @@ def section(results: dict[str, Any]) -> str:
             diff = "" if condition == "mae" else paired(rows, ref)
             lines.append(f"| {condition} | " + " | ".join(cells) + f" | {diff} |")
         lines.append("")
+    lines += ablation_table(by)
     return "\n".join(lines)
+
+
+def ablation_table(by: dict[tuple[str, str], dict[int, dict[str, Any]]]) -> list[str]:
+    """Paired per-seed differences of each ablation pair in :data:`ABLATIONS` that the results hold."""
+    rows = []
+    for protocol in PROTOCOL_NAMES:
+        for condition, reference, what in ABLATIONS:
+            a, b = by.get((protocol, condition)), by.get((protocol, reference))
+            if a and b:
+                rows.append(
+                    f"| {what} | `{condition}` − `{reference}` | {protocol} | {paired(a, b)} | "
+                    f"{paired(a, b, 'cross_view_mAP')} |"
+                )
+    if not rows:
+        return []
+    return [
+        "**Ablations** (paired per seed; mean ± std of the difference, seeds where the first is ahead)",
+        "",
+        "| what | difference | protocol | mAP | cross-view mAP |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def update(doc: Path, profile: str, text: str) -> None:

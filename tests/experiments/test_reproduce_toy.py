@@ -101,3 +101,14 @@ def test_profile_overrides() -> None:
     for bad in ("pretrain.epoch=3", "nonsense", "world.size.x=1"):
         with pytest.raises(SystemExit, match="expected KEY=VALUE"):
             driver.load_spec("full", None, [bad])
+
+
+def test_tables_report_paired_ablations() -> None:
+    results = _results()
+    for row in [r for r in results["rows"] if r["pretrain"] == "vehiclemae"]:
+        results["rows"].append({**row, "pretrain": "vehiclemae_same_patches", "mAP": row["mAP"] - 1.0})
+    text = tables.section(results)
+    ablation = [line for line in text.splitlines() if "complementary vs same_patches" in line]
+    # complementary - same_patches: +1.0 mAP on every seed (cross-view mAP was copied unchanged: +0.0)
+    assert len(ablation) == 1 and "| frozen_knn_cls | +1.0 ± 0.0 (3/3) | +0.0 ± 0.0 (0/3) |" in ablation[0]
+    assert "asymmetric vs symmetric" not in text  # vmim_symmetric was not run: no row
