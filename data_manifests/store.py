@@ -302,27 +302,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk (or an interrupt) leaves neither the new file nor a stray .tmp
+        raise
 
 
 def _write_part(directory: Path, spec: TableSpec, arrow: pa.Table, sums: dict[str, str]) -> str:
     """Write one part (with page checksums), record its sha256 in ``sums``; returns its name."""
     name = f"part-{uuid.uuid4().hex[:16]}.parquet"
     tmp = directory / f".tmp-{name}"
-    pq.write_table(
-        arrow.replace_schema_metadata(spec.schema_with_metadata().metadata),
-        tmp,
-        row_group_size=ROW_GROUP_SIZE,
-        compression="zstd",
-        compression_level=1,
-        write_page_checksum=True,
-    )
-    sums[name] = sha256_file(tmp)
-    os.replace(tmp, directory / name)
+    try:
+        pq.write_table(
+            arrow.replace_schema_metadata(spec.schema_with_metadata().metadata),
+            tmp,
+            row_group_size=ROW_GROUP_SIZE,
+            compression="zstd",
+            compression_level=1,
+            write_page_checksum=True,
+        )
+        sums[name] = sha256_file(tmp)
+        os.replace(tmp, directory / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return name
 
 

@@ -35,7 +35,7 @@ step "6/6 VehicleMAE pre-training on the assembled DiffVERI table, export, evalu
 RUN="$DATA/runs/vehiclemae-demo"
 $BIN/vehiclemae train --config configs/vehiclemae/toy.yaml --set data.root="$DATA" --set output_dir="$RUN" \
   $( [ -f "$RUN/checkpoints/checkpoint-last.pt" ] && echo --resume )
-$BIN/vehiclemae export --checkpoint "$RUN" --out "$RUN/encoder.safetensors"
+$BIN/vehiclemae export --checkpoint "$RUN" --out "$RUN/encoder.safetensors" --force  # the demo's own output
 $BIN/vehiclemae eval --checkpoint "$RUN/encoder.safetensors" --dataset veri776 --root "$DATA/world/VeRi" \
   --json "$RUN/eval_veri_toy.json"
 step "done: dataset in $DATA (stats.md, export/VeRi), pre-training run in $RUN"

@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    # Expected failures are one line and exit code 2: bad input (ValueError, KeyError), missing or unwritable files
+    # and a full disk (OSError), a diverged training (NonFiniteLossError is a FloatingPointError).
+    except (ValueError, KeyError, OSError, FloatingPointError) as exc:
         if args.verbose:
             raise
         print(f"vehiclemae {args.command}: error: {exc}", file=sys.stderr)

@@ -46,7 +46,33 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return tuple(value)
     if (origin is list or annotation is list) and isinstance(value, list | tuple):
         return list(value)
+    _check_scalar(value, annotation, where)
     return value
+
+
+_SCALAR_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check_scalar(value: Any, annotation: Any, where: str) -> None:
+    """A value for a scalar field (``int``, ``float``, ``bool``, ``str``, optionally ``| None``) must be of that type:
+    ``--set optim.blr=[1,2]`` is an error here, not a ``TypeError`` deep in the training loop."""
+    args = typing.get_args(annotation) if typing.get_origin(annotation) is not None else (annotation,)
+    kinds = [a for a in args if a is not type(None)]
+    if not kinds or any(k not in _SCALAR_NAMES for k in kinds):
+        return  # containers, Any, ...: checked where they are used
+    if value is None and type(None) in args:
+        return
+    for kind in kinds:
+        if kind is bool and isinstance(value, bool):
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return
+        if kind is str and isinstance(value, str):
+            return
+    wanted = " or ".join(_SCALAR_NAMES[k] for k in kinds) + (" or null" if type(None) in args else "")
+    raise ValueError(f"{where}: expected {wanted}, got {value!r}")
 
 
 def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
@@ -133,8 +159,8 @@ def save_run_config(config: Any, out_dir: str | os.PathLike) -> Path:
     """Write ``config.yaml`` (the resolved config plus ``git_sha``) into the run folder, atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from data_manifests import atomic_write_bytes
+
     payload = {"git_sha": git_sha(Path(__file__).resolve().parent), **to_dict(config)}
-    tmp = out / ".config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(payload, sort_keys=False))
-    os.replace(tmp, out / "config.yaml")
+    atomic_write_bytes(out / "config.yaml", yaml.safe_dump(payload, sort_keys=False).encode())
     return out / "config.yaml"

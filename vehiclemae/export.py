@@ -12,9 +12,14 @@ from .models.vit import read_metadata, save_encoder
 
 
 def export_encoder(
-    checkpoint: str | os.PathLike, out: str | os.PathLike, branch: str | None = None
+    checkpoint: str | os.PathLike, out: str | os.PathLike, branch: str | None = None, *, force: bool = False
 ) -> tuple[Path, dict[str, Any]]:
-    """Write the ``branch`` encoder ("rgb" default, per the run's ``method.export_branch``) of ``checkpoint``."""
+    """Write the ``branch`` encoder ("rgb" default, per the run's ``method.export_branch``) of ``checkpoint``.
+
+    An existing ``out`` is replaced only with ``force`` (checked before anything is loaded).
+    """
+    if Path(out).exists() and not force:
+        raise ValueError(f"{out} already exists; pass --force to replace it, or choose another --out")
     ck = load_checkpoint(checkpoint)
     meta = ck["model_meta"]
     model = build_model_from_meta(meta)

@@ -60,10 +60,21 @@ class EpochSampler(Sampler[int]):
 class JsonlLogger:
     """Append-only JSON-lines log plus TensorBoard scalars (main process only)."""
 
-    def __init__(self, output_dir: Path, enabled: bool) -> None:
+    def __init__(self, output_dir: Path, enabled: bool, until_step: int = 0) -> None:
+        """``until_step``: the global step the run starts from (0 for a new run). Records after it (written by an
+        interrupted run after its last checkpoint) are dropped: the log of a resumed run reads like a straight one."""
         self.enabled = enabled
         self.path = output_dir / "log.jsonl"
         self.tb = None
+        if enabled and self.path.is_file():
+            from data_manifests import atomic_write_bytes
+
+            kept = [
+                line
+                for line in self.path.read_text().splitlines(keepends=True)
+                if line.strip() and json.loads(line).get("step", 0) <= until_step and until_step > 0
+            ]
+            atomic_write_bytes(self.path, "".join(kept).encode())
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -351,6 +362,30 @@ def measure_collapse(monitor: CollapseMonitor | None, model: VehicleMAE, epoch: 
     return monitor.measure(encoders, epoch)
 
 
+def _check_run_folder(out: Path, resume: bool) -> Path | None:
+    """The last checkpoint to resume from (``None`` for a new run); a new run never starts in a folder holding an
+    earlier run's checkpoints or logs (it would overwrite ``checkpoint-0001.pt`` and mix the logs)."""
+    last = find_last(out)
+    if last is not None and not resume:
+        raise ValueError(f"{out} already holds {last.name}; pass --resume to continue it or choose another output_dir")
+    if resume and last is None:
+        numbered = sorted(checkpoint_dir(out).glob("checkpoint-*.pt"))
+        hint = (
+            f"; it holds {numbered[-1].name}: copy it to {LAST} to resume from there"
+            if numbered
+            else "; start without --resume"
+        )
+        raise FileNotFoundError(f"--resume: no {LAST} under {checkpoint_dir(out)}{hint}")
+    earlier = sorted(checkpoint_dir(out).glob("checkpoint-*.pt"))
+    if not resume and earlier:
+        # (An earlier attempt that never finished an epoch has nothing to keep: its partial log is replaced.)
+        raise ValueError(
+            f"{out} holds checkpoints of an earlier run ({', '.join(f.name for f in earlier[:3])}); a new run there "
+            "would overwrite them and mix the logs. Choose another output_dir, or move that folder away"
+        )
+    return last
+
+
 def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epoch: int | None = None) -> Path:
     """Pre-train per ``cfg``; returns the path of the last checkpoint. The one place the config becomes arguments.
 
@@ -365,11 +400,7 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
     accelerator = Accelerator(
         cpu=cfg.cpu, mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.optim.accum_steps
     )
-    last = find_last(out)
-    if last is not None and not resume:
-        raise ValueError(f"{out} already holds {last.name}; pass --resume to continue it or choose another output_dir")
-    if resume and last is None:
-        raise FileNotFoundError(f"--resume: no {LAST} under {checkpoint_dir(out)}; start without --resume")
+    last = _check_run_folder(out, resume)
     set_seed(cfg.seed)  # model initialisation is identical on every process
 
     # 1. Data: every process sees whole, disjoint micro-batches of the same global order.
@@ -405,7 +436,7 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
         monitor.load_state_dict(ck.get("monitor"))
     if accelerator.is_main_process:
         save_run_config(cfg, out)
-    logger = JsonlLogger(out, accelerator.is_main_process)
+    logger = JsonlLogger(out, accelerator.is_main_process, until_step=global_step)
     if accelerator.is_main_process:
         log.info(
             "%s: %d images, %d iterations/epoch/process, effective batch %d, lr %.3g, %d process(es)",

@@ -36,13 +36,28 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist (set model.init_path to a local file)")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        from .vit import unreadable_safetensors
+
+        try:
+            return load_file(str(path))
+        except SafetensorError as exc:
+            raise unreadable_safetensors(path, exc) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except RuntimeError:  # OpenAI's ViT-B-16.pt is a TorchScript archive
-        obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+        try:
+            obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{path} is neither a weights-only torch file nor a TorchScript archive ({str(exc).splitlines()[0]}); "
+                "set model.init_path to a .safetensors, state-dict or OpenAI CLIP file"
+            ) from None
+    except Exception as exc:  # noqa: BLE001 - garbage or a pickle naming code (refused, never run): any unpickler error
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path} is not a safe weights file ({first}); nothing in it was run") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -166,15 +166,26 @@ def save_encoder(
     return path
 
 
+def unreadable_safetensors(path: str | os.PathLike, exc: Exception) -> ValueError:
+    """The one-line error for a safetensors file that cannot be read (empty, truncated, garbage)."""
+    return ValueError(
+        f"{path} is not a readable safetensors file ({exc}); it may be truncated or not a weights file — "
+        "re-export it with `vehiclemae export`"
+    )
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """``{"model_name", "img_size" (int), "source", "model_kwargs" (dict)}`` of an exported encoder file."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"encoder file {path} does not exist (write one with `vehiclemae export`)")
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except SafetensorError as exc:
+        raise unreadable_safetensors(path, exc) from None
     missing = [k for k in ("model_name", "img_size") if k not in meta]
     if missing:
         raise ValueError(
@@ -196,16 +207,20 @@ def load_encoder(path: str | os.PathLike, img_size: int | None = None, **kwargs:
     Extra ``kwargs`` go to ``timm.create_model`` (e.g. ``num_classes``, ``drop_path_rate``, ``global_pool``).
     """
     import timm
+    from safetensors import SafetensorError
 
     meta = read_metadata(path)
     args = {"num_classes": 0, **meta["model_kwargs"], **kwargs}
-    return timm.create_model(
-        meta["model_name"],
-        pretrained=True,
-        pretrained_cfg_overlay=dict(file=str(path)),
-        img_size=img_size or meta["img_size"],
-        **args,
-    )
+    try:
+        return timm.create_model(
+            meta["model_name"],
+            pretrained=True,
+            pretrained_cfg_overlay=dict(file=str(path)),
+            img_size=img_size or meta["img_size"],
+            **args,
+        )
+    except SafetensorError as exc:  # a valid header over truncated data fails only here
+        raise unreadable_safetensors(path, exc) from None
 
 
 __all__ = [
