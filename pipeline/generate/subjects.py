@@ -98,13 +98,39 @@ def from_folder(
     rng = random.Random(seed)
     out = []
     for folder in folders[:limit] if limit else folders:
-        meta: dict[str, Any] = {}
-        if (folder / "subject.json").is_file():
-            meta = json.loads((folder / "subject.json").read_text())
+        meta = _subject_meta(folder / "subject.json")
         files = _pick(_images_in(folder), per_identity, rng)
         attributes = {"source_folder": folder.name, **meta.get("attributes", {})}
         out.append(Candidate(folder.name, meta.get("class_name", class_name), Source.FOLDER, files, attributes))
     return out
+
+
+def _subject_meta(path: Path) -> dict[str, Any]:
+    """``subject.json`` of an identity folder (``{}`` when absent), checked: ``{"class_name": str, "attributes":
+    {str: str | number | bool}}``, both optional. Anything else is a :class:`SubjectImportError` naming the file."""
+    if not path.is_file():
+        return {}
+    example = '{"class_name": "suv", "attributes": {"color": "red"}}'
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SubjectImportError(f"{path} is not valid JSON ({exc}); expected e.g. {example}") from None
+    if not isinstance(meta, dict):
+        raise SubjectImportError(f"{path} holds a JSON {type(meta).__name__}; expected an object, e.g. {example}")
+    unknown = sorted(set(meta) - {"class_name", "attributes"})
+    problems = [f"unknown key(s) {unknown}"] if unknown else []
+    if "class_name" in meta and not (isinstance(meta["class_name"], str) and meta["class_name"].strip()):
+        problems.append(f"class_name must be a non-empty string, got {meta['class_name']!r}")
+    attributes = meta.get("attributes", {})
+    if not isinstance(attributes, dict):
+        problems.append(f"attributes must be an object, got {type(attributes).__name__}")
+    else:
+        bad = [k for k, v in attributes.items() if not isinstance(v, str | int | float | bool)]
+        if bad:
+            problems.append(f"attribute value(s) of {bad} must be strings, numbers or true/false")
+    if problems:
+        raise SubjectImportError(f"{path}: {'; '.join(problems)}; expected e.g. {example}")
+    return meta
 
 
 def _veri_labels(veri_root: Path) -> dict[str, dict[str, Any]]:

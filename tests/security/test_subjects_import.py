@@ -65,8 +65,8 @@ def test_a_refusal_found_by_the_schema_check_comes_before_any_copy(tmp_path: Pat
     before = _files(root / "subjects" / "toy0001")
     src = _photos(tmp_path / "again", "toy0001", seed=70)
     (src / "toy0001" / "subject.json").write_text(json.dumps({"class_name": 5}))  # not a string
-    with pytest.raises(SubjectImportError, match="nothing written"):
-        import_subjects(root, from_folder(src))
+    with pytest.raises(SubjectImportError, match="class_name must be a non-empty string"):
+        import_subjects(root, from_folder(src))  # now refused while reading subject.json, before the schema check
     assert _files(root / "subjects" / "toy0001") == before  # the old code had already copied over 000.png
 
 
@@ -107,3 +107,27 @@ def test_the_cli_refusal_is_one_message_with_exit_code_2(
     code = diffveri(["subjects", "import", "--root", str(root_with_toy0001), "--from", "folder", str(src)])
     err = capsys.readouterr().err
     assert code == 2 and "collides with existing identity 'toy0001'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("[1, 2]", "holds a JSON list; expected an object"),
+        ('{"class_name": ["suv"]}', "class_name must be a non-empty string"),
+        ('{"attributes": "red"}', "attributes must be an object"),
+        ('{"attributes": {"color": {"r": 1}}}', "attribute value(s) of ['color']"),
+        ('{"clas_name": "suv"}', "unknown key(s) ['clas_name']"),
+        ('{"class_name": "suv",', "is not valid JSON"),
+    ],
+)
+def test_a_bad_subject_json_is_one_line_naming_the_file(
+    content: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root"
+    src = _photos(tmp_path / "src", "toy0002", seed=3)
+    (src / "toy0002" / "subject.json").write_text(content)
+    code = diffveri(["subjects", "import", "--root", str(root), "--from", "folder", str(src)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "toy0002/subject.json" in err and message in err
+    assert not (root / "subjects").exists()  # nothing copied
