@@ -9,7 +9,7 @@ PY      = $(VENV)/bin/python
 RUN     = $(PY) -m data_manifests.runtime --
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup test test-all demo bench lint clean prefect-up prefect-down reproduce-toy
+.PHONY: setup test test-all demo toy-models bench lint clean prefect-up prefect-down reproduce-toy
 
 setup: $(STAMP)
 
@@ -28,6 +28,11 @@ test-all: setup
 
 demo: setup
 	$(RUN) bash scripts/demo.sh $(DATA)
+
+# The demo's trained toy detector and view SAM (committed in models/toy/; about 25 min on 2 idle cores).
+# Training world and runs in data/toy-models/; docs/pipeline.md#toy-models.
+toy-models: setup
+	$(RUN) $(VENV)/bin/diffveri toy-models --work data/toy-models --out models/toy
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(RUN) $(PY) $$b || exit 1; done

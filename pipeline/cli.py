@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.review",
     "pipeline.commands.toyworld",
     "pipeline.commands.segment",
+    "pipeline.commands.truth",
+    "pipeline.commands.toy_models",
 )
 
 

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import data_manifests as dm
 from data_manifests import COLLAPSE_TO_PVEN, VIEW_CLASSES_PVEN
 
-from .filter.rules import FilterRules, judge
+from .filter.rules import FilterRules, Verdict, judge
 
 Row = Mapping[str, Any]
 
@@ -54,6 +54,7 @@ class FilterTruth:
     missed: dict[str, int]  # should be kept but were not: reason code (or status) -> count
     without_truth: int  # images with no ground truth (toy profile: the diffusion backend's noise)
     without_truth_rejected: int
+    truth_rejects: dict[str, int] = field(default_factory=dict)  # true boxes the rules reject: reason -> count
 
     @property
     def precision(self) -> float | None:
@@ -118,13 +119,20 @@ class TruthReport:
 
 
 # ------------------------------------------------------------------------------------------------ ground truth
-def should_keep(truth: Row | None, image_hw: tuple[int, int], rules: FilterRules) -> bool:
-    """Whether the truth says the filter should keep the image: an ok ground-truth row whose true box, as the only
-    detection at confidence 1, passes ``rules`` (their class list is ignored: the truth knows it is a vehicle)."""
+def truth_verdict(truth: Row | None, image_hw: tuple[int, int], rules: FilterRules) -> Verdict | None:
+    """The filter rules applied to the true box alone at confidence 1 (their class list ignored: the truth knows it
+    is a vehicle); ``None`` when there is no ok ground-truth row with a box."""
     if truth is None or truth.get("status") != "ok" or truth.get("bbox") is None:
-        return False
+        return None
     box = np.asarray([[*truth["bbox"], 1.0, 0.0]], dtype=np.float64)
-    return judge(box, image_hw, dataclasses.replace(rules, vehicle_classes=None)).kept
+    return judge(box, image_hw, dataclasses.replace(rules, vehicle_classes=None))
+
+
+def should_keep(truth: Row | None, image_hw: tuple[int, int], rules: FilterRules) -> bool:
+    """Whether the truth says the filter should keep the image: an ok ground-truth row whose true box passes
+    ``rules`` (:func:`truth_verdict`)."""
+    verdict = truth_verdict(truth, image_hw, rules)
+    return verdict is not None and verdict.kept
 
 
 def true_dominant_view(truth: Row, classes: tuple[str, ...] = VIEW_CLASSES_PVEN) -> str | None:
@@ -154,23 +162,29 @@ def filter_truth(
     truth_of = {t["image_id"]: t for t in truths}
     images = should = kept = correct = without = without_rejected = 0
     missed: Counter[str] = Counter()
+    truth_rejects: Counter[str] = Counter()
     for det in detections:
         gen = gens.get(det["image_id"])
         if gen is None:
             raise ValueError(f"detections image_id={det['image_id']} has no generations row; validate the root")
         truth = truth_of.get(det["image_id"])
         is_kept = det["status"] == dm.Status.OK.value
-        keep = should_keep(truth, (int(gen["height"]), int(gen["width"])), rules)
+        verdict = truth_verdict(truth, (int(gen["height"]), int(gen["width"])), rules)
+        keep = verdict is not None and verdict.kept
         images += 1
         kept += is_kept
         should += keep
         correct += is_kept and keep
         if keep and not is_kept:
             missed[det.get("reason") or det["status"]] += 1
+        if verdict is not None and verdict.reason is not None:
+            truth_rejects[verdict.reason.value] += 1
         if truth is None:
             without += 1
             without_rejected += not is_kept
-    return FilterTruth(images, should, kept, correct, dict(missed.most_common()), without, without_rejected)
+    return FilterTruth(
+        images, should, kept, correct, dict(missed.most_common()), without, without_rejected, dict(truth_rejects)
+    )
 
 
 def view_truth(
@@ -256,6 +270,8 @@ def format_report(report: TruthReport) -> str:
         f"  kept {f.kept}: precision {_pct(f.precision)}  recall {_pct(f.recall)}  "
         f"({f.kept_correctly}/{f.should_keep}; wrongly rejected: {missed})",
         f"  images without ground truth rejected: {f.without_truth_rejected}/{f.without_truth}",
+        "  true boxes the filter rules reject (not to be kept): "
+        + (", ".join(f"{k} {n}" for k, n in f.truth_rejects.items()) or "none"),
         f"Dominant view vs truth ({v.images} segmented images with ground truth, classes {', '.join(v.classes)})",
         f"  {'':14}{'segmenter':>10}{'majority (' + str(v.majority_class) + ')':>22}",
         f"  {'accuracy':14}{_pct(v.accuracy):>10}{_pct(v.majority_accuracy):>22}",

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import data_manifests as dm
+from data_manifests import Reason
 from pipeline.dataset_sheet import dataset_sheet, overlay, pick
 from pipeline.filter import FilterRules, filter_images
 from pipeline.generate.backends import groundtruth_row
@@ -24,6 +25,7 @@ from pipeline.truth import (
     should_keep,
     targets,
     true_dominant_view,
+    truth_verdict,
     view_truth,
 )
 
@@ -100,6 +102,12 @@ def test_should_keep_applies_the_filter_rules_to_the_true_box():
     narrow = np.zeros((100, 100), np.int64)
     narrow[5:95, 45:55] = TW["top"]  # a bus seen from above, lengthwise: aspect 0.11
     assert not should_keep(_truth_row(narrow), (100, 100), RULES)
+    assert truth_verdict(_truth_row(narrow), (100, 100), RULES).reason == Reason.BAD_ASPECT
+    gens = [{"image_id": "img", "width": 100, "height": 100}]
+    f = filter_truth(
+        gens, [{"image_id": "img", "status": "rejected", "reason": "bad_aspect"}], [_truth_row(narrow)], RULES
+    )
+    assert (f.should_keep, f.truth_rejects, f.missed) == (0, {"bad_aspect": 1}, {})
     hidden = _truth_row(np.zeros((100, 100), np.int64))  # vehicle entirely hidden: rejected / empty_mask
     assert hidden["status"] == "rejected" and not should_keep(hidden, (100, 100), RULES)
     # The truth knows a vehicle is a vehicle: the rules' class list does not apply to it.
