@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from data_manifests.typed import from_dict
+
 T = TypeVar("T")
 
 
@@ -72,10 +74,5 @@ def section(config: dict[str, Any], name: str, cls: type[T]) -> T:
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if "seed" in fields and "seed" not in values and "seed" in config:
         values = {**values, "seed": config["seed"]}  # the profile's top-level seed is every stage's default
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ValueError(f"config section {name!r}: {exc}") from exc
+    # Unknown keys and values of the wrong type are errors naming the key (data_manifests.typed, as in vehiclemae).
+    return from_dict(cls, values, where=f"config section {name!r}")

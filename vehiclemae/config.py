@@ -11,79 +11,19 @@ import dataclasses
 import json
 import os
 import subprocess
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from data_manifests.typed import from_dict
+
 T = TypeVar("T")
 
 
 def _parse_value(text: str) -> Any:
     return yaml.safe_load(text) if text else ""
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check/convert a YAML value against a dataclass field annotation (nested dataclasses included)."""
-    origin = typing.get_origin(annotation)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        return from_dict(annotation, value, where)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    # YAML 1.1 reads "1e-3" (no dot) as a string: accept it for float fields (also `float | None`).
-    if isinstance(value, str) and (
-        annotation is float or (origin is not None and float in typing.get_args(annotation))
-    ):
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"{where}: expected a number, got {value!r}") from None
-    if (origin is tuple or annotation is tuple) and isinstance(value, list | tuple):
-        return tuple(value)
-    if (origin is list or annotation is list) and isinstance(value, list | tuple):
-        return list(value)
-    _check_scalar(value, annotation, where)
-    return value
-
-
-_SCALAR_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _check_scalar(value: Any, annotation: Any, where: str) -> None:
-    """A value for a scalar field (``int``, ``float``, ``bool``, ``str``, optionally ``| None``) must be of that type:
-    ``--set optim.blr=[1,2]`` is an error here, not a ``TypeError`` deep in the training loop."""
-    args = typing.get_args(annotation) if typing.get_origin(annotation) is not None else (annotation,)
-    kinds = [a for a in args if a is not type(None)]
-    if not kinds or any(k not in _SCALAR_NAMES for k in kinds):
-        return  # containers, Any, ...: checked where they are used
-    if value is None and type(None) in args:
-        return
-    for kind in kinds:
-        if kind is bool and isinstance(value, bool):
-            return
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return
-        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return
-        if kind is str and isinstance(value, str):
-            return
-    wanted = " or ".join(_SCALAR_NAMES[k] for k in kinds) + (" or null" if type(None) in args else "")
-    raise ValueError(f"{where}: expected {wanted}, got {value!r}")
-
-
-def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
-    """Build dataclass ``cls`` from a dict; unknown keys are an error listing the valid ones."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
-    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in values.items()}
-    return cls(**kwargs)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
