@@ -54,12 +54,26 @@ class ToyModelsSettings:
     occluder_probability: float = 0.0  # the toy profile synthesises without occluders
     detection_images: int = 1000  # multi-vehicle scenes (a fifth go to val)
     detector_renders_per_identity: int = 9  # single-vehicle renders per identity in the detector's dataset
-    detector_epochs: int = 20
+    detector_epochs: int = 30
     detector_batch: int = 32
     detector_imgsz: int = 128
     val_fraction: float = 0.15  # share of identities held out (detector renders and segmenter alike)
     workers: int = 2  # render processes
     reuse: bool = False  # keep a model already trained in the work folder (its report file marks it finished)
+
+
+def world_settings(settings: ToyModelsSettings):
+    """The training world's :class:`pipeline.toyworld.export.ToyworldSettings`."""
+    from pipeline.toyworld.export import ToyworldSettings
+
+    return ToyworldSettings(
+        identities=settings.identities,
+        images_per_identity=settings.images_per_identity,
+        seed=settings.seed,
+        first_index=settings.first_index,
+        occluder_probability=settings.occluder_probability,
+        detection_images=settings.detection_images,
+    )
 
 
 def _link(src: Path, dest: Path) -> None:
@@ -211,25 +225,13 @@ def build_toy_models(
 ) -> dict[str, Any]:
     """Steps 1-5 of the module docstring; returns the report also written to ``out/toy_models.json``."""
     from pipeline.filter.toy_detector import train_toy_detector
-    from pipeline.toyworld.export import ToyworldSettings, build_toyworld
+    from pipeline.toyworld.export import build_toyworld
 
     work, out = Path(work), Path(out)
     world = work / "world"
     started = time.monotonic()
     # 1. The training world (resumes when it exists with the same settings).
-    build_toyworld(
-        world,
-        ToyworldSettings(
-            identities=settings.identities,
-            images_per_identity=settings.images_per_identity,
-            seed=settings.seed,
-            first_index=settings.first_index,
-            occluder_probability=settings.occluder_probability,
-            detection_images=settings.detection_images,
-        ),
-        workers=settings.workers,
-        progress=progress,
-    )
+    build_toyworld(world, world_settings(settings), workers=settings.workers, progress=progress)
     identities = [r["identity_id"] for r in dm.read_rows(world, "subjects", columns=["identity_id"])]
     held_out = val_identities(identities, settings.val_fraction, settings.seed)
     rendered = time.monotonic()
