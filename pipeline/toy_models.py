@@ -138,11 +138,19 @@ def detector_dataset(world: Path, out: Path, per_identity: int, held_out: set[st
 
 
 def held_out_check(
-    world: Path, held_out: set[str], detector_weights: Path, segmenter_weights: Path, config: dict[str, Any]
+    world: Path,
+    held_out: set[str],
+    detector_weights: Path,
+    segmenter_weights: Path,
+    config: dict[str, Any],
+    noise_images: int = 20,
+    size: int = 128,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """The toy pipeline's filter and segmenter on the held-out identities' renders, scored like the demo is
-    (:mod:`pipeline.truth`): filter precision/recall of keep, then the dominant view of every kept image, segmented
-    inside the detector's box, against the truth. This is the figure to choose toy-model settings by."""
+    """The toy pipeline's filter and segmenter on the held-out identities' renders plus ``noise_images`` noise images,
+    scored like the demo is (:mod:`pipeline.truth`): filter precision/recall of keep and noise rejected, then the
+    dominant view of every kept image, segmented inside the detector's box, against the truth. This is the figure to
+    choose toy-model settings by."""
     import numpy as np
     import torch
 
@@ -163,10 +171,17 @@ def held_out_check(
     torch.set_num_threads(2)
     gens = [g for g in dm.read_rows(world, "generations") if g["identity_id"] in held_out and g["status"] == "ok"]
     truths = dm.read_rows(world, "segments_gt", filter=pc.field("image_id").isin([g["image_id"] for g in gens]))
+    # Images without truth that must be rejected: uniform noise, like the toy profile's untrained diffusion model.
+    rng = np.random.default_rng([seed, 7])
+    noise = {f"noise{k:04d}": rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for k in range(noise_images)}
+    gens += [{"image_id": k, "width": size, "height": size, "path": None} for k in noise]
     detections, segments = [], []
     for start in range(0, len(gens), 16):
         chunk = gens[start : start + 16]
-        images = [load_rgb(dm.inside_root(world, g["path"], "generations path")) for g in chunk]
+        images = [
+            noise[g["image_id"]] if g["path"] is None else load_rgb(dm.inside_root(world, g["path"], "generations"))
+            for g in chunk
+        ]
         kept = []
         for g, image, boxes in zip(chunk, images, detector.predict(images), strict=True):
             verdict = judge(boxes, image.shape[:2], rules)
@@ -181,6 +196,7 @@ def held_out_check(
     return {
         "images": len(gens),
         "identities": len(held_out),
+        "noise_images": noise_images,
         "filter": filter_figures(filter_truth(gens, detections, truths, rules)),
         "views": view_figures(view_truth(segments, truths)),
     }
@@ -269,7 +285,9 @@ def build_toy_models(
         )
     detected = time.monotonic()
     # 5. The toy pipeline on the held-out identities' renders, then publish.
-    check = held_out_check(world, held_out, work / DETECTOR_FILE, work / "segment" / SEGMENTER_FILE, config)
+    check = held_out_check(
+        world, held_out, work / DETECTOR_FILE, work / "segment" / SEGMENTER_FILE, config, seed=settings.seed
+    )
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "command": "diffveri toy-models",

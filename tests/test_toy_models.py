@@ -81,7 +81,8 @@ def test_build_toy_models_at_tiny_size_publishes_loadable_weights_and_a_report(t
     saved = json.loads((tmp_path / "out" / "toy_models.json").read_text())
     assert saved["segmenter"]["steps"] == 4 and saved["detector"]["epochs"] == 1
     check = saved["held_out_check"]
-    assert check["identities"] == 1 and check["images"] == 3 and check["filter"]["should_keep"] == 3
+    assert check["identities"] == 1 and check["images"] == 3 + 20 and check["filter"]["should_keep"] == 3
+    assert check["filter"]["without_truth"] == 20  # noise images, like the untrained diffusion model's
     # A second run with reuse keeps both models and only re-checks and re-publishes them.
     again = build_toy_models(config, tmp_path / "work", tmp_path / "out", dataclasses.replace(settings, reuse=True))
     assert again["sha256_sam_view.pt"] == sha and again["minutes"]["segmenter"] < 0.05
