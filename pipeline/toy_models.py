@@ -168,7 +168,7 @@ def held_out_check(
         detector_weights, imgsz=cfg.imgsz, conf=min(rules.conf_other, rules.conf_min), iou=cfg.iou, device=cfg.device
     )
     segmenter, _ = load_segmenter(segmenter_weights)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # 2 threads crawl when another job holds a core (configs/pipeline/toy.yaml)
     gens = [g for g in dm.read_rows(world, "generations") if g["identity_id"] in held_out and g["status"] == "ok"]
     truths = dm.read_rows(world, "segments_gt", filter=pc.field("image_id").isin([g["image_id"] for g in gens]))
     # Images without truth that must be rejected: uniform noise, like the toy profile's untrained diffusion model.
