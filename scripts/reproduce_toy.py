@@ -394,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="worlds folder (default data/reproduce-toy-PROFILE)")
     parser.add_argument("--conditions", default=None, help="comma-separated subset of the profile's conditions")
     parser.add_argument(
+        "--protocols", default=None, help="comma-separated subset of the protocols (default: all, see the config)"
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -404,6 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bin", default=str(Path(sys.executable).parent), help="folder of diffveri/vehiclemae")
     args = parser.parse_args(argv)
     spec, conditions, protocols = load_spec(args.profile, args.conditions, args.overrides)
+    if args.protocols:
+        from vehiclemae.config import parse_names
+
+        try:
+            protocols = parse_names(args.protocols, protocols, "protocol")
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
     runs = Path(args.runs or f"runs/reproduce-toy-{args.profile}").resolve()
     data = Path(args.data or f"data/reproduce-toy-{args.profile}").resolve()
     exp = Experiment(spec, conditions, protocols, args.profile, runs, data, Path(args.bin))

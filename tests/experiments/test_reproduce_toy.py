@@ -112,3 +112,8 @@ def test_tables_report_paired_ablations() -> None:
     # complementary - same_patches: +1.0 mAP on every seed (cross-view mAP was copied unchanged: +0.0)
     assert len(ablation) == 1 and "| frozen_knn_cls | +1.0 ± 0.0 (3/3) | +0.0 ± 0.0 (0/3) |" in ablation[0]
     assert "asymmetric vs symmetric" not in text  # vmim_symmetric was not run: no row
+
+
+def test_cli_rejects_unknown_protocols() -> None:
+    with pytest.raises(SystemExit, match="unknown protocol.*knn.*valid protocols: frozen_knn_mean"):
+        driver.main(["--profile", "quick", "--protocols", "supervised,knn", "--runs", "/nonexistent/runs"])
