@@ -43,10 +43,11 @@ prefect-up: setup
 prefect-down: setup
 	$(RUN) $(PY) -m flows.server down
 
-# PROFILE=quick (1 seed, <= 30 min) | full (3 seeds, <= 4 h); CONDITIONS=mae,vehiclemae runs a subset.
+# PROFILE=quick (1 seed, <= 30 min) | full (3 seeds, <= 4 h); CONDITIONS=mae,vehiclemae / PROTOCOLS=... run a subset.
 PROFILE ?= quick
 reproduce-toy: setup
-	$(RUN) $(PY) scripts/reproduce_toy.py --profile $(PROFILE) $(if $(CONDITIONS),--conditions $(CONDITIONS))
+	$(RUN) $(PY) scripts/reproduce_toy.py --profile $(PROFILE) $(if $(CONDITIONS),--conditions $(CONDITIONS)) \
+	  $(if $(PROTOCOLS),--protocols $(PROTOCOLS))
 	$(RUN) $(PY) scripts/results_tables.py runs/reproduce-toy-$(PROFILE)/results.json
 
 lint: setup
