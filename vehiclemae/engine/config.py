@@ -44,7 +44,7 @@ class MethodConfig:
     mask_ratio_view: float | None = None  # view branch's own ratio (asymmetric masks; the visible sets stay disjoint)
     fg_floor: float = 0.1  # weight of background-only patches in the reconstruction losses (1.0 = plain MAE)
     view_loss_weight: float = 1.0
-    ppmd_weight: float = 0.1  # cross-branch distillation weight once ramped (1.0 collapsed the toy encoders)
+    ppmd_weight: float = 1.0  # cross-branch distillation weight once ramped (docs/vehiclemae.md, "PPMD settings")
     ppmd_same_weight: float = 0.0  # optional same-branch term (student -> its own past)
     ppmd_ramp_epochs: int = 1  # weight ramps linearly from epoch 1 to epoch ramp_epochs
     ppmd_center: bool = True  # subtract each image's mean token before the cosine
