@@ -85,6 +85,9 @@ def test_complementary_targets_are_the_other_branch_visible_patches(predictor: b
     model = _model("complementary", predictor)
     teachers = _RecordingTeachers(model.rgb.encoder, model.view.encoder)
     head_type = ComplementaryPredictor if predictor else DecoderTokenHead
+    if predictor:  # blocks at the decoder's width (32) with its heads, projected from and to the encoder's (96)
+        assert model.ppmd_pred["rgb"].blocks[0].attn.qkv.in_features == 32
+        assert model.ppmd_pred["rgb"].proj_out.out_features == model.rgb.encoder.embed_dim
     positions: dict[str, torch.Tensor] = {}
     for name, head in model.ppmd_pred.items():
         assert isinstance(head, head_type)

@@ -70,6 +70,7 @@ class VehicleMAE(nn.Module):
                 grid=rgb.grid,
                 num_heads=rgb.encoder.blocks[0].attn.num_heads,
                 depth=ppmd_predictor_depth,
+                decoder_heads=rgb.decoder_blocks[0].attn.num_heads if len(rgb.decoder_blocks) else None,
             )
 
     @property
