@@ -405,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         help="override a profile setting, e.g. --set pretrain.epochs=4 (recorded in results.json; repeatable)",
     )
     parser.add_argument("--bin", default=str(Path(sys.executable).parent), help="folder of diffveri/vehiclemae")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write results.json from the cells finished so far (e.g. of a run still going) without running anything",
+    )
     args = parser.parse_args(argv)
     spec, conditions, protocols = load_spec(args.profile, args.conditions, args.overrides)
     if args.protocols:
@@ -420,7 +425,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     from vehiclemae.config import git_sha  # "-dirty" when the work tree differs from the commit
 
-    results = exp.run(git_sha(ROOT))
+    stamp = runs / "commit.txt"  # the commit the cells were computed with (a report may come from a later checkout)
+    if args.report_only:
+        if not (runs / "baselines.json").is_file():
+            raise SystemExit(f"{runs} holds no finished baselines yet; nothing to report")
+        commit = stamp.read_text().strip() if stamp.is_file() else "unknown"
+        results = exp.collect(commit, exp.baselines())
+        results["partial"] = True  # cells of a run that may not have finished
+    else:
+        runs.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(git_sha(ROOT) + "\n")
+        results = exp.run(git_sha(ROOT))
     results["seconds"] = round(time.monotonic() - t0, 1)
     results["overrides"] = args.overrides
     out = runs / "results.json"

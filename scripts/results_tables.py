@@ -71,7 +71,8 @@ def section(results: dict[str, Any]) -> str:
         f"Profile `{results['profile']}`, commit `{results['commit'][:10]}`, seeds {seeds}; benchmark world "
         f"`diffveri toyworld {world}`, pre-training world `{pool}` ({results.get('pretrain_source', 'toyworld')} "
         f"table); pre-training {results['budget']['pretrain']}, fine-tuning {results['budget']['finetune']}"
-        + (f"; profile overrides `{' '.join(results['overrides'])}`." if results.get("overrides") else "."),
+        + (f"; profile overrides `{' '.join(results['overrides'])}`." if results.get("overrides") else ".")
+        + (" **Partial: the cells finished when the report was written.**" if results.get("partial") else ""),
         "",
         "Training-free baselines on the same test split: colour histogram of the centre crop "
         f"**mAP {base['hist_map']:.1f}** (Rank-1 {base['hist_r1']:.1f}), family-attribute oracle "

@@ -117,3 +117,22 @@ def test_tables_report_paired_ablations() -> None:
 def test_cli_rejects_unknown_protocols() -> None:
     with pytest.raises(SystemExit, match="unknown protocol.*knn.*valid protocols: frozen_knn_mean"):
         driver.main(["--profile", "quick", "--protocols", "supervised,knn", "--runs", "/nonexistent/runs"])
+
+
+def test_report_only_collects_finished_cells_without_running(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    with pytest.raises(SystemExit, match="no finished baselines"):
+        driver.main(["--profile", "quick", "--runs", str(runs), "--report-only"])
+    (runs / "cells").mkdir(parents=True, exist_ok=True)
+    base = {"histogram": {"mAP": 5.1, "rank1": 8.9}, "oracle": {"mAP": 26.3}, "chance": {"mAP": 1.3}}
+    (runs / "baselines.json").write_text(json.dumps({"results": base}))
+    (runs / "commit.txt").write_text("abc123\n")
+    cell = {"pretrain": "mae", "protocol": "frozen_knn_cls", "seed": 0, "mAP": 7.0, "rank1": 9.0}
+    (runs / "cells" / "mae__frozen_knn_cls__seed0.json").write_text(json.dumps(cell))
+    assert (
+        driver.main(["--profile", "quick", "--runs", str(runs), "--data", str(tmp_path / "none"), "--report-only"]) == 0
+    )
+    results = json.loads((runs / "results.json").read_text())
+    assert results["partial"] and results["commit"] == "abc123" and results["rows"] == [cell]
+    assert not (tmp_path / "none").exists()  # nothing was rendered or run
+    assert "Partial" in tables.section(results)
