@@ -43,7 +43,6 @@ from .common import (
     rare_token,
     relative_to_root,
     resolve_base_model,
-    resolve_path,
     set_torch_threads,
     slug,
     write_png,
@@ -563,10 +562,15 @@ def _check_inputs(root: Path, subjects: list[dict[str, Any]]) -> dict[str, tuple
             problems[row["identity_id"]] = (Reason.NO_INSTANCE_IMAGES, "subject has no instance images")
             continue
         for rel in images:
-            reason = check_image(resolve_path(root, rel))
+            try:
+                path = dm.inside_root(root, rel, what="instance image")
+            except dm.PathEscapeError as exc:  # an absolute or ../ path: never read or trained on
+                problems[row["identity_id"]] = (Reason.PATH_OUTSIDE_ROOT, str(exc))
+                break
+            reason = check_image(path)
             if reason:
                 what = "does not exist" if reason == "missing_file" else "is not a readable image"
-                problems[row["identity_id"]] = (reason, f"instance image {resolve_path(root, rel)} {what}")
+                problems[row["identity_id"]] = (reason, f"instance image {path} {what}")
                 break
     return problems
 
@@ -688,7 +692,7 @@ def run_dreambooth(
             with MODEL_LOCK:
                 state, steps, loss = train_identity(
                     base_model=base,
-                    instance_images=[resolve_path(root, p) for p in row["instance_images"]],
+                    instance_images=[dm.inside_root(root, p, what="instance image") for p in row["instance_images"]],
                     class_images=class_cache.get(class_name, []),
                     instance_prompt=cfg.instance_prompt.format(token=token, class_name=class_name),
                     class_prompt=class_prompt,

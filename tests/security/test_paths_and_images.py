@@ -135,3 +135,32 @@ def test_every_entry_point_makes_pil_itself_raise_over_the_limit(tmp_path: Path)
     assert Image.MAX_IMAGE_PIXELS == dm.max_image_pixels()
     with pytest.raises((Image.DecompressionBombError, Image.DecompressionBombWarning)):
         Image.open(tmp_path / "bomb.png")
+
+
+# ------------------------------------------------------------------------------- pre-training data and DreamBooth
+def test_pretraining_data_refuses_a_bomb_with_the_row_named(tmp_path: Path) -> None:
+    from tests.vehiclemae.synth import make_diffveri
+    from vehiclemae.data import DiffVERIDataset
+
+    root = make_diffveri(tmp_path / "data", n_identities=2, size=32)
+    dataset = DiffVERIDataset(root, img_size=32)
+    victim = root / dataset.rows[0]["path"]
+    victim.write_bytes(bomb_png())
+    with pytest.raises(ValueError, match=r"row image_id=.*over the limit of .* M pixels.*mark the row failed"):
+        dataset.load(0)
+
+
+def test_dreambooth_never_reads_an_instance_image_outside_the_root(tmp_path: Path) -> None:
+    from pipeline.generate.dreambooth import _check_inputs
+
+    outside = tmp_path / "elsewhere.png"
+    write_png(outside, np.zeros((8, 8, 3), dtype=np.uint8))
+    root = tmp_path / "root"
+    root.mkdir()
+    rows = [
+        {"identity_id": "a", "instance_images": [str(outside)]},  # absolute
+        {"identity_id": "b", "instance_images": ["../elsewhere.png"]},
+    ]
+    problems = _check_inputs(root, rows)
+    assert {k: v[0] for k, v in problems.items()} == {"a": "path_outside_root", "b": "path_outside_root"}
+    assert "leaves the data root" in problems["b"][1]

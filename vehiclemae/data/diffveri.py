@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, read_table, rle
+from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, inside_root, open_image, read_table, rle
 
 from ..masking import make_masks
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, CropParams, apply_joint, flip_lut_for, sample_crop
@@ -146,12 +146,13 @@ class DiffVERIDataset(Dataset):
     def load(self, i: int) -> tuple[Image.Image, np.ndarray, np.ndarray]:
         """Row ``i`` at full resolution: PIL RGB image, labels ``(H, W) int64``, fg ``(H, W) bool``."""
         row = self.rows[i]
-        path = self.root / row["path"]
-        where = f"{self.root}/manifests/{self.table} row image_id={row['image_id']!r} ({path})"
+        where = f"{self.root}/manifests/{self.table} row image_id={row['image_id']!r} ({row['path']})"
+        # A manifest path must stay inside the data root; images over the pixel limit are refused undecoded.
+        path = inside_root(self.root, row["path"], what=f"{where}: path")
         try:
-            image = Image.open(path)
-            image.draft("RGB", (self.img_size, self.img_size))  # JPEG: decode at reduced scale when large
-            image = image.convert("RGB")
+            with open_image(path) as image:
+                image.draft("RGB", (self.img_size, self.img_size))  # JPEG: decode at reduced scale when large
+                image = image.convert("RGB")
         except (OSError, ValueError) as exc:
             raise ValueError(f"{where}: cannot read the image ({exc}); fix the file or mark the row failed") from exc
         h, w = row["height"], row["width"]

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from data_manifests import open_image
 from torch.utils.data import Dataset
 
 VERI_FOLDERS = {"train": "image_train", "query": "image_query", "gallery": "image_test"}
@@ -209,7 +211,7 @@ class ReIDImageDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         sample = self.samples[i]
         try:
-            with Image.open(sample.path) as handle:
+            with open_image(sample.path) as handle:  # refuses images over the pixel limit undecoded
                 image = handle.convert("RGB")
         except OSError as exc:
             raise OSError(f"cannot read image {sample.path}: {exc}") from exc
