@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as exc:  # user errors: one clear line, no traceback
+    # User errors and missing, unwritable or full disks (OSError): one clear line, no traceback.
+    except (ValueError, KeyError, OSError) as exc:
         if args.verbose:
             raise
         print(f"diffveri {args.command}: error: {exc}", file=sys.stderr)

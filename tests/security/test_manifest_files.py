@@ -189,3 +189,27 @@ def test_old_pointers_without_checksums_still_load_and_validate_says_so(
     assert [w.kind for w in dm.validate(tmp_path, check_files=False, warnings=True)] == ["no_checksum"]
     assert diffveri(["manifests", "repair", str(tmp_path), "--yes"]) == 0  # records them
     assert dm.validate(tmp_path, check_files=False, warnings=True) == []
+
+
+def test_a_full_disk_is_one_line_from_diffveri_and_leaves_no_temp_file(tmp_path, capsys, monkeypatch) -> None:
+    import errno
+    import os
+
+    from pipeline.cli import main as diffveri
+    from pipeline.generate.common import write_png
+    from tests.generate.conftest import draw_vehicle
+
+    src = tmp_path / "src" / "toy0001"
+    src.mkdir(parents=True)
+    write_png(src / "a.png", draw_vehicle(1, 24))
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    root = tmp_path / "root"
+    code = diffveri(["subjects", "import", "--root", str(root), "--from", "folder", str(tmp_path / "src")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "No space left on device" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not [p for p in root.rglob("*") if ".tmp" in p.name]
+    assert not [p for p in root.rglob("*") if p.is_file()]  # no photo, no manifest part
