@@ -82,7 +82,8 @@ def train_toy_detector(
             raise ValueError(f"{data_yaml}: missing key {key!r} (a YOLO dataset yaml needs train, val and names)")
     eval_split = "test" if spec.get("test") else "val"
     out = Path(out) if out else root / DEFAULT_WEIGHTS
-    work = root / "models" / "toy-yolo-train"
+    # Absolute: ultralytics puts a relative `project` under its own runs/<task>/ folder, where we would not find it.
+    work = (root / "models" / "toy-yolo-train").absolute()
 
     # 1. Train from scratch (the yaml builds random weights offline; amp=False skips the check that downloads a model).
     # AdamW at a fixed lr converges faster from scratch on a few hundred images than ultralytics' "auto" choice.
