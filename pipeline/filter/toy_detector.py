@@ -36,8 +36,8 @@ class ToyDetectorReport:
 
 def _split_size(data_yaml: Path, split: str) -> int:
     data = yaml.safe_load(data_yaml.read_text())
-    base = Path(data.get("path") or data_yaml.parent)
-    if not base.is_absolute():
+    base = Path(data["path"]) if data.get("path") else data_yaml.parent
+    if not base.is_absolute() and data.get("path"):  # a relative `path` is relative to the yaml's folder
         base = data_yaml.parent / base
     entry = data[split]
     entries = entry if isinstance(entry, list) else [entry]
