@@ -15,6 +15,7 @@ import io
 import os
 import pickle
 import re
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,9 @@ def describe_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 def load_torch_file(
     path: str | os.PathLike,
     *,
@@ -66,7 +70,9 @@ def load_torch_file(
     # A missing or unreadable file fails at open(), with the OS's message.
     with io.BytesIO(data) if data is not None else open(path, "rb") as handle:
         try:
-            with torch.serialization.safe_globals(list(allow)):
+            # torch keeps the allowed globals in one process-wide set that each context removes on exit: a load in
+            # another thread (the flow runs shards on threads) would lose its entries mid-load. One load at a time.
+            with _LOAD_LOCK, torch.serialization.safe_globals(list(allow)):
                 return torch.load(handle, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as exc:
             raise ValueError(
