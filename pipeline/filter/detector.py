@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -153,6 +154,9 @@ def bundled_model_yaml(name: str) -> str:
     return name
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 def load_yolo(weights: str | os.PathLike) -> tuple[YOLO, str]:
     """A YOLO detection model and the digest of what was loaded: a local ``.pt`` (checked by
     :func:`check_yolo_checkpoint`; the first 12 hex digits of its sha256) or a bundled model yaml (``"random"``).
@@ -172,8 +176,10 @@ def load_yolo(weights: str | os.PathLike) -> tuple[YOLO, str]:
         )
     # Read once; check and load those same bytes, so the file cannot be swapped between the check and the load.
     data = path.read_bytes()
-    check_yolo_checkpoint(path, data)
-    with tempfile.TemporaryDirectory(prefix="diffveri-yolo-") as tmp:
+    # One load at a time: the allow-list imports ultralytics' modules, and a thread importing them while another one
+    # does sees them half-initialised (the flow's shards build their detectors concurrently on threads).
+    with _LOAD_LOCK, tempfile.TemporaryDirectory(prefix="diffveri-yolo-") as tmp:
+        check_yolo_checkpoint(path, data)
         private = Path(tmp) / path.name
         private.write_bytes(data)
         # Ultralytics unpickles with weights_only=False, but these bytes just passed the weights-only load: the
