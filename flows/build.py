@@ -45,6 +45,17 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "segment": ("detections", "reviews"),
     "assemble": ("generations", "detections", "reviews", "segments"),
 }
+# Manifest tables each stage writes. When one is missing the stage runs even if its cache key matches: the data root
+# was deleted or replaced at the same path, and a cached result would stand for rows that no longer exist.
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "subjects": ("subjects",),
+    "dreambooth": ("dreambooth",),
+    "synthesize": ("generations",),
+    "filter": ("detections",),
+    "review": ("reviews",),
+    "segment": ("segments",),
+    "assemble": ("diffveri",),
+}
 
 
 # ------------------------------------------------------------------------------------------------------------ caching
@@ -167,17 +178,19 @@ def run_stages(
     summary: dict[str, Any] = {}
     progress = create_progress_artifact(progress=0.0, description="build-diffveri: share of stages done")
     for done, stage in enumerate(stages):
+        outputs_missing = any(table_state(Path(root), t) == "absent" for t in STAGE_OUTPUTS.get(stage, ()))
+        stage_task = run_stage_task.with_options(refresh_cache=True) if outputs_missing else run_stage_task
         if stage == "subjects":
-            results = [run_stage_task(stage, config, root, identities)]
+            results = [stage_task(stage, config, root, identities)]
         elif stage in SHARDED:
             ids = list_identities(root, identities)
             futures = [
-                run_stage_task.submit(stage, config, root, shard, shard=f"{shard[0]}..{shard[-1]}")
+                stage_task.submit(stage, config, root, shard, shard=f"{shard[0]}..{shard[-1]}")
                 for shard in shards_of(ids, shard_size)
             ]
             results = [f.result() for f in futures]
         else:
-            results = [run_stage_task(stage, config, root, list_identities(root, identities) if identities else None)]
+            results = [stage_task(stage, config, root, list_identities(root, identities) if identities else None)]
         counts: dict[str, int] = {}
         for result in results:
             for key, value in result.counts.items():
