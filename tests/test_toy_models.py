@@ -86,3 +86,19 @@ def test_build_toy_models_at_tiny_size_publishes_loadable_weights_and_a_report(t
     # A second run with reuse keeps both models and only re-checks and re-publishes them.
     again = build_toy_models(config, tmp_path / "work", tmp_path / "out", dataclasses.replace(settings, reuse=True))
     assert again["sha256_sam_view.pt"] == sha and again["minutes"]["segmenter"] < 0.05
+
+
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models" / "toy"
+
+
+def test_committed_toy_models_load_through_the_safe_loaders_also_from_threads_at_once():
+    """The demo's weights (models/toy) pass the filter's and the segment stage's loaders; the flow builds its shards'
+    detectors concurrently on threads, which once made the weights-only check refuse BatchNorm2d."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    report = json.loads((REPO_MODELS / "toy_models.json").read_text())
+    with ThreadPoolExecutor(4) as pool:
+        digests = list(pool.map(lambda _: load_yolo(REPO_MODELS / "toy-yolo.pt")[1], range(4)))
+    assert set(digests) == {report["sha256_toy-yolo.pt"][:12]}
+    segmenter, sha = load_segmenter(REPO_MODELS / "sam_view.pt")
+    assert sha == report["sha256_sam_view.pt"] and segmenter.view_classes == dm.VIEW_CLASSES_PVEN
