@@ -171,6 +171,40 @@ class _Writer:
         self.rows, self.gt = [], []
 
 
+def _work_list(
+    root: Path,
+    cfg: SynthesizeConfig,
+    subjects: list[dict[str, Any]],
+    plan: list[PlanEntry],
+    bank: dict[str, Any],
+    model_refs: dict[str, str],
+    db_rows: dict[str, dict[str, Any]],
+    done: set[str],
+) -> tuple[list[tuple[dict[str, Any], PlanEntry, list[tuple[Request, str]]]], int]:
+    """``(work, skipped)``: per subject and plan entry the requests whose image is not ``ok`` yet, and how many were."""
+    taken = {s["token"] for s in subjects if s.get("token")}
+    work: list[tuple[dict[str, Any], PlanEntry, list[tuple[Request, str]]]] = []
+    skipped = 0
+    for subject in subjects:
+        ident = subject["identity_id"]
+        token = _token(root, subject, db_rows.get(ident), taken)
+        for entry in plan:
+            todo = []
+            for view in entry.views:
+                for index in range(entry.images_per_view):
+                    seed = derive_seed(cfg.seed, ident, view, index)
+                    image_id = dm.image_id(ident, view, seed, model_refs[entry.backend])
+                    if image_id in done:
+                        skipped += 1
+                        continue
+                    vp = bank[view]
+                    prompt = vp.prompt.format(token=token, class_name=subject["class_name"])
+                    todo.append((Request(ident, view, index, seed, prompt, vp.negative_prompt), image_id))
+            if todo:
+                work.append((subject, entry, todo))
+    return work, skipped
+
+
 def run_synthesize(
     *,
     root: Path,
@@ -204,26 +238,8 @@ def run_synthesize(
     done = dm.existing_keys(root, "generations", filter=pc.field("status") == str(Status.OK))
 
     # 2. Work list: (subject, plan entry, requests not yet ok).
-    taken = {s["token"] for s in subjects if s.get("token")}
-    work: list[tuple[dict[str, Any], PlanEntry, list[tuple[Request, str]]]] = []
     counts = {"processed": 0, "skipped": 0, "failed": 0, "pending": 0}
-    for subject in subjects:
-        ident = subject["identity_id"]
-        token = _token(root, subject, db_rows.get(ident), taken)
-        for entry in plan:
-            todo = []
-            for view in entry.views:
-                for index in range(entry.images_per_view):
-                    seed = derive_seed(cfg.seed, ident, view, index)
-                    image_id = dm.image_id(ident, view, seed, model_refs[entry.backend])
-                    if image_id in done:
-                        counts["skipped"] += 1
-                        continue
-                    vp = bank[view]
-                    prompt = vp.prompt.format(token=token, class_name=subject["class_name"])
-                    todo.append((Request(ident, view, index, seed, prompt, vp.negative_prompt), image_id))
-            if todo:
-                work.append((subject, entry, todo))
+    work, counts["skipped"] = _work_list(root, cfg, subjects, plan, bank, model_refs, db_rows, done)
 
     # 3. Generate, identity by identity (adapters are applied once per identity), in batches.
     backends: dict[str, Backend] = {}
