@@ -356,6 +356,95 @@ def _to_pixels(images: list[np.ndarray]):
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
+def _prepare_models(
+    vae: Any, text_encoder: Any, unet: Any, cfg: DreamBoothConfig, device: Any, weight_dtype: Any, seed: int
+) -> None:
+    """Freeze what is not trained, move everything to ``device``, cast frozen parts to ``weight_dtype`` and (mode
+    ``lora``) add the seeded LoRA adapters, whose weights stay in fp32."""
+    import torch
+
+    vae.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    unet.requires_grad_(cfg.mode == "full")
+    # The frozen parts run in the mixed-precision dtype; trained weights stay in fp32.
+    for model in (vae, text_encoder, unet):
+        model.to(device)
+        if weight_dtype != torch.float32 and not (model is unet and cfg.mode == "full"):
+            model.to(dtype=weight_dtype)
+    if cfg.mode == "lora":
+        # peft draws the initial LoRA weights from torch's global RNG: seed it (in a fork, leaving the caller's
+        # RNG alone) so a run is reproducible from its seed.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet.add_adapter(lora_config(cfg.rank, cfg.alpha, UNET_TARGETS))
+            if cfg.train_text_encoder:
+                text_encoder.add_adapter(lora_config(cfg.rank, cfg.alpha, TEXT_TARGETS))
+        # Trainable (LoRA) parameters stay in fp32 even when the frozen base runs in fp16/bf16.
+        for model in (unet, text_encoder):
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.data = p.data.float()
+
+
+def _prepare_data(
+    cfg: DreamBoothConfig,
+    instance_images: list[Path],
+    class_images: list[Path],
+    instance_prompt: str,
+    class_prompt: str,
+    tokenizer: Any,
+    text_encoder: Any,
+    train_text: bool,
+    device: Any,
+) -> tuple[Any, Any, Any, Any]:
+    """``(instance pixels, class pixels or None, prompt token ids, prompt embeddings or None)``: the handful of
+    images kept as tensors, prompts tokenized once, and encoded once when the text encoder is frozen."""
+    import torch
+
+    instance = _to_pixels([load_image_square(p, cfg.resolution) for p in instance_images])
+    with_prior = cfg.prior_preservation and bool(class_images)
+    klass = _to_pixels([load_image_square(p, cfg.resolution) for p in class_images]) if with_prior else None
+    prompts = [instance_prompt] * cfg.batch_size + ([class_prompt] * cfg.batch_size if with_prior else [])
+    input_ids = tokenizer(
+        prompts, padding="max_length", truncation=True, max_length=tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids.to(device)
+    frozen_embeddings = None
+    if not train_text:
+        with torch.no_grad():  # the text encoder is frozen: encode the prompts once
+            frozen_embeddings = text_encoder(input_ids)[0]
+    return instance, klass, input_ids, frozen_embeddings
+
+
+def _register_checkpoint_hooks(accelerator: Any, lora: bool) -> None:
+    """Checkpoints hold only what is trained: the LoRA weights (``lora``) or the full UNet/text encoder, as
+    ``model_<i>.safetensors``; accelerate is told not to write the full models again."""
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    def save_hook(hook_models: list, weights: list, output_dir: str) -> None:
+        for i, model in enumerate(hook_models):
+            inner = accelerator.unwrap_model(model)
+            state = get_peft_model_state_dict(inner, save_embedding_layers=False) if lora else inner.state_dict()
+            save_file(
+                {k: v.detach().contiguous() for k, v in state.items()},
+                os.path.join(output_dir, f"model_{i}.safetensors"),
+            )
+            if weights:
+                weights.pop()  # we saved it ourselves: accelerate must not write the full model again
+
+    def load_hook(hook_models: list, input_dir: str) -> None:
+        for i in range(len(hook_models)):
+            model = accelerator.unwrap_model(hook_models.pop(0))
+            state = load_file(os.path.join(input_dir, f"model_{i}.safetensors"))
+            if lora:
+                set_peft_model_state_dict(model, state)
+            else:
+                model.load_state_dict(state)
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
 def train_identity(
     *,
     base_model: Path,
@@ -384,8 +473,6 @@ def train_identity(
     from accelerate.utils import ProjectConfiguration
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from diffusers.optimization import get_scheduler
-    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-    from safetensors.torch import load_file, save_file
     from tqdm.auto import tqdm
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -404,43 +491,24 @@ def train_identity(
     vae = AutoencoderKL.from_pretrained(base_model, subfolder="vae", local_files_only=True)
     unet = UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", local_files_only=True)
     noise_scheduler = DDPMScheduler.from_pretrained(base_model, subfolder="scheduler", local_files_only=True)
-    vae.requires_grad_(False)
-    text_encoder.requires_grad_(False)
-    unet.requires_grad_(cfg.mode == "full")
-    # The frozen parts run in the mixed-precision dtype; trained weights stay in fp32.
-    for model in (vae, text_encoder, unet):
-        model.to(accelerator.device)
-        if weight_dtype != torch.float32 and not (model is unet and cfg.mode == "full"):
-            model.to(dtype=weight_dtype)
-    if cfg.mode == "lora":
-        # peft draws the initial LoRA weights from torch's global RNG: seed it (in a fork, leaving the caller's
-        # RNG alone) so a run is reproducible from its seed.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            unet.add_adapter(lora_config(cfg.rank, cfg.alpha, UNET_TARGETS))
-            if cfg.train_text_encoder:
-                text_encoder.add_adapter(lora_config(cfg.rank, cfg.alpha, TEXT_TARGETS))
-        # Trainable (LoRA) parameters stay in fp32 even when the frozen base runs in fp16/bf16.
-        for model in (unet, text_encoder):
-            for p in model.parameters():
-                if p.requires_grad:
-                    p.data = p.data.float()
+    _prepare_models(vae, text_encoder, unet, cfg, accelerator.device, weight_dtype, seed)
     train_text = cfg.mode == "lora" and cfg.train_text_encoder
     models = [unet, text_encoder] if train_text else [unet]
     params = [p for m in models for p in m.parameters() if p.requires_grad]
 
     # 2. Data: a handful of images, kept as tensors; prompts tokenized once.
-    instance = _to_pixels([load_image_square(p, cfg.resolution) for p in instance_images])
-    with_prior = cfg.prior_preservation and bool(class_images)
-    klass = _to_pixels([load_image_square(p, cfg.resolution) for p in class_images]) if with_prior else None
-    prompts = [instance_prompt] * cfg.batch_size + ([class_prompt] * cfg.batch_size if with_prior else [])
-    input_ids = tokenizer(
-        prompts, padding="max_length", truncation=True, max_length=tokenizer.model_max_length, return_tensors="pt"
-    ).input_ids.to(accelerator.device)
-    frozen_embeddings = None
-    if not train_text:
-        with torch.no_grad():  # the text encoder is frozen: encode the prompts once
-            frozen_embeddings = text_encoder(input_ids)[0]
+    instance, klass, input_ids, frozen_embeddings = _prepare_data(
+        cfg,
+        instance_images,
+        class_images,
+        instance_prompt,
+        class_prompt,
+        tokenizer,
+        text_encoder,
+        train_text,
+        accelerator.device,
+    )
+    with_prior = klass is not None
 
     # 3. Optimizer, LR schedule, accelerate wrapping; checkpoints save only what is trained.
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
@@ -455,32 +523,7 @@ def train_identity(
     unet_p = models[0]
     text_p = models[1] if train_text else None
 
-    def save_hook(hook_models: list, weights: list, output_dir: str) -> None:
-        for i, model in enumerate(hook_models):
-            inner = accelerator.unwrap_model(model)
-            state = (
-                get_peft_model_state_dict(inner, save_embedding_layers=False)
-                if cfg.mode == "lora"
-                else inner.state_dict()
-            )
-            save_file(
-                {k: v.detach().contiguous() for k, v in state.items()},
-                os.path.join(output_dir, f"model_{i}.safetensors"),
-            )
-            if weights:
-                weights.pop()  # we saved it ourselves: accelerate must not write the full model again
-
-    def load_hook(hook_models: list, input_dir: str) -> None:
-        for i in range(len(hook_models)):
-            model = accelerator.unwrap_model(hook_models.pop(0))
-            state = load_file(os.path.join(input_dir, f"model_{i}.safetensors"))
-            if cfg.mode == "lora":
-                set_peft_model_state_dict(model, state)
-            else:
-                model.load_state_dict(state)
-
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
+    _register_checkpoint_hooks(accelerator, lora=cfg.mode == "lora")
 
     # 4. Resume from the newest checkpoint.
     start_step, last_loss = 0, float("nan")
