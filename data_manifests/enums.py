@@ -45,6 +45,8 @@ class Reason(StrEnum):
     REVIEWER_REJECTED = "reviewer_rejected"
     REVIEWER_UNSURE = "reviewer_unsure"
     IDENTITY_MISMATCH = "identity_mismatch"
+    IDENTITY_INCONSISTENT = "identity_inconsistent"  # automatic check: too unlike the identity's subject photos
+    VIEW_INCONSISTENT = "view_inconsistent"  # automatic check: the segmenter's views do not match the prompted view
     # segment
     NO_BOX = "no_box"
     EMPTY_MASK = "empty_mask"
@@ -57,6 +59,18 @@ class Decision(StrEnum):
     REJECT = "reject"
     UNSURE = "unsure"
     PENDING = "pending"
+
+
+class Triage(StrEnum):
+    """What the automatic consistency checks concluded about an image before review (``reviews.triage``)."""
+
+    ACCEPT = "accept"  # every score above its band
+    REJECT = "reject"  # a score below its band (the row's reason says which check)
+    UNCERTAIN = "uncertain"  # a score inside its band: a person decides
+
+
+# The reviewer recorded for decisions made without a person (automatic acceptance, automatic rejects).
+AUTO_REVIEWER = "auto-policy"
 
 
 class Split(StrEnum):

@@ -19,6 +19,7 @@ from .enums import (
     Source,
     Split,
     Status,
+    Triage,
     values,
 )
 
@@ -150,10 +151,15 @@ DETECTIONS = TableSpec(
             pa.field("crop_path", pa.string()),
             pa.field("detector_ref", pa.string()),
             *_status_fields(),
+            # automatic consistency checks before review (pipeline/review/checks.py); null = not checked
+            pa.field("identity_score", pa.float32()),  # cosine similarity to the identity's subject photos
+            pa.field("view_score", pa.float32()),  # share of vehicle pixels in views the prompted view shows
+            pa.field("segment_view", pa.string()),  # the segmenter's dominant view class
+            pa.field("checks_ref", pa.string()),  # encoder and segmenter that produced the scores
         ]
     ),
     key=("image_id",),
-    enums=dict(_common_enums),
+    enums={**_common_enums, "segment_view": ALL_VIEW_CLASSES},
     foreign_keys=(ForeignKey(("image_id",), "generations"),),
     path_columns=("crop_path",),
 )
@@ -173,10 +179,16 @@ REVIEWS = TableSpec(
             pa.field("source_sha256", pa.string()),  # sha256 of the image when the batch was exported
             pa.field("history", pa.string()),  # JSON list of superseded decisions of this (image, batch)
             *_status_fields(),
+            pa.field("triage", pa.string()),  # what the automatic checks concluded (null: no checks ran)
         ]
     ),
     key=("image_id", "batch_id"),
-    enums={**_common_enums, "decision": values(Decision), "view_label": frozenset(INTENDED_VIEWS)},
+    enums={
+        **_common_enums,
+        "decision": values(Decision),
+        "view_label": frozenset(INTENDED_VIEWS),
+        "triage": values(Triage),
+    },
     foreign_keys=(ForeignKey(("image_id",), "generations"),),
 )
 
