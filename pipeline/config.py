@@ -9,11 +9,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from data_manifests.project import resolve_config
 from data_manifests.typed import from_dict
 
 T = TypeVar("T")
@@ -51,15 +51,20 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Load a YAML profile. A profile may name ``extends: other.yaml`` (relative to itself) to start from."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist (profiles live in configs/pipeline/)")
+    """Load a YAML profile. A profile may name ``extends: other.yaml`` (relative to itself) to start from.
+
+    ``path`` is a file, or the short name of a profile in the project's ``configs/pipeline/`` (``toy``, ``paper``),
+    found from any current directory (:func:`data_manifests.project.resolve_config`).
+    """
+    path = resolve_config(path, "pipeline")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must be a YAML mapping")
     if "extends" in data:
-        data = _merge(load_config(path.parent / data.pop("extends")), data)
+        parent = path.parent / data.pop("extends")
+        if not parent.is_file():
+            raise FileNotFoundError(f"{path}: extends {parent.name!r}, but {parent} does not exist")
+        data = _merge(load_config(parent), data)
     return apply_overrides(data, overrides)
 
 

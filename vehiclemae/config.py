@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from data_manifests.project import resolve_config
 from data_manifests.typed import from_dict
 
 T = TypeVar("T")
@@ -48,12 +49,14 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ..
 
 
 def load_config(cls: type[T], path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> T:
-    """Defaults of ``cls`` <- YAML file at ``path`` (optional) <- overrides."""
+    """Defaults of ``cls`` <- YAML file at ``path`` (optional) <- overrides.
+
+    ``path`` is a file, or the short name of an experiment file in the project's ``configs/vehiclemae/`` (``toy``,
+    ``finetune_toy``), found from any current directory (:func:`data_manifests.project.resolve_config`).
+    """
     values: dict[str, Any] = to_dict(cls())
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist (experiment files live in configs/vehiclemae/)")
+        path = resolve_config(path, "vehiclemae")  # a file, or a profile's short name (toy, finetune_toy)
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: a config file must be a YAML mapping")
