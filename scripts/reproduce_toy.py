@@ -22,9 +22,11 @@ where it stopped (an interrupted pre-training continues from its last checkpoint
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -72,10 +74,13 @@ class Experiment:
         """Run a project command, its output to ``RUNS/logs/<log_name>.log``; a failure stops the experiment."""
         cmd = [str(a) for a in argv]
         log = self.logs / f"{log_name}.log"
+        env = dict(os.environ)
+        if self.spec.get("threads"):  # torch/OpenMP threads of every step (1 when another job shares the CPU)
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.spec["threads"])
         with open(log, "a") as handle:
             handle.write(f"$ {shlex.join(cmd)}\n")
             handle.flush()
-            done = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+            done = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         if done.returncode != 0:
             tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
             raise SystemExit(f"step failed ({log_name}, exit {done.returncode}); last lines of {log}:\n{tail}")
@@ -125,6 +130,7 @@ class Experiment:
         root = self.pool_root
         root.mkdir(parents=True, exist_ok=True)
         models = root / "models"
+        self.install_toy_models(models)
         if not (models / "toy-yolo.pt").is_file():
             self.sh(
                 "pipeline",
@@ -174,6 +180,27 @@ class Experiment:
             )
         stamp.write_text("{}")
         self.step(f"  done in {time.monotonic() - t0:.0f} s")
+
+    def install_toy_models(self, models: Path) -> None:
+        """Copy the project's trained toy detector and view segmenter (``toy_models``, e.g. ``models/toy`` from
+        ``make toy-models``, as the demo does) into the pool's ``models/``; without them the pool's own are trained."""
+        source = self.spec.get("toy_models")
+        if not source:
+            return
+        source = ROOT / source
+        pairs = [
+            (source / "toy-yolo.pt", models / "toy-yolo.pt"),
+            (source / "sam_view.pt", models / "segment" / "sam_view.pt"),
+        ]
+        if not all(src.is_file() for src, _ in pairs):
+            self.step(f"  {source} has no trained toy models: training the pool's own detector and segmenter")
+            return
+        for src, dst in pairs:
+            if not dst.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dst.with_suffix(".tmp")
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
 
     # ------------------------------------------------------------------------------------------------ cells
     def cell_path(self, condition: str, protocol: str, seed: int) -> Path:
@@ -293,6 +320,7 @@ class Experiment:
             f"optim.epochs={epochs}",
             "--set",
             f"seed={seed}",
+            *(["--set", f"threads={self.spec['threads']}"] if self.spec.get("threads") else []),
             *init,
         )
         result = json.loads((out / "result.json").read_text())
@@ -301,6 +329,42 @@ class Experiment:
         best["selection"] = result.get("selection")
         self.write_cell(condition, mode, seed, best)
         self.step(f"  done in {time.monotonic() - t0:.0f} s")
+
+    # ------------------------------------------------------------------------------------------------ reuse
+    def reuse_cells(self, condition: str, seed: int, encoder: Path) -> None:
+        """Copy the cells of another condition whose exported encoder has exactly the same weights (same seed).
+
+        Every downstream protocol is a deterministic function of (encoder weights, seed), so re-running it would
+        reproduce the same numbers; e.g. ``vmim``'s RGB encoder is bit-identical to ``mae``'s (the branches meet
+        only in PPMD). A copied row says so in ``extra.same_encoder_as``; the tables show it.
+        """
+        registry = self.runs / "encoders.json"
+        digests = json.loads(registry.read_text()) if registry.is_file() else {}
+        key = f"{condition}-seed{seed}"
+        if key not in digests:
+            digests[key] = encoder_digest(encoder)
+            tmp = registry.with_suffix(".tmp")
+            tmp.write_text(json.dumps(digests, indent=1, sort_keys=True))
+            os.replace(tmp, registry)
+        twins = [
+            name.rsplit("-seed", 1)[0]
+            for name, digest in digests.items()
+            if digest == digests[key] and name != key and name.endswith(f"-seed{seed}")
+        ]
+        for protocol in self.protocols:
+            if self.cell_path(condition, protocol, seed).is_file():
+                continue
+            for twin in twins:
+                source = self.cell_path(twin, protocol, seed)
+                if source.is_file():
+                    row = json.loads(source.read_text())
+                    row["pretrain"] = condition
+                    row.setdefault("extra", {})["same_encoder_as"] = row["extra"].get("same_encoder_as", twin)
+                    tmp = self.cell_path(condition, protocol, seed).with_suffix(".tmp")
+                    tmp.write_text(json.dumps(row, indent=1))
+                    os.replace(tmp, self.cell_path(condition, protocol, seed))
+                    self.step(f"  {protocol} {condition} seed {seed}: encoder identical to {twin}'s, cell copied")
+                    break
 
     # ------------------------------------------------------------------------------------------------ main
     def baselines(self) -> dict[str, Any]:
@@ -323,6 +387,8 @@ class Experiment:
         for seed in self.spec["seeds"]:
             for condition in self.spec["conditions"]:
                 encoder = self.pretrain(condition, seed)
+                if encoder is not None:
+                    self.reuse_cells(condition, seed, encoder)
                 self.frozen(condition, seed, encoder)
                 for mode in FINETUNED:
                     self.finetune(condition, mode, seed, encoder)
@@ -352,6 +418,17 @@ class Experiment:
             "rows": rows,
             "pretrain_runs": budgets,
         }
+
+
+def encoder_digest(path: Path) -> str:
+    """SHA-256 of an exported encoder's tensors (names, dtypes, shapes, bytes; not the file's metadata)."""
+    from safetensors.numpy import load_file
+
+    digest = hashlib.sha256()
+    for name, array in sorted(load_file(str(path)).items()):
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def load_spec(

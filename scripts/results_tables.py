@@ -103,7 +103,9 @@ def section(results: dict[str, Any]) -> str:
             rows = by[(protocol, condition)]
             cells = [mean_std([r.get(key) for r in rows.values()]) for key, _ in COLUMNS]
             diff = "" if condition == "mae" else paired(rows, ref)
-            lines.append(f"| {condition} | " + " | ".join(cells) + f" | {diff} |")
+            twins = sorted({r.get("extra", {}).get("same_encoder_as") for r in rows.values()} - {None})
+            name = condition + (f" (encoder identical to {', '.join(twins)})" if twins else "")
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {diff} |")
         lines.append("")
     lines += ablation_table(by)
     return "\n".join(lines)

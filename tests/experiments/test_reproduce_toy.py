@@ -136,3 +136,71 @@ def test_report_only_collects_finished_cells_without_running(tmp_path: Path) -> 
     assert results["partial"] and results["commit"] == "abc123" and results["rows"] == [cell]
     assert not (tmp_path / "none").exists()  # nothing was rendered or run
     assert "Partial" in tables.section(results)
+
+
+def _experiment(tmp_path: Path, **spec_overrides):
+    spec, conditions, protocols = driver.load_spec("quick", None)
+    spec.update(spec_overrides)
+    return driver.Experiment(spec, conditions, protocols, "quick", tmp_path / "runs", tmp_path / "data", tmp_path)
+
+
+def _save_encoder(path: Path, value: float, metadata: dict[str, str] | None = None) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"w": torch.full((2, 3), value), "b": torch.zeros(3)}, str(path), metadata=metadata)
+    return path
+
+
+def test_encoder_digest_is_the_tensors_not_the_file(tmp_path: Path) -> None:
+    a = _save_encoder(tmp_path / "a.safetensors", 1.0, {"mode": "mae"})
+    b = _save_encoder(tmp_path / "b.safetensors", 1.0, {"mode": "vmim"})
+    c = _save_encoder(tmp_path / "c.safetensors", 1.0 + 1e-7)
+    assert a.read_bytes() != b.read_bytes()
+    assert driver.encoder_digest(a) == driver.encoder_digest(b) != driver.encoder_digest(c)
+
+
+def test_identical_encoders_share_cells_of_the_same_seed_only(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path)
+    mae = _save_encoder(tmp_path / "mae.safetensors", 1.0)
+    exp.reuse_cells("mae", 0, mae)
+    exp.write_cell("mae", "frozen_knn_cls", 0, {"mAP": 6.5, "rank1": 9.0})
+    exp.write_cell("mae", "supervised", 1, {"mAP": 11.0})  # another seed: never copied to seed 0
+    vmim = _save_encoder(tmp_path / "vmim.safetensors", 1.0, {"mode": "vmim"})
+    exp.reuse_cells("vmim", 0, vmim)
+    row = json.loads(exp.cell_path("vmim", "frozen_knn_cls", 0).read_text())
+    assert row["pretrain"] == "vmim" and row["mAP"] == 6.5 and row["extra"]["same_encoder_as"] == "mae"
+    assert not exp.cell_path("vmim", "supervised", 0).exists()
+    # A different encoder of the same seed gets nothing.
+    other = _save_encoder(tmp_path / "other.safetensors", 2.0)
+    exp.reuse_cells("vehiclemae", 0, other)
+    assert not exp.cell_path("vehiclemae", "frozen_knn_cls", 0).exists()
+    assert set(json.loads((exp.runs / "encoders.json").read_text())) == {"mae-seed0", "vmim-seed0", "vehiclemae-seed0"}
+
+
+def test_pool_uses_the_projects_toy_models(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path, toy_models="models/toy")
+    models = tmp_path / "pool-models"
+    exp.install_toy_models(models)
+    assert (models / "toy-yolo.pt").read_bytes() == (ROOT / "models/toy/toy-yolo.pt").read_bytes()
+    assert (models / "segment/sam_view.pt").read_bytes() == (ROOT / "models/toy/sam_view.pt").read_bytes()
+    exp = _experiment(tmp_path, toy_models="models/does-not-exist")
+    exp.install_toy_models(tmp_path / "empty")  # falls back to training: nothing copied
+    assert not (tmp_path / "empty").exists()
+
+
+def test_tables_name_rows_copied_from_an_identical_encoder() -> None:
+    results = _results()
+    for row in results["rows"]:
+        if row["pretrain"] == "vehiclemae":
+            row["extra"] = {"same_encoder_as": "mae"}
+    assert "| vehiclemae (encoder identical to mae) |" in tables.section(results)
+
+
+def test_threads_setting_reaches_every_step(tmp_path: Path) -> None:
+    exp = _experiment(tmp_path, threads=1)
+    exp.sh("env", sys.executable, "-c", "import os; print('threads', os.environ['OMP_NUM_THREADS'])")
+    assert "threads 1" in (exp.logs / "env.log").read_text()
+    spec, _, _ = driver.load_spec("full", None, ["threads=1"])
+    assert spec["threads"] == 1 and spec["pretrain"]["epochs"] == 8 and {"cmae", "clmae"} <= set(spec["conditions"])
