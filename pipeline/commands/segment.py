@@ -1,4 +1,5 @@
-"""``diffveri segment finetune|eval|synth-world``: fine-tune the view SAM, score it, make annotated test data.
+"""``diffveri segment finetune|eval|synth-world|annotations``: fine-tune the view SAM, score it, make annotated
+test data, and send images to annotators and bring their view masks back.
 
 Inference over a pipeline root is the ``segment`` stage: ``diffveri run segment --config C --root R``.
 """
@@ -58,6 +59,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "toyworld", "boxes"])
     p.set_defaults(handler=_synth)
 
+    _register_annotations(ssub)
+
+
+def _register_annotations(ssub: argparse._SubParsersAction) -> None:
+    from data_manifests import VIEW_SETS
+
+    parser = ssub.add_parser("annotations", help="export images for view-mask annotation; import the masks back")
+    asub = parser.add_subparsers(dest="annotations_action", metavar="ACTION", required=True)
+    p = asub.add_parser(
+        "export",
+        help="copy images to annotate to OUT/images and write a COCO file or Label Studio tasks (docs/segment.md)",
+    )
+    p.add_argument("--root", required=True, help="data root (generations, detections, reviews, segments)")
+    p.add_argument("--out", required=True, help="folder to write (images/ + annotations.json or tasks.json)")
+    p.add_argument("--format", dest="fmt", required=True, choices=["coco", "labelstudio"])
+    p.add_argument("--sample", type=int, default=None, help="a seeded random sample of N images (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    p.add_argument("--view-set", default="pven", choices=sorted(VIEW_SETS), help="view classes (default pven)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="labelstudio: pre-annotate images the segments table has no prediction for with this segmenter "
+        "(default ROOT/models/segment/sam_view.pt when it exists)",
+    )
+    p.add_argument("--url-prefix", default="", help="labelstudio: prefix of data.image, e.g. /data/local-files/?d=ann/")
+    p.set_defaults(handler=_annotations_export)
+    p = asub.add_parser(
+        "import",
+        help="validate a COCO / Label Studio file whole, then write human segments rows (nothing on any problem)",
+    )
+    p.add_argument("file", help="COCO annotations JSON, or a Label Studio JSON export")
+    p.add_argument("--root", required=True, help="data root the file was exported from")
+    p.add_argument("--format", dest="fmt", default=None, choices=["coco", "labelstudio"], help="default: detected")
+    p.add_argument("--view-set", default="pven", choices=sorted(VIEW_SETS), help="view classes (default pven)")
+    p.add_argument(
+        "--category-map",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="NAME=VIEW",
+        help="map the file's category names onto view classes, e.g. 'Front face=front' (a view of background: skip)",
+    )
+    p.set_defaults(handler=_annotations_import)
+
 
 def _finetune(args: argparse.Namespace) -> int:
     from pipeline.config import load_config, section
@@ -81,6 +126,7 @@ def _finetune(args: argparse.Namespace) -> int:
         checkpoint=under_root(cfg.checkpoint),
         out_dir=under_root(ft.out_dir),
         table=ft.table,
+        refs=tuple(ft.refs),
         train_image_encoder=ft.train_image_encoder,
         train_prompt_encoder=ft.train_prompt_encoder,
         steps=ft.steps,
@@ -151,4 +197,46 @@ def _synth(args: argparse.Namespace) -> int:
         Path(args.out), args.identities, args.images_per_identity, args.size, args.seed, args.backend
     )
     print(f"wrote {len(ids)} annotated images under {args.out}")
+    return 0
+
+
+def _annotations_export(args: argparse.Namespace) -> int:
+    from data_manifests import VIEW_SETS
+    from pipeline.segment.annotation_export import export_annotations
+
+    root = Path(args.root)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else root / "models" / "segment" / "sam_view.pt"
+    if args.checkpoint and not checkpoint.is_file():
+        raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
+    result = export_annotations(
+        root,
+        Path(args.out),
+        fmt=args.fmt,
+        view_classes=VIEW_SETS[args.view_set],
+        sample=args.sample,
+        seed=args.seed,
+        checkpoint=checkpoint if args.fmt == "labelstudio" else None,
+        url_prefix=args.url_prefix,
+    )
+    print(f"exported {result.images} images to {result.out} ({result.preannotated} with pre-annotations)")
+    for path in result.files:
+        print(f"  {path}")
+    return 0
+
+
+def _annotations_import(args: argparse.Namespace) -> int:
+    from data_manifests import VIEW_SETS
+    from pipeline.segment.annotation_import import import_annotations, parse_category_map
+
+    result = import_annotations(
+        Path(args.file),
+        Path(args.root),
+        view_classes=VIEW_SETS[args.view_set],
+        fmt=args.fmt,
+        category_map=parse_category_map(args.category_map),
+    )
+    print(
+        f"imported {result.rows} annotated images ({result.segmenter_ref}); {result.unannotated} of the file's "
+        f"{result.images_in_file} images had no region; {result.replaced} replaced an earlier segments row"
+    )
     return 0

@@ -28,6 +28,8 @@ class FinetuneConfig:
     """How ``diffveri segment finetune`` trains (see docs/segment.md for every value)."""
 
     table: str = "segments"  # annotated masks: segments (toy world / human) or segments_gt
+    # segmenter_ref prefixes of the rows trained on: human annotations and exact renderer masks, never predictions
+    refs: list[str] = field(default_factory=lambda: ["human:", "groundtruth:"])
     out_dir: str = "models/segment"  # run folder (relative to the data root unless absolute)
     train_image_encoder: bool = False
     train_prompt_encoder: bool = False

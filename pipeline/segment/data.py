@@ -82,10 +82,18 @@ def read_image(path: Path, where: str = "") -> np.ndarray:
 
 
 def load_annotated(
-    root: Path, table: str = "segments", gt_root: Path | None = None, identities: list[str] | None = None
+    root: Path,
+    table: str = "segments",
+    gt_root: Path | None = None,
+    identities: list[str] | None = None,
+    refs: tuple[str, ...] | list[str] | None = None,
 ) -> list[Annotated]:
     """Rows with ``status == ok`` and masks from ``gt_root/manifests/<table>``, with image paths from ``root``'s
-    ``generations`` (``gt_root`` defaults to ``root``). Sorted by ``image_id`` (deterministic)."""
+    ``generations`` (``gt_root`` defaults to ``root``). Sorted by ``image_id`` (deterministic).
+
+    ``refs``: keep only rows whose ``segmenter_ref`` starts with one of these prefixes (fine-tuning passes
+    ``("human:", "groundtruth:")`` so that the segmenter never learns from its own predictions); None keeps all.
+    """
     gt_root = gt_root or root
     if not table_exists(gt_root, table):
         raise FileNotFoundError(
@@ -93,6 +101,8 @@ def load_annotated(
             "(`diffveri toyworld --out DIR`) or point --table/--root at human annotations"
         )
     masks = read_table(gt_root, table, filter=pc.field("status") == "ok").to_pylist()
+    if refs is not None:
+        masks = [m for m in masks if (m["segmenter_ref"] or "").startswith(tuple(refs))]
     generations = {
         r["image_id"]: r
         for r in read_table(root, "generations", columns=["image_id", "identity_id", "path"]).to_pylist()

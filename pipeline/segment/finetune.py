@@ -26,6 +26,7 @@ from tqdm import tqdm
 from data_manifests import atomic_write_bytes, rle
 from data_manifests.safe_load import load_torch_file
 
+from .annotations import ANNOTATION_REFS
 from .data import Annotated, label_map, load_annotated, read_image, split_by_identity
 from .metrics import SegMeter
 from .model import ModelSpec, ViewSegmenter, build_segmenter, load_segmenter, save_segmenter
@@ -350,6 +351,7 @@ def finetune(
     out_dir: Path,
     table: str = "segments",
     gt_root: Path | None = None,
+    refs: tuple[str, ...] | list[str] | None = ANNOTATION_REFS,
     train_image_encoder: bool = False,
     train_prompt_encoder: bool = False,
     steps: int = 2000,
@@ -379,13 +381,19 @@ def finetune(
     last weights without a validation split) and ``out_dir/{last.pt, metrics.jsonl, config.yaml, result.json}``.
 
     Resumes from ``out_dir/last.pt`` when it exists (``resume=True``): weights, optimiser, schedule, RNG and step.
+    Trains on rows whose ``segmenter_ref`` starts with one of ``refs`` (human annotations and exact renderer masks by
+    default; the segmenter's own ``sam:`` predictions in the same table are left out).
     """
     # 1. Data: identity-disjoint split, images prepared once in the encoder's input frame.
     torch.set_num_threads(num_threads)
     torch.manual_seed(seed)
-    items = load_annotated(root, table, gt_root=gt_root)
+    items = load_annotated(root, table, gt_root=gt_root, refs=refs)
     if not items:
-        raise ValueError(f"no ok rows with masks in {gt_root or root}/manifests/{table}; nothing to fine-tune on")
+        raise ValueError(
+            f"no ok annotated rows (segmenter_ref starting with {list(refs or [])}) in {gt_root or root}/manifests/"
+            f"{table}; nothing to fine-tune on. Bring human masks in with `diffveri segment annotations import` "
+            "(docs/segment.md#annotating-view-masks)"
+        )
     train_items, val_items = split_by_identity(items, val_fraction, seed)
     segmenter = build_segmenter(model, view_classes).to(device)
     log.info("fine-tuning on %d images (%d held out for validation)", len(train_items), len(val_items))

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from data_manifests import Reason, Status, existing_keys, inside_root, read_table, table_exists, upsert
 
+from .annotations import human_ids
 from .data import failed_row, make_segment_row, read_image
 from .model import load_segmenter
 
@@ -57,7 +58,10 @@ def select_candidates(
     }
     kept = {d["image_id"] for d in detections if d["status"] == Status.OK.value}
     accepted = accepted_ids(root, kept)
-    done = set() if overwrite else existing_keys(root, "segments", filter=pc.field("status") == Status.OK.value)
+    # Human annotations are never replaced by predictions, not even with overwrite.
+    done = (
+        human_ids(root) if overwrite else existing_keys(root, "segments", filter=pc.field("status") == Status.OK.value)
+    )
     counts = {"not_kept": len(detections) - len(kept), "not_accepted": len(kept) - len(accepted), "skipped": 0}
     out = []
     for det in sorted(detections, key=lambda d: d["image_id"]):
