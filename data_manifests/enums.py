@@ -90,6 +90,13 @@ class Source(StrEnum):
     VEHICLEID = "vehicleid"
 
 
+class ImageSource(StrEnum):
+    """Where an image of the final ``diffveri`` table comes from (the paper's dataset is real-synthetic)."""
+
+    SYNTHETIC = "synthetic"  # a generation that passed every stage
+    REAL = "real"  # a subject photo (an identity's instance image)
+
+
 # Viewpoints a generation is prompted for, and that a reviewer may assign. Three-quarter views name the two
 # faces they show. "top" is an aerial view.
 INTENDED_VIEWS: tuple[str, ...] = (

@@ -15,6 +15,7 @@ from .enums import (
     ALL_VIEW_CLASSES,
     INTENDED_VIEWS,
     Decision,
+    ImageSource,
     Reason,
     Source,
     Split,
@@ -240,17 +241,22 @@ DIFFVERI = TableSpec(
             pa.field("view_rles", pa.list_(RLE_TYPE)),
             pa.field("provenance", pa.string()),  # JSON: model_ref, seed, prompt, detector_ref, segmenter_ref, review
             *_status_fields(),
+            # Added after v1's first release (nullable, at the end; null in tables assembled before).
+            pa.field("source", pa.string()),  # synthetic | real (a subject photo)
+            pa.field("source_path", pa.string()),  # the full image a crop was cut from (null: path is not a crop)
+            pa.field("crop_box", BBOX_TYPE),  # the crop in source_path's pixels (integers)
         ]
     ),
     key=("image_id",),
     enums={
         **_common_enums,
+        "source": values(ImageSource),
         "split": values(Split),
         "dominant_view": ALL_VIEW_CLASSES,
         "view_label": frozenset(INTENDED_VIEWS),
     },
     list_enums={"view_classes": ALL_VIEW_CLASSES},
-    path_columns=("path",),
+    path_columns=("path", "source_path"),
 )
 
 TABLES: dict[str, TableSpec] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from .store import list_tables, read_table
@@ -27,7 +28,8 @@ def dataset_row(root: str | os.PathLike, table: str = "diffveri") -> dict[str, A
     views = {}
     if n and "dominant_view" in arrow.column_names:
         for item in pc.value_counts(arrow.column("dominant_view")).to_pylist():
-            views[item["values"]] = item["counts"]
+            if item["values"] is not None:  # rows without masks (real photos) have no dominant view
+                views[item["values"]] = item["counts"]
     annotated = 0
     if n and "view_rles" in arrow.column_names:
         annotated = n - int(pc.sum(pc.is_null(arrow.column("view_rles"))).as_py() or 0)
@@ -39,7 +41,16 @@ def dataset_row(root: str | os.PathLike, table: str = "diffveri") -> dict[str, A
         "multi_view_annotations": annotated,
         "views": dict(sorted(views.items())),
         "splits": {i["values"]: i["counts"] for i in pc.value_counts(arrow.column("split")).to_pylist()} if n else {},
+        "sources": _counts(arrow, "source") if n else {},
     }
+
+
+def _counts(arrow: pa.Table, column: str) -> dict[str, int]:
+    """Rows per value of ``column`` (null counted as ``unknown``), sorted by value."""
+    if column not in arrow.column_names:
+        return {}
+    items = pc.value_counts(arrow.column(column)).to_pylist()
+    return dict(sorted((i["values"] or "unknown", i["counts"]) for i in items))
 
 
 def stats(root: str | os.PathLike) -> dict[str, Any]:
@@ -59,12 +70,15 @@ def format_stats(result: dict[str, Any]) -> str:
     if "dataset" in result:
         d = result["dataset"]
         lines.append("")
-        lines.append("| Dataset | Images | Identities | Multi-view annotations | Resolution | Views |")
-        lines.append("|---|---|---|---|---|---|")
-        res = f"{d['mean_height']:.0f} x {d['mean_width']:.0f}" if d["images"] else "-"
-        views = ", ".join(f"{k} {v}" for k, v in d["views"].items())
         lines.append(
-            f"| DiffVERI (this root) | {d['images']:,} | {d['identities']:,} | {d['multi_view_annotations']:,} "
-            f"| {res} | {views} |"
+            "| Dataset | Images | Identities | Sources | Multi-view annotations | Resolution (mean W x H) | Views |"
+        )
+        lines.append("|---|---|---|---|---|---|---|")
+        res = f"{d['mean_width']:.0f} x {d['mean_height']:.0f}" if d["images"] else "-"
+        views = ", ".join(f"{k} {v}" for k, v in d["views"].items())
+        sources = ", ".join(f"{k} {v:,}" for k, v in d.get("sources", {}).items()) or "-"
+        lines.append(
+            f"| DiffVERI (this root) | {d['images']:,} | {d['identities']:,} | {sources} | "
+            f"{d['multi_view_annotations']:,} | {res} | {views} |"
         )
     return "\n".join(lines) if lines else "no manifest tables found"

@@ -1,9 +1,12 @@
 """Assemble the final DiffVERI table: accepted, segmented images with identity-disjoint Re-ID splits.
 
 An image enters the dataset when its generation is ``ok``, its detection kept it, review accepted it, and its
-segmentation is ``ok``. Identities are split into train and test (disjoint); each test identity contributes a few
-queries (each on its own virtual camera) and the rest of its images to the gallery, so every query has a
-same-identity gallery match on another camera — the VeRi-776 protocol. A VeRi-style folder export and the
+segmentation is ``ok`` (``source: synthetic``). With ``crops`` it enters as a vehicle crop (detector box plus
+``crop_margin``, masks cut alike; :mod:`pipeline.assemble_crops`), and with ``include_real`` its identity's subject
+photos enter beside it (``source: real``; :mod:`pipeline.assemble_real`). Identities are split into train and
+test (disjoint); each test identity contributes a few queries (each on its own virtual camera) and the rest of
+its images to the gallery, so every query has a same-identity gallery match on another camera — the VeRi-776
+protocol. A VeRi-style folder export and the
 dataset statistics (the paper's comparison-table row) are written beside the manifests.
 """
 
@@ -26,6 +29,8 @@ import data_manifests as dm
 from data_manifests import rle
 from data_manifests.stats import dataset_row
 
+from .assemble_crops import crop_row
+from .assemble_real import real_rows
 from .splits import assign_query_gallery
 from .stages import StageResult
 
@@ -33,6 +38,7 @@ log = logging.getLogger(__name__)
 
 # One virtual camera per intended viewpoint, as in VeRi-776 where cameras see vehicles from different angles.
 CAMERA_OF_VIEW: dict[str, int] = {view: i + 1 for i, view in enumerate(dm.INTENDED_VIEWS)}
+REAL_CAMERA = len(CAMERA_OF_VIEW) + 1  # real photos whose view is unknown
 
 
 @dataclass
@@ -40,7 +46,10 @@ class AssembleConfig:
     test_identity_fraction: float = 0.3  # share of identities held out for query/gallery
     queries_per_identity: int = 2  # at most; each on a distinct camera with a gallery match on another camera
     export_veri: bool = True  # write ROOT/export/VeRi (crops, name_*.txt)
-    crop_margin: float = 0.1  # margin around the vehicle box in exported crops, as a fraction of box size
+    crop_margin: float = 0.1  # margin around the vehicle box in crops, as a fraction of the box size per side
+    crops: bool = True  # the table's images are vehicle crops (detector box + crop_margin), masks cut alike
+    crop_format: str = "png"  # png (lossless) | jpg (quality 95; a tenth of the bytes at paper scale)
+    include_real: bool = True  # subject photos enter as source: real rows, in their identity's split
     seed: int = 0
 
 
@@ -71,6 +80,8 @@ def _candidates(root: Path) -> list[dict[str, Any]]:
             {
                 "image_id": image_id,
                 "identity_id": g["identity_id"],
+                "source": "synthetic",
+                "detector_bbox": d["bbox"],  # used for the crop, not stored
                 "class_name": (subjects.get(g["identity_id"]) or {}).get("class_name"),
                 "camera_id": CAMERA_OF_VIEW[view],
                 "path": g["path"],
@@ -139,7 +150,8 @@ def export_veri(root: Path, rows: list[dict[str, Any]], margin: float, out: Path
         name = f"{vids[row['identity_id']]:04d}_c{row['camera_id']:03d}_{frame:08d}_0.jpg"
         with dm.open_image(dm.inside_root(root, row["path"], f"diffveri[{row['image_id']}].path")) as source:
             image = source.convert("RGB")
-        box = _mask_box(row["vehicle_rle"])
+        # Rows that are crops already are exported as they are; full images are cut to the vehicle box.
+        box = _mask_box(row["vehicle_rle"]) if row.get("crop_box") is None and row.get("vehicle_rle") else None
         if box is not None:
             x1, y1, x2, y2 = box
             mx, my = (x2 - x1) * margin, (y2 - y1) * margin
@@ -169,19 +181,29 @@ def export_veri(root: Path, rows: list[dict[str, Any]], margin: float, out: Path
 
 
 def format_dataset_row(row: dict[str, Any]) -> str:
-    """The dataset statistics as a markdown table in the paper's comparison format."""
-    resolution = f"{row['mean_height']:.0f} × {row['mean_width']:.0f}" if row["images"] else "-"
+    """The dataset statistics as a markdown table in the paper's comparison format (resolution: mean W × H)."""
+    resolution = f"{row['mean_width']:.0f} × {row['mean_height']:.0f}" if row["images"] else "-"
     views = ", ".join(f"{k}: {v}" for k, v in row["views"].items()) or "-"
     splits = ", ".join(f"{k}: {v}" for k, v in sorted(row["splits"].items())) or "-"
+    sources = row.get("sources") or {}
+    kind = (
+        "Real-synthetic"
+        if sources.get("real") and sources.get("synthetic")
+        else "Real"
+        if sources.get("real")
+        else "Synthetic"
+    )
+    by_source = ", ".join(f"{k}: {v:,}" for k, v in sorted(sources.items())) or "-"
     return "\n".join(
         [
-            "| Dataset | Images | Identities | Source | Multi-view semantic annotations | Resolution | Views |",
+            "| Dataset | Images | Identities | Source | Multi-view semantic annotations | Resolution (W × H) | Views |",
             "|---|---|---|---|---|---|---|",
             "| DiffVERI (paper) | 1,712,703 | - | Real-synthetic | ✓ | 496 × 485 | Diverse |",
-            f"| DiffVERI (this build) | {row['images']:,} | {row['identities']:,} | Synthetic | "
+            f"| DiffVERI (this build) | {row['images']:,} | {row['identities']:,} | {kind} | "
             f"{row['multi_view_annotations']:,} | {resolution} | {views} |",
             "",
             f"Splits: {splits}",
+            f"Sources: {by_source}",
         ]
     )
 
@@ -193,9 +215,12 @@ def assemble(
     queries_per_identity: int = 2,
     export: bool = True,
     crop_margin: float = 0.1,
+    crops: bool = True,
+    crop_format: str = "png",
+    include_real: bool = True,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write the ``diffveri`` table (replacing it whole), the VeRi export and ``ROOT/stats.{json,md}``.
+    """Write the ``diffveri`` table (replacing it whole), the crops, the VeRi export and ``ROOT/stats.{json,md}``.
 
     Returns the dataset statistics row.
     """
@@ -207,13 +232,20 @@ def assemble(
             f"no image under {root} has passed generation, filtering, review and segmentation yet; "
             "run those stages first (diffveri manifests stats ROOT shows where images stopped)"
         )
-    # 2. Identity-disjoint splits, deterministic for the seed.
+    # 2. Vehicle crops: detector box plus margin, masks cut alike (files written once, named by image and box).
+    boxes = {r["image_id"]: r.pop("detector_bbox") for r in rows}
+    if crops:
+        rows = [crop_row(root, r, boxes[r["image_id"]], crop_margin, crop_format) for r in rows]
+    # 3. Real-synthetic: the subject photos of the dataset's identities.
+    if include_real:
+        rows += real_rows(root, {r["identity_id"] for r in rows}, CAMERA_OF_VIEW, REAL_CAMERA)
+    # 4. Identity-disjoint splits over real and synthetic rows together, deterministic for the seed.
     rows = assign_splits(rows, test_identity_fraction, queries_per_identity, seed)
-    # 3. The table is derived data: replace it whole so removed images disappear too.
+    # 5. The table is derived data: replace it whole so removed images disappear too.
     dm.write_table(root, "diffveri", rows)
     if export:
         export_veri(root, rows, crop_margin)
-    # 4. Statistics, in the paper's comparison format.
+    # 6. Statistics, in the paper's comparison format.
     stats = dataset_row(root)
     dm.atomic_write_bytes(root / "stats.json", json.dumps(stats, indent=2).encode())
     dm.atomic_write_bytes(root / "stats.md", (format_dataset_row(stats) + "\n").encode())
@@ -232,6 +264,9 @@ def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None =
         queries_per_identity=cfg.queries_per_identity,
         export=cfg.export_veri,
         crop_margin=cfg.crop_margin,
+        crops=cfg.crops,
+        crop_format=cfg.crop_format,
+        include_real=cfg.include_real,
         seed=cfg.seed,
     )
     return StageResult("assemble", {"images": stats["images"], "identities": stats["identities"]}, "stats.md written")

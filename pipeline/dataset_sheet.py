@@ -69,8 +69,9 @@ def dataset_sheet(root: Path, out: Path, per_row: int = 8, size: int = 128) -> P
         columns=["image_id", "identity_id", "path", "dominant_view", "vehicle_rle", "view_classes", "view_rles"],
         filter=pc.field("status") == "ok",
     )
+    rows = [r for r in rows if r["view_rles"] and r["vehicle_rle"] is not None]  # real photos carry no masks
     if not rows:
-        raise ValueError(f"{root}/manifests/diffveri has no ok rows to draw; run the assemble stage first")
+        raise ValueError(f"{root}/manifests/diffveri has no ok rows with masks to draw; run the assemble stage first")
     truth: dict[str, str | None] = {}
     if dm.table_exists(root, "segments_gt"):
         gts = dm.read_rows(root, "segments_gt", columns=["image_id", "status", "view_classes", "view_fractions"])
