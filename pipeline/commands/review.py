@@ -1,4 +1,4 @@
-"""``diffveri review export|import|status``: the CSV round trip with annotators."""
+"""``diffveri review checks|export|import|status``: consistency checks and the CSV round trip with annotators."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("review", help="export review batches (CSV + HTML), import annotated CSVs, show status")
     rsub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = rsub.add_parser("checks", help="score identity and view consistency of every kept image (review.checks)")
+    p.add_argument("--root", required=True, help="data root")
+    p.add_argument("--config", required=True, help="profile YAML whose review.checks and segment sections are used")
+    p.add_argument("--overwrite", action="store_true", help="re-score images already scored by the same models")
+    p.set_defaults(handler=_checks)
     p = rsub.add_parser("export", help="queue kept images into batches and write batch_<id>.csv/.html")
     p.add_argument("--root", required=True, help="data root")
     p.add_argument("--out", required=True, help="folder for the batch files")
@@ -16,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--config", default=None, help="profile YAML whose review: section gives the defaults")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--audit-rate", type=float, default=None, help="uncertain policy: share outside the bands to audit")
     p.set_defaults(handler=_export)
     p = rsub.add_parser("import", help="validate an annotated CSV and record its decisions (all or nothing)")
     p.add_argument("file", help="batch_<id>.csv")
@@ -39,13 +45,28 @@ def _export(args: argparse.Namespace) -> int:
         args.policy or cfg.policy,
         args.batch_size or cfg.batch_size,
         seed=cfg.seed if args.seed is None else args.seed,
-        uncertain_low=cfg.uncertain_low,
-        uncertain_high=cfg.uncertain_high,
+        bands=cfg.bands(),
+        audit_rate=cfg.audit_rate if args.audit_rate is None else args.audit_rate,
     )
     if not ids:
         print("nothing to export: every kept image is already in a batch (see `diffveri review status`)")
     for bid in ids:
         print(f"{out / f'batch_{bid}.csv'}  (contact sheet: {out / f'batch_{bid}.html'})")
+    return 0
+
+
+def _checks(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipeline.config import load_config, section
+    from pipeline.review import ReviewConfig
+    from pipeline.review.stage import run_consistency_checks
+
+    config = load_config(args.config)
+    cfg = section(config, "review", ReviewConfig)
+    checks = dataclasses.replace(cfg.checks, overwrite=cfg.checks.overwrite or args.overwrite)
+    counts = run_consistency_checks(config, checks, Path(args.root), None)
+    print(", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
 
 

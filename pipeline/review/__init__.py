@@ -1,35 +1,38 @@
-"""The review queue: selection policies, CSV + HTML batches for annotators, validated import, status."""
+"""The review queue: automatic consistency checks, selection policies, CSV + HTML batches for annotators, validated
+import, status.
 
-from .csvio import COLUMNS, EDITABLE, READ_ONLY, neutralise, unneutralise
+Modules: :mod:`.queries` (reading the review state), :mod:`.policy` (selection and triage), :mod:`.queue` (batches
+and automatic decisions), :mod:`.csvio` (the CSV format), :mod:`.sheet` (the self-contained HTML contact sheet),
+:mod:`.importer` (validated import), :mod:`.checks` and :mod:`.encoders` (identity and view consistency scores),
+:mod:`.status`, :mod:`.stage` (the pipeline stage).
+"""
+
+from data_manifests.enums import AUTO_REVIEWER
+
+from .csvio import COLUMNS, EDITABLE, ID_PREFIX, READ_ONLY, export_id, neutralise, unneutralise
 from .importer import ImportProblem, ImportReport, import_review_csv
-from .policy import Policy, parse_policy, select
-from .queue import (
-    AUTO_REVIEWER,
-    BatchStatus,
-    accepted_image_ids,
-    auto_review,
-    batch_rows,
-    candidates,
-    export_batches,
-    format_status,
-    latest_decisions,
-    review_status,
-    write_batch_files,
-)
+from .policy import Bands, Policy, parse_policy, select, triage
+from .queries import accepted_image_ids, candidates, image_info, latest_decisions
+from .queue import auto_review, batch_rows, export_batches, write_batch_files
 from .stage import ReviewConfig, run_review, run_stage
+from .status import BatchStatus, format_status, review_status
 
 __all__ = [
     "COLUMNS",
     "EDITABLE",
+    "ID_PREFIX",
     "READ_ONLY",
+    "export_id",
     "neutralise",
     "unneutralise",
     "ImportProblem",
     "ImportReport",
     "import_review_csv",
+    "Bands",
     "Policy",
     "parse_policy",
     "select",
+    "triage",
     "AUTO_REVIEWER",
     "BatchStatus",
     "accepted_image_ids",
@@ -38,6 +41,7 @@ __all__ = [
     "candidates",
     "export_batches",
     "format_status",
+    "image_info",
     "latest_decisions",
     "review_status",
     "write_batch_files",

@@ -1,5 +1,11 @@
 """Import an annotated review CSV: validate the whole file first, then write, or write nothing.
 
+The delimiter (comma, semicolon or tab) is detected from the header row and named in the report. Image ids are
+accepted in the exported form (``i`` + id) and bare (files exported before the prefix). An id that a spreadsheet
+turned into a number (``8.12346E+15``) is recovered only when that is exact: the row's ``image`` cell names exactly
+one image of the batch and that image's id, read as a number, rounds to the cell's value; the report lists each
+recovered row. Otherwise it is a problem naming the row.
+
 Problems found (each with its CSV line number): not UTF-8, missing or renamed columns, unknown batch or image ids,
 rows from another batch, duplicate rows, invalid decision / view / identity_ok values, edited read-only columns,
 an image whose bytes changed since export, paths outside the data root, a decision without a reviewer.
@@ -30,8 +36,20 @@ import pyarrow.compute as pc
 import data_manifests as dm
 from data_manifests import INTENDED_VIEWS, Decision
 
-from .csvio import COLUMNS, READ_ONLY, CsvSyntaxError, gc_paused, read_csv_lines
-from .queue import batch_reviews, batch_rows, hash_files, image_info, status_of
+from .csvio import (
+    COLUMNS,
+    DELIMITERS,
+    READ_ONLY,
+    CsvSyntaxError,
+    detect_delimiter,
+    export_id,
+    gc_paused,
+    read_csv_lines,
+)
+from .hashing import hash_files
+from .idfix import looks_numeric, mangled_message, resolve_ids
+from .queries import batch_reviews, image_info, status_of
+from .queue import batch_rows
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +78,33 @@ class ImportReport:
     unchanged: int = 0  # rows equal to what the table already holds
     blank: int = 0  # rows without a decision (left pending)
     missing: int = 0  # batch images absent from the file (left as they are)
+    delimiter: str = ","  # detected from the header row
+    recovered: list[str] = field(default_factory=list)  # rows whose spreadsheet-mangled id was recovered exactly
     problems: list[ImportProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def delimiter_name(self) -> str:
+        return DELIMITERS.get(self.delimiter, repr(self.delimiter))
+
     def __str__(self) -> str:
         if self.problems:
-            lines = [f"{self.path}: {len(self.problems)} problem(s); nothing was imported. Fix them and import again:"]
+            lines = [
+                f"{self.path} ({self.delimiter_name}-delimited): {len(self.problems)} problem(s); nothing was "
+                "imported. Fix them and import again:"
+            ]
             lines += [f"  {p}" for p in self.problems]
             return "\n".join(lines)
-        return (
-            f"{self.path}: batch {self.batch_id}: {self.rows} rows, {self.updated} written, "
-            f"{self.unchanged} unchanged, {self.blank} without decision, {self.missing} batch image(s) not in the file"
-        )
+        lines = [
+            f"{self.path} ({self.delimiter_name}-delimited): batch {self.batch_id}: {self.rows} rows, {self.updated} "
+            f"written, {self.unchanged} unchanged, {self.blank} without decision, {self.missing} batch image(s) not "
+            "in the file"
+        ]
+        lines += [f"  {note}" for note in self.recovered]
+        return "\n".join(lines)
 
 
 def _inside(rel: str) -> bool:
@@ -91,7 +121,8 @@ def _same_conf(a: str, b: str) -> bool:
     if a == b:
         return True
     try:
-        return math.isclose(float(a), float(b), abs_tol=5e-5)  # spreadsheets rewrite 0.9000 as 0.9
+        # spreadsheets rewrite 0.9000 as 0.9, and as 0,9 in locales with a decimal comma
+        return math.isclose(float(a.replace(",", ".")), float(b), abs_tol=5e-5)
     except ValueError:
         return False
 
@@ -130,7 +161,7 @@ def _import(path: Path, root: Path, default_reviewer: str | None) -> ImportRepor
     # The table's version before anything is read from it: the write below only happens if it is unchanged.
     version = dm.table_version(root, "reviews")
     # 1. Decode, parse, check the header and the cell count of every row.
-    records = _parse(path, report.problems)
+    records = _parse(path, report)
     if records is None:
         return report
     report.rows = len(records)
@@ -139,7 +170,7 @@ def _import(path: Path, root: Path, default_reviewer: str | None) -> ImportRepor
     if batch is None:
         return report
     # 3. Row by row: every problem is collected, none stops the check.
-    ctx = _context(root, batch, records)
+    ctx = _context(root, batch, records, report)
     _check_rows(root, ctx, records, default_reviewer, report.problems)
     report.missing = len(set(ctx.expected) - {r["image_id"] for _, r in records})
     if report.problems:
@@ -153,15 +184,17 @@ def _import(path: Path, root: Path, default_reviewer: str | None) -> ImportRepor
     return report
 
 
-def _parse(path: Path, problems: list[ImportProblem]) -> list[tuple[int, dict[str, str]]] | None:
+def _parse(path: Path, report: ImportReport) -> list[tuple[int, dict[str, str]]] | None:
     """The data rows as ``(line, {column: stripped cell})``; None when the file as a whole cannot be read."""
+    problems = report.problems
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         problems.append(ImportProblem(0, None, f"not UTF-8 ({exc}); save it as 'CSV UTF-8'"))
         return None
+    report.delimiter = detect_delimiter(text.split("\n", 1)[0])
     try:
-        lines = list(read_csv_lines(text))
+        lines = list(read_csv_lines(text, report.delimiter))
     except CsvSyntaxError as exc:
         problems.append(ImportProblem(exc.line, None, exc.reason))
         return None
@@ -235,12 +268,14 @@ class _Context:
     hashes: dict[str, str | None]
 
 
-def _context(root: Path, batch: str, records: list[tuple[int, dict[str, str]]]) -> _Context:
+def _context(root: Path, batch: str, records: list[tuple[int, dict[str, str]]], report: ImportReport) -> _Context:
     batch_col = dm.read_table(root, "reviews", columns=["batch_id"], missing_ok=True)["batch_id"]
     current_rows = batch_reviews(root, batch)
     current = {r["image_id"]: r for r in current_rows}
     info = image_info(root, list(current))
     expected = {r["image_id"]: r for r in batch_rows(root, batch, current_rows, info)}
+    # Exported ids carry a prefix; older files do not; a spreadsheet may have made a number of one.
+    resolve_ids(records, expected, report.recovered)
     # The source images of the rows that name a batch image, hashed up front (threads overlap the file reads).
     to_hash = sorted({r["image_id"] for _, r in records if r["image_id"] in info and info[r["image_id"]]["path"]})
     base = str(root)
@@ -271,6 +306,9 @@ def _check_rows(
             )
             continue
         if iid not in ctx.expected:
+            if looks_numeric(iid):
+                problems.append(ImportProblem(line, "image_id", mangled_message(iid, ctx.batch)))
+                continue
             if generation_ids is None:  # read once, only when a file names an image outside its batch
                 generation_ids = dm.existing_keys(root, "generations")
             known = iid in generation_ids
@@ -288,7 +326,7 @@ def _check_rows(
 
 def _merged_rows(line: int, r: dict[str, str], ctx: _Context) -> ImportProblem | None:
     """A cell that holds other rows of the batch: a stray quote made the csv reader swallow the lines after it."""
-    ids = set(ctx.expected) | {ctx.batch}
+    ids = set(ctx.expected) | {export_id(i) for i in ctx.expected} | {ctx.batch}
     for column, value in r.items():
         if "\n" not in value and "\r" not in value:
             continue

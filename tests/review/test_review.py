@@ -41,6 +41,12 @@ def write(path: Path, rows: list[dict[str, str]], fields=COLUMNS, encoding="utf-
         w.writerows(rows)
 
 
+def bare(row: dict[str, str]) -> str:
+    """The manifest id of an exported CSV row (exported ids carry the spreadsheet-safe prefix "i")."""
+    assert row["image_id"].startswith("i"), row["image_id"]
+    return row["image_id"][1:]
+
+
 def decide(rows, decision="accept", reviewer="ann"):
     for r in rows:
         r["decision"], r["reviewer"] = decision, reviewer
@@ -109,13 +115,13 @@ def test_round_trip_with_csv_module_then_reimport_is_a_noop_then_correction_supe
     assert report.ok, str(report)
     assert (report.rows, report.updated, report.blank) == (8, 7, 1)
     by_id = {r["image_id"]: r for r in dm.read_rows(root, "reviews")}
-    assert by_id[rows[0]["image_id"]]["status"] == "rejected"
-    assert by_id[rows[0]["image_id"]]["reason"] == "reviewer_rejected"
-    assert by_id[rows[1]["image_id"]]["reason"] == "reviewer_unsure"
-    assert by_id[rows[2]["image_id"]]["decision"] == "pending"
-    assert by_id[rows[3]["image_id"]]["reason"] == "identity_mismatch"
-    assert by_id[rows[4]["image_id"]]["view_label"] == "top"
-    assert accepted_image_ids(root) == {r["image_id"] for r in rows[4:]}
+    assert by_id[bare(rows[0])]["status"] == "rejected"
+    assert by_id[bare(rows[0])]["reason"] == "reviewer_rejected"
+    assert by_id[bare(rows[1])]["reason"] == "reviewer_unsure"
+    assert by_id[bare(rows[2])]["decision"] == "pending"
+    assert by_id[bare(rows[3])]["reason"] == "identity_mismatch"
+    assert by_id[bare(rows[4])]["view_label"] == "top"
+    assert accepted_image_ids(root) == {bare(r) for r in rows[4:]}
     [status] = review_status(root)
     assert (status.pending, status.accepted, status.rejected, status.unsure) == (1, 5, 1, 1)
 
@@ -131,13 +137,13 @@ def test_round_trip_with_csv_module_then_reimport_is_a_noop_then_correction_supe
     write(path, rows)
     fixed = import_review_csv(path, root)
     assert fixed.ok and fixed.updated == 1 and fixed.unchanged == 6
-    row = next(r for r in dm.read_rows(root, "reviews") if r["image_id"] == rows[0]["image_id"])
+    row = next(r for r in dm.read_rows(root, "reviews") if r["image_id"] == bare(rows[0]))
     assert row["decision"] == "accept" and row["notes"] == "looked again"
     import json
 
     [old] = json.loads(row["history"])
     assert old["decision"] == "reject" and old["reviewer"] == "ann" and old["reviewed_at"]
-    assert rows[0]["image_id"] in accepted_image_ids(root)
+    assert bare(rows[0]) in accepted_image_ids(root)
 
 
 def test_round_trip_with_pandas(root, batch):
@@ -216,7 +222,7 @@ def test_every_row_problem_is_reported_with_its_line_and_nothing_is_written(root
     rows.append(dict(rows[7]))  # line 10: duplicate of line 9
     gens = {r["image_id"]: r for r in dm.read_rows(root, "generations")}
     img, _ = draw(999)
-    dm.atomic_write_bytes(root / gens[rows[7]["image_id"]]["path"], png(img))  # line 9 (and 10): bytes changed
+    dm.atomic_write_bytes(root / gens[bare(rows[7])]["path"], png(img))  # line 9 (and 10): bytes changed
     write(path, rows)
     before = snapshot(root)
     report = import_review_csv(path, root)
