@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .enums import AUTO_REVIEWER, Decision
 from .store import list_tables, read_table
 
 
@@ -53,12 +54,63 @@ def _counts(arrow: pa.Table, column: str) -> dict[str, int]:
     return dict(sorted((i["values"] or "unknown", i["counts"]) for i in items))
 
 
+def review_coverage(root: str | os.PathLike) -> dict[str, Any]:
+    """What share of the images a person saw, from ``reviews`` (and of the final dataset, when ``diffveri`` exists).
+
+    An image counts as seen by a person when any of its decided reviews rows has a reviewer other than
+    ``auto-policy``; ``pending_for_a_person`` images sit in a batch without a decision by a person yet;
+    ``decided_automatically`` images have only ``auto-policy`` decisions (``auto_rejected`` by reason code).
+    """
+    rev = read_table(root, "reviews", columns=["image_id", "decision", "reviewer", "reason"]).to_pandas()
+    decided = rev["decision"] != Decision.PENDING.value
+    person = decided & (rev["reviewer"].fillna("") != AUTO_REVIEWER)
+    seen = set(rev.loc[person, "image_id"])
+    pending = set(rev.loc[~decided, "image_id"]) - seen
+    auto_rows = rev[decided & ~person & ~rev["image_id"].isin(seen | pending)]
+    rejected = auto_rows[auto_rows["decision"] == Decision.REJECT.value]
+    images = rev["image_id"].nunique()
+    out: dict[str, Any] = {
+        "images": images,
+        "seen_by_a_person": len(seen),
+        "pending_for_a_person": len(pending),
+        "decided_automatically": auto_rows["image_id"].nunique(),
+        "auto_rejected": {str(k): int(v) for k, v in rejected.groupby("reason")["image_id"].nunique().items()},
+        "share_seen": round(len(seen) / images, 4) if images else None,
+    }
+    if "diffveri" in list_tables(root):
+        ids = read_table(root, "diffveri", columns=["image_id"], filter=pc.field("status") == "ok")["image_id"]
+        in_dataset = set(ids.to_pylist())
+        out["dataset_images"] = len(in_dataset)
+        out["dataset_seen_by_a_person"] = len(in_dataset & seen)
+        out["dataset_share_seen"] = round(len(in_dataset & seen) / len(in_dataset), 4) if in_dataset else None
+    return out
+
+
 def stats(root: str | os.PathLike) -> dict[str, Any]:
-    """Counts for every table present, plus the dataset row when the ``diffveri`` table exists."""
+    """Counts for every table present, plus the review coverage and the dataset row when those tables exist."""
     out: dict[str, Any] = {"tables": {t: status_counts(root, t) for t in list_tables(root)}}
+    if "reviews" in out["tables"]:
+        out["review"] = review_coverage(root)
     if "diffveri" in out["tables"]:
         out["dataset"] = dataset_row(root)
     return out
+
+
+def format_review(r: dict[str, Any]) -> list[str]:
+    """The review coverage as text lines."""
+    share = f" ({100 * r['share_seen']:.1f} %)" if r["share_seen"] is not None else ""
+    rejects = ", ".join(f"{k} {v}" for k, v in r["auto_rejected"].items()) or "none"
+    lines = [
+        f"review: {r['images']} images; a person saw {r['seen_by_a_person']}{share}, "
+        f"{r['pending_for_a_person']} await a person, {r['decided_automatically']} decided automatically "
+        f"(rejected: {rejects})"
+    ]
+    if "dataset_images" in r:
+        share = f" ({100 * r['dataset_share_seen']:.1f} %)" if r["dataset_share_seen"] is not None else ""
+        lines.append(
+            f"dataset: a person saw {r['dataset_seen_by_a_person']} of its {r['dataset_images']} images{share}"
+        )
+    return lines
 
 
 def format_stats(result: dict[str, Any]) -> str:
@@ -67,6 +119,9 @@ def format_stats(result: dict[str, Any]) -> str:
         total = sum(counts.values())
         lines.append(f"{table}: {total} rows")
         lines.extend(f"  {label:<32} {n}" for label, n in counts.items())
+    if "review" in result:
+        lines.append("")
+        lines.extend(format_review(result["review"]))
     if "dataset" in result:
         d = result["dataset"]
         lines.append("")
