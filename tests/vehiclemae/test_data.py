@@ -1,15 +1,23 @@
 from __future__ import annotations
 
+import copy
+import gc
+import pickle
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from PIL import Image
 
-from data_manifests import VIEW_CLASSES_TOYWORLD, rle, write_table
+from data_manifests import VIEW_CLASSES_TOYWORLD, read_rows, rle, write_table
 from vehiclemae.data import DiffVERIDataset, PKSampler
+from vehiclemae.data.diffveri import COLUMNS
+from vehiclemae.data.rowstore import RowStore, RowStoreWriter
+
+from .synth import make_diffveri
 
 
 def test_items_shapes_and_consistency(diffveri_root: Path) -> None:
@@ -144,3 +152,93 @@ def test_no_vehicle_crop_keeps_items_unchanged(diffveri_root: Path) -> None:
     img, _, _ = apply_joint(image, labels, fg, params, 32, ds.flip_lut)
     expected = (img.transpose(2, 0, 1).astype(np.float32) / 255.0 - ds.mean) / ds.std
     assert torch.equal(ds[2]["image"], torch.from_numpy(expected))
+
+
+# ------------------------------------------------------------------------------ rows kept as flat files, not dicts
+def _mixed_table(root: Path) -> list[dict]:
+    """Rows in shuffled id order: ok train rows (one without masks, one without a vehicle mask), a failed row and a
+    row of another split (both left out)."""
+    base = make_diffveri(root, n_identities=3, size=32)
+    rows = read_rows(base, "diffveri")
+    rows[0]["view_rles"], rows[0]["view_classes"] = [], []
+    rows[1]["vehicle_rle"] = None
+    rows[2]["status"] = "failed"
+    rows[3]["split"] = "query"
+    order = np.random.default_rng(3).permutation(len(rows))
+    write_table(base, "diffveri", [rows[i] for i in order])
+    return rows
+
+
+def test_rows_equal_the_old_dict_decoding_row_for_row(tmp_path: Path) -> None:
+    _mixed_table(tmp_path)
+    ds = DiffVERIDataset(tmp_path, img_size=32, view_classes="toyworld", patch_size=8, mask_ratio=0.75)
+    # The old dataset: every ok train row as a dict (to_pylist), sorted by image_id; identities sorted.
+    old = sorted(
+        (r for r in read_rows(tmp_path, "diffveri", columns=COLUMNS + ["status"]) if r["status"] == "ok"),
+        key=lambda r: r["image_id"],
+    )
+    old = [{k: v for k, v in r.items() if k != "status" and r["split"] == "train"} for r in old]
+    old = [r for r in old if r]
+    identities = sorted({r["identity_id"] for r in old})
+    assert len(ds) == len(old) == 10 and ds.identities == identities
+    for i, row in enumerate(old):
+        assert ds.row(i) == ds.rows[i] == row
+        assert int(ds[i]["identity"]) == identities.index(row["identity_id"])
+    assert ds.row(-1) == old[-1]
+    assert ds.identity_index.tolist() == [identities.index(r["identity_id"]) for r in old]
+    none = ds[[r["vehicle_rle"] is None for r in old].index(True)]  # no vehicle mask: fg = labelled pixels
+    assert torch.equal(none["fg"] > 0, none["labels"] > 0)
+    limited = DiffVERIDataset(tmp_path, img_size=32, view_classes="toyworld", limit=4)
+    assert [limited.row(i) for i in range(4)] == old[:4]
+    with pytest.raises(IndexError):
+        ds.row(len(ds))
+
+
+def test_pickled_dataset_is_small_and_gives_the_same_items(tmp_path: Path) -> None:
+    make_diffveri(tmp_path / "small", n_identities=2, size=32)
+    rows = read_rows(tmp_path / "small", "diffveri")
+    big = [{**r, "image_id": f"{r['image_id']}{k:03d}"} for k in range(300) for r in rows]  # 2400 rows
+    make_diffveri(tmp_path / "big", n_identities=2, size=32)
+    write_table(tmp_path / "big", "diffveri", big)
+    sizes = {}
+    for name in ("small", "big"):
+        ds = DiffVERIDataset(tmp_path / name, img_size=32, view_classes="toyworld", patch_size=8, mask_ratio=0.75)
+        blob = pickle.dumps(ds)
+        sizes[name] = len(blob)
+        copy = pickle.loads(blob)  # what a DataLoader worker gets
+        for i in (0, len(ds) // 2, len(ds) - 1):
+            for key in ("image", "labels", "fg", "identity", "keep_a", "keep_b"):
+                assert torch.equal(copy[i][key], ds[i][key])
+        assert copy.identities == ds.identities
+    assert sizes["big"] < 4096 and sizes["big"] - sizes["small"] < 64  # the rows are not in the pickle
+
+
+def test_row_files_go_with_the_dataset(diffveri_root: Path) -> None:
+    ds = DiffVERIDataset(diffveri_root, img_size=32, view_classes="toyworld")
+    files = ds._files
+    plain = copy.copy(ds)  # the collapse probe's shallow copy shares the files
+    del ds
+    gc.collect()
+    assert files.is_dir() and plain.row(0)["image_id"]
+    del plain
+    gc.collect()
+    assert not files.exists()
+
+
+def test_row_store_round_trips_nested_columns_with_nulls(tmp_path: Path) -> None:
+    rle_type = pa.struct([pa.field("size", pa.list_(pa.int32())), pa.field("counts", pa.string())])
+    schema = pa.schema([("s", pa.string()), ("n", pa.int32()), ("r", rle_type), ("l", pa.list_(rle_type))])
+    rows = [
+        {"s": "é", "n": 1, "r": {"size": [2, 3], "counts": "ab"}, "l": [{"size": [1, 1], "counts": ""}]},
+        {"s": None, "n": None, "r": None, "l": None},
+        {"s": "", "n": -5, "r": {"size": None, "counts": None}, "l": []},
+        {"s": "x" * 300, "n": 7, "r": {"size": [], "counts": "z"}, "l": [None, {"size": [4], "counts": "q"}]},
+    ]
+    table = pa.Table.from_pylist(rows * 3, schema=schema)
+    writer = RowStoreWriter(tmp_path / "store", schema)
+    writer.write_batch(table.slice(0, 5))  # sliced arrays: offsets must be rebased
+    writer.write_batch(table.slice(5))
+    writer.close()
+    store = RowStore(tmp_path / "store")
+    assert len(store) == 12 and [store.row(i) for i in range(12)] == table.to_pylist()
+    assert pickle.loads(pickle.dumps(store)).row(3) == rows[3]

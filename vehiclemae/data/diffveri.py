@@ -16,29 +16,105 @@ multi-process runs see exactly the same crops and masks as a straight single-pro
 ``vehicle_crop`` (a margin, e.g. 0.1) first cuts each image to its vehicle's box grown by that fraction of the box
 size per side (the box of the row's vehicle mask), as Re-ID datasets are detection crops; the random resized crop
 is then drawn inside that box. ``None`` uses the whole image.
+
+Memory at scale: the manifest columns are streamed once into an uncompressed Arrow IPC file in a private cache folder
+(``cache_dir``, default ``$VEHICLEMAE_DATA_CACHE`` or the system temp folder; removed when the dataset is garbage
+collected) and memory-mapped, with the ``image_id`` order and the identity indices as memory-mapped ``.npy`` files.
+No per-row Python object exists: a row is decoded when an item asks for it (:meth:`DiffVERIDataset.row`). DataLoader
+workers get a pickle of a few kB and map the same files, so the rows live once in the page cache, not once per
+process (``benchmarks/bench_loader_scale.py``: 1.7M rows).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, inside_root, open_image, read_table, rle
+from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, inside_root, iter_batches, open_image, rle
 
 from ..masking import make_masks
+from .rowstore import RawFile, RowStore, RowStoreWriter
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, CropParams, apply_joint, flip_lut_for, sample_crop
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["image_id", "identity_id", "split", "path", "width", "height", "vehicle_rle", "view_classes", "view_rles"]
+CACHE_ENV = "VEHICLEMAE_DATA_CACHE"
+ROWS_DIR, ORDER_FILE, IDENTITY_FILE, IDENTITIES_FILE = "rows", "order.int64", "identity.int64", "identities.json"
+
+
+class _CacheDir:
+    """Owns the folder of a dataset's mapped files; shallow copies share it, the folder goes with the last of them.
+    Worker processes receive the path only (pickles never carry this owner), so they never delete it."""
+
+    def __init__(self, parent: str | os.PathLike | None) -> None:
+        parent = parent or os.environ.get(CACHE_ENV) or None
+        if parent is not None:
+            Path(parent).mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix="vehiclemae-rows-", dir=parent))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+
+def build_row_store(
+    root: Path, table: str, filt: pc.Expression, limit: int | None, directory: Path
+) -> tuple[int, list[str]]:
+    """Stream the matching rows of ``table`` into ``directory``: a :class:`~.rowstore.RowStore` (scan order),
+    ``order.int64`` (dataset index -> store row, by ``image_id``, cut to ``limit``), ``identity.int64`` (dataset
+    index -> index into the returned sorted identity list) and ``identities.json``. Returns ``(rows, identities)``;
+    memory holds one batch plus the two id columns."""
+    ids, identities = [], []
+    writer = None
+    for batch in iter_batches(root, table, columns=COLUMNS, filter=filt):
+        if writer is None:
+            writer = RowStoreWriter(directory / ROWS_DIR, batch.schema)
+        writer.write_batch(batch)
+        ids.append(batch.column("image_id"))
+        identities.append(batch.column("identity_id"))
+    if writer is None:
+        return 0, []
+    writer.close()
+    # 1. A stable order independent of how the table was written (image ids are unique keys).
+    order = pc.sort_indices(pa.chunked_array(ids, type=pa.string())).to_numpy().astype(np.int64)
+    del ids
+    if limit:
+        order = order[:limit]
+    # 2. Identities of the rows kept, sorted; each row's index into them.
+    kept = pa.chunked_array(identities, type=pa.string()).take(pa.array(order))
+    del identities
+    names = sorted(pc.unique(kept).to_pylist())
+    codes = pc.index_in(kept, value_set=pa.array(names, type=pa.string())).to_numpy().astype(np.int64)
+    order.tofile(directory / ORDER_FILE)
+    codes.tofile(directory / IDENTITY_FILE)
+    (directory / IDENTITIES_FILE).write_text(json.dumps(names))
+    pa.default_memory_pool().release_unused()  # the id columns and batches go back to the system
+    return len(order), names
+
+
+class RowView(Sequence):
+    """``dataset.rows[i]``: row ``i`` as a dict, decoded on demand (no list of rows is ever built)."""
+
+    def __init__(self, dataset: DiffVERIDataset) -> None:
+        self._dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        return self._dataset.row(i)
 
 
 def resolve_view_classes(view_classes: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -78,6 +154,7 @@ class DiffVERIDataset(Dataset):
         mask_ratio_view: float | None = None,
         limit: int | None = None,
         vehicle_crop: float | None = None,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         if vehicle_crop is not None and vehicle_crop < 0:
             raise ValueError(f"vehicle_crop is a margin >= 0 (fraction of the vehicle box), got {vehicle_crop}")
@@ -100,29 +177,74 @@ class DiffVERIDataset(Dataset):
             self.num_patches = (img_size // patch_size) ** 2
         self.flip_lut = flip_lut_for(self.view_classes)
 
-        # 1. Read only the columns we use, only ok rows (failed/rejected rows stay in the table, never here).
+        # 1. Only the columns we use, only ok rows (failed/rejected rows stay in the table, never here), streamed to
+        #    memory-mapped files: no per-row Python objects, and workers share the pages.
         filt = pc.field("status") == "ok"
         if splits:
             filt = filt & pc.field("split").isin(list(splits))
-        arrow = read_table(self.root, table, columns=COLUMNS, filter=filt)
-        if arrow.num_rows == 0:
+        self._cache = _CacheDir(cache_dir)
+        self._files = self._cache.path
+        n, self._identities = build_row_store(self.root, table, filt, limit, self._files)
+        if n == 0:
             raise ValueError(
                 f"{self.root}/manifests/{table}: no rows with status 'ok' in splits {splits}; build the dataset "
                 "first (e.g. `diffveri run assemble`) or change `data.splits`"
             )
-        arrow = arrow.sort_by("image_id")  # a stable order independent of how the table was written
-        if limit:
-            arrow = arrow.slice(0, limit)
-        self.rows: list[dict[str, Any]] = arrow.to_pylist()
-        self.identities: list[str] = sorted({r["identity_id"] for r in self.rows})
-        index = {name: i for i, name in enumerate(self.identities)}
-        self.identity_index = np.array([index[r["identity_id"]] for r in self.rows], dtype=np.int64)
+        self._n = n
+        self._open()
         # 2. Per distinct row class list, a lookup from the row's mask order to our class indices.
         self._luts: dict[tuple[str, ...], np.ndarray] = {}
-        log.info("%s: %d images of %d identities", table, len(self.rows), len(self.identities))
+        log.info("%s: %d images of %d identities", table, n, len(self.identities))
+
+    def _open(self) -> None:
+        """Map the row files (in the building process, and in each worker after unpickling)."""
+        self._store = RowStore(self._files / ROWS_DIR)
+        self._order = RawFile(str(self._files / ORDER_FILE), np.dtype(np.int64))
+        self._identity = RawFile(str(self._files / IDENTITY_FILE), np.dtype(np.int64))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers get the folder's path, not the rows (and not the owner: only the building process deletes it).
+        state = self.__dict__.copy()
+        for key in ("_store", "_order", "_identity", "_cache", "_identities"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._open()
+
+    def __copy__(self) -> DiffVERIDataset:
+        # A shallow copy (e.g. the collapse probe's un-augmented view) shares the mapped files and their owner.
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update(self.__dict__)
+        return new
+
+    @property
+    def identities(self) -> list[str]:
+        """The sorted identity ids of the rows (``item["identity"]`` indexes this list)."""
+        if self.__dict__.get("_identities") is None:  # a worker's copy reads them only when asked
+            self._identities = json.loads((self._files / IDENTITIES_FILE).read_text())
+        return self._identities
+
+    @property
+    def rows(self) -> RowView:
+        """Rows as dicts, each decoded when indexed (``dataset.rows[i] == dataset.row(i)``)."""
+        return RowView(self)
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row ``i`` (``image_id`` order) as a dict of the manifest columns, as ``read_rows`` would give it."""
+        if not -self._n <= i < self._n:
+            raise IndexError(f"row {i} out of range for {self._n} rows")
+        i = i + self._n if i < 0 else i
+        return self._store.row(int(self._order.read(i, i + 1)[0]))
+
+    @property
+    def identity_index(self) -> np.ndarray:
+        """``(N,) int64``: each row's index into :attr:`identities` (read from disk on each call)."""
+        return np.fromfile(self._files / IDENTITY_FILE, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._n
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's augmentation and masks (items are a pure function of (seed, epoch, index))."""
@@ -145,7 +267,7 @@ class DiffVERIDataset(Dataset):
 
     def load(self, i: int) -> tuple[Image.Image, np.ndarray, np.ndarray]:
         """Row ``i`` at full resolution: PIL RGB image, labels ``(H, W) int64``, fg ``(H, W) bool``."""
-        row = self.rows[i]
+        row = self.row(i)
         where = f"{self.root}/manifests/{self.table} row image_id={row['image_id']!r} ({row['path']})"
         # A manifest path must stay inside the data root; images over the pixel limit are refused undecoded.
         path = inside_root(self.root, row["path"], what=f"{where}: path")
@@ -197,7 +319,7 @@ class DiffVERIDataset(Dataset):
             "image": torch.from_numpy(chw),
             "labels": torch.from_numpy(lab),
             "fg": torch.from_numpy(fgm),
-            "identity": torch.tensor(self.identity_index[i]),
+            "identity": torch.tensor(self._identity.read(i, i + 1)[0]),
             "index": torch.tensor(i),
         }
         if self.mask_ratio is not None:

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from data_manifests import open_image
-from torch.utils.data import Dataset
 
 VERI_FOLDERS = {"train": "image_train", "query": "image_query", "gallery": "image_test"}
 VERI_NAME = re.compile(r"^(\d+)_c(\d+)_.*\.(?:jpg|jpeg|png)$", re.IGNORECASE)
