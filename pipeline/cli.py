@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.segment",
     "pipeline.commands.truth",
     "pipeline.commands.toy_models",
+    "pipeline.commands.plan",
 )
 
 
