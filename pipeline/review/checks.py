@@ -125,23 +125,25 @@ class _Item:
     path: str
 
 
-def _pending(root: Path, identities: Sequence[str] | None, ref: str, overwrite: bool) -> list[_Item]:
-    """Kept images (detections ok) of ``identities`` not yet scored by ``ref``, in image order."""
+def _pending(root: Path, identities: Sequence[str] | None, ref: str, overwrite: bool) -> tuple[list[_Item], int]:
+    """Kept images (detections ok) of ``identities`` not yet scored by ``ref``, in image order, and how many of
+    those identities' kept images were skipped (already scored)."""
     det = dm.read_rows(root, "detections", filter=pc.field("status") == Status.OK.value)
     gen = {
         r["image_id"]: r
         for r in dm.read_rows(root, "generations", columns=["image_id", "identity_id", "intended_view", "path"])
     }
     wanted = None if identities is None else set(identities)
-    out = []
+    out, skipped = [], 0
     for r in sorted(det, key=lambda d: d["image_id"]):
         g = gen.get(r["image_id"])
         if g is None or not g["path"] or (wanted is not None and g["identity_id"] not in wanted):
             continue
         if not overwrite and r["checks_ref"] == ref:
+            skipped += 1
             continue
         out.append(_Item(r, g["identity_id"], g["intended_view"], g["path"]))
-    return out
+    return out, skipped
 
 
 # ----------------------------------------------------------------------------------------------------------- running
@@ -164,9 +166,8 @@ def run_checks(
     """
     root = Path(root)
     ref = f"{encoder.ref}|{segmenter_ref or 'no-segmenter'}"
-    items = _pending(root, identities, ref, overwrite)
-    total_kept = len(dm.existing_keys(root, "detections", filter=pc.field("status") == Status.OK.value))
-    counts = {"scored": 0, "skipped": total_kept - len(items), "unreadable": 0, "no_subject_photos": 0}
+    items, skipped = _pending(root, identities, ref, overwrite)
+    counts = {"scored": 0, "skipped": skipped, "unreadable": 0, "no_subject_photos": 0}
     if not items:
         return counts
     subjects = subject_embeddings(root, encoder, sorted({it.identity_id for it in items}))

@@ -77,6 +77,7 @@ def test_identity_scores_order_matching_above_mismatched_identities(tmp_path):
     assert auc(matched, mismatched) >= 0.8
     # Same encoder again: nothing to do; a different encoder re-scores.
     assert run_checks(root, ColourHistogramEncoder(), progress=False)["skipped"] == 36
+    assert run_checks(root, ColourHistogramEncoder(), identities=ids[:1], progress=False)["skipped"] == 6  # a shard
     assert run_checks(root, ColourHistogramEncoder(bins=4), progress=False)["scored"] == 36
 
 
