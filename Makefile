@@ -37,6 +37,8 @@ toy-models: setup
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(RUN) $(PY) $$b || exit 1; done
 
+# The configured Prefect API (PREFECT_API_URL, or the project profile of prefect.toml), else a local server on
+# 127.0.0.1:$(PREFECT_PORT); work pool, `prefect deploy --all` (prefect.yaml), one worker. docs/flows.md.
 prefect-up: setup
 	$(RUN) $(PY) -m flows.server up --data $(DATA)
 

@@ -29,8 +29,14 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from prefect.tasks import exponential_backoff
 
 import data_manifests as dm
+from data_manifests.runtime import apply_offline_env
+from flows.logs import stage_logs_to_prefect
 from pipeline.config import load_config
 from pipeline.stages import STAGES, StageResult, get_stage
+
+# Flow runs start from any worker (`prefect worker start`, Dask workers), not only from the project's commands:
+# the offline switches and the project state apply before any stage imports a model library.
+apply_offline_env()
 
 STAGE_ORDER: tuple[str, ...] = ("subjects", "dreambooth", "synthesize", "filter", "review", "segment", "assemble")
 # Stages whose work splits by identity; the others run once over the whole root.
@@ -115,7 +121,8 @@ def run_stage_task(
     stage: str, config: dict[str, Any], root: str, identities: list[str] | None, shard: str = "all"
 ) -> StageResult:
     """Run one stage on one shard of identities (``None`` = every identity)."""
-    result = get_stage(stage)(config, Path(root), identities)
+    with stage_logs_to_prefect():  # also in task-runner processes (processes, Dask), which import this module anew
+        result = get_stage(stage)(config, Path(root), identities)
     get_run_logger().info("%s", result)
     return result
 
@@ -208,7 +215,7 @@ def run_stages(
 
 @flow(name="build-diffveri", log_prints=True)
 def build_diffveri(
-    config: str = "configs/pipeline/toy.yaml",
+    config: str = "toy",
     root: str = "data/toy",
     identities: list[str] | None = None,
     stages: list[str] | None = None,
@@ -219,7 +226,7 @@ def build_diffveri(
     """Build (or continue building) DiffVERI under ``root``.
 
     Args:
-        config: profile YAML (``configs/pipeline/toy.yaml`` or ``paper.yaml``).
+        config: profile: a short name (``toy``, ``paper``) or a YAML path.
         root: data root; manifests go to ``root/manifests``.
         identities: restrict to these identity ids (default: all subjects).
         stages: stages to run, in pipeline order (default: all registered stages).
@@ -242,7 +249,7 @@ def build_diffveri(
     # The stages subflow exists only to take its task runner from the config. It sends no heartbeats of its own:
     # this flow's heartbeats cover the run, and joining a flow's heartbeat thread at exit costs up to a second
     # (it sleeps in 1 s steps), a fixed toll that was most of the flow's overhead on a small build.
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), stage_logs_to_prefect():
         summary = run_stages.with_options(task_runner=runner)(cfg, str(root), chosen, identities, shard_size)
     if "awaiting_review" in summary:
         n = summary["awaiting_review"]

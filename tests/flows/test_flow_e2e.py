@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -76,13 +77,59 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _isolated_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a user whose project state is ``tmp_path`` (the real project's .state stays untouched)."""
+    home = tmp_path / "prefect"
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_PROFILES_PATH=str(home / "profiles.toml"))
+    env["DIFFVERI_STATE"] = str(tmp_path / "state")
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+@pytest.mark.slow
+def test_plain_prefect_commands_after_up(tmp_path: Path) -> None:
+    """`flows.server up` (make prefect-up), then the plain `prefect deployment run build-diffveri/toy --watch` with
+    no PREFECT_API_URL in the environment: the profile up wrote names the server; stage logs and progress lines
+    are in the flow-run logs; `down` forgets the server."""
+    root = tmp_path / "data"
+    make_world(root)
+    env = _isolated_env(tmp_path)
+    port = _free_port()
+    prefect = str(Path(sys.executable).parent / "prefect")
+    run = lambda argv: subprocess.run(argv, env=env, cwd=PROJECT, text=True, capture_output=True, timeout=600)  # noqa: E731
+    up = run([sys.executable, "-m", "flows.server", "up", "--data", str(root), "--port", str(port)])
+    assert up.returncode == 0, up.stdout + up.stderr
+    api_url = f"http://127.0.0.1:{port}/api"
+    try:
+        assert f'PREFECT_API_URL = "{api_url}"' in (tmp_path / "prefect" / "profiles.toml").read_text()
+        params = {"stages": ["subjects", "synthesize", "filter"], "shard_size": 2, "overrides": RENDER_ONLY}
+        result = run([prefect, "deployment", "run", "build-diffveri/toy", "--watch", "--params", json.dumps(params)])
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "Completed" in result.stdout
+        messages = _all_flow_run_logs(api_url)
+    finally:
+        down = run([sys.executable, "-m", "flows.server", "down"])
+    assert down.returncode == 0, down.stderr
+    assert "PREFECT_API_URL" not in (tmp_path / "prefect" / "profiles.toml").read_text()
+    assert "imported 4 subject(s) into " + str(root) in messages  # a pipeline logger, in the UI's logs
+    assert any(m.startswith("synthesize: 100% 8/8 [") for m in messages), messages  # a progress line, ETA included
+    assert dm.read_table(root, "detections").num_rows == 16
+
+
+def _all_flow_run_logs(api_url: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        return [log.message for log in client.read_logs()]
+
+
 @pytest.mark.slow
 def test_worker_killed_mid_run_then_rerun_completes(tmp_path: Path) -> None:
     """Real local server + process worker; SIGKILL the worker while the deployment runs; run again."""
     root = tmp_path / "data"
     make_world(root, identities=8)
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), DIFFVERI_STATE=str(tmp_path / "state"))
-    env.pop("PREFECT_API_URL", None)
+    env = _isolated_env(tmp_path)
     port = _free_port()
     run = lambda *args, **kw: subprocess.run(
         [sys.executable, *args],

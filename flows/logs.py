@@ -1,0 +1,128 @@
+"""Stage logs and progress bars in the flow-run logs (what the Prefect UI shows for each run).
+
+Stage code knows nothing of Prefect: it logs to its module loggers (``pipeline.*``, ``data_manifests.*``) and draws
+plain tqdm bars on stderr. Inside a flow or task run, :func:`stage_logs_to_prefect`
+
+1. gives the stage loggers Prefect's API log handler (as ``PREFECT_LOGGING_EXTRA_LOGGERS`` would, but independent
+   of how the worker was started), so their records appear in the run's logs, attributed to the task run;
+2. turns every tqdm bar written to stderr into a log line (logger ``pipeline.progress``) at most every
+   ``interval`` seconds per bar, plus one when the bar reaches its total: ``filter: 40% 80/200 [00:12<00:18,
+   6.6img/s]`` — the bar's own text, ETA included, without the block characters. The bar itself still goes to
+   stderr (the worker's log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+STAGE_LOGGERS: tuple[str, ...] = ("pipeline", "data_manifests")
+PROGRESS_LOGGER = "pipeline.progress"
+PROGRESS_INTERVAL = 30.0  # seconds between two log lines of one bar
+
+# tqdm's status line: "<desc>: <pct>%|<bar>| n/total [elapsed<eta, rate]" or, without a total, "<desc>: n<unit> [...]".
+_BAR = re.compile(r"\|[^|]*\|")
+_COUNTS = re.compile(r"(\d+)/(\d+)")
+_DESC = re.compile(r"^(.*?):\s")
+
+
+def route_stage_logs(names: tuple[str, ...] = STAGE_LOGGERS, level: int = logging.INFO) -> None:
+    """Attach Prefect's API log handler to the stage loggers (once per process) and let INFO records through."""
+    from prefect.logging.handlers import APILogHandler
+
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+            logger.addHandler(APILogHandler())
+        if logger.level == logging.NOTSET or logger.level > level:
+            logger.setLevel(level)
+
+
+def progress_line(text: str) -> str | None:
+    """The last tqdm status in ``text`` without the bar's block characters, or ``None`` if it holds none."""
+    if "\r" not in text:
+        return None
+    status = text.rsplit("\r", 1)[1].strip()
+    if not status or "[" not in status:
+        return None
+    return re.sub(r"\s+", " ", _BAR.sub(" ", status)).strip()
+
+
+class ProgressLog(io.TextIOBase):
+    """A stderr stand-in: passes everything through and logs tqdm status lines every ``interval`` seconds per bar."""
+
+    def __init__(self, stream: TextIO, interval: float = PROGRESS_INTERVAL) -> None:
+        self.stream = stream
+        self.interval = interval
+        self.logger = logging.getLogger(PROGRESS_LOGGER)
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._busy = threading.local()  # a handler writing to stderr while we log must not log again
+
+    def write(self, text: str) -> int:
+        written = self.stream.write(text)
+        line = progress_line(text)
+        if line is not None and not getattr(self._busy, "on", False):
+            self._maybe_log(line)
+        return written if written is not None else len(text)
+
+    def _maybe_log(self, line: str) -> None:
+        desc = _DESC.match(line)
+        key = desc.group(1) if desc else ""  # bars without a description share one clock
+        counts = _COUNTS.search(line)
+        finished = counts is not None and counts.group(1) == counts.group(2)
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            # The first update of a bar, then every `interval` seconds, and its end (once).
+            due = last is None or now - last >= self.interval or (finished and last != float("inf"))
+            if not due:
+                return
+            self._last[key] = float("inf") if finished else now
+        self._busy.on = True
+        try:
+            self.logger.info("%s", line)
+        finally:
+            self._busy.on = False
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False  # tqdm then draws plain updates, which is what a worker log wants
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", "utf-8")
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+_installed = 0
+_install_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def stage_logs_to_prefect(interval: float = PROGRESS_INTERVAL) -> Iterator[None]:
+    """Within this block, stage logs and tqdm progress reach the current Prefect run's logs (re-entrant)."""
+    global _installed
+    route_stage_logs()
+    with _install_lock:
+        if _installed == 0 and not isinstance(sys.stderr, ProgressLog):
+            sys.stderr = ProgressLog(sys.stderr, interval)
+        _installed += 1
+    try:
+        yield
+    finally:
+        with _install_lock:
+            _installed -= 1
+            if _installed == 0 and isinstance(sys.stderr, ProgressLog):
+                sys.stderr = sys.stderr.stream
