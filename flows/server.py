@@ -172,7 +172,7 @@ def up(data_root: str, port: int) -> None:
         start_local_server(api_url)  # type: ignore[arg-type]
         if configured is None:  # remember it in the project profile, for plain `prefect` commands
             subprocess.run([_prefect(), "config", "set", f"PREFECT_API_URL={api_url}"], check=True, capture_output=True)
-            (_home() / "server.url").write_text(api_url)  # type: ignore[arg-type]
+        (_home() / "server.url").write_text(api_url)  # type: ignore[arg-type]  # `down` may forget it
     os.environ["PREFECT_API_URL"] = api_url  # type: ignore[assignment]
     # 2. Work pool + the deployments of prefect.yaml, then one process worker.
     ensure_pool(api_url)  # type: ignore[arg-type]
