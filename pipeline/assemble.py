@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
+from tqdm import tqdm
 
 import data_manifests as dm
 from data_manifests import rle
@@ -146,7 +147,8 @@ def export_veri(root: Path, rows: list[dict[str, Any]], margin: float, out: Path
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-veri-", dir=out.parent))
     vids = {identity: i + 1 for i, identity in enumerate(sorted({r["identity_id"] for r in rows}))}
     names: dict[str, list[str]] = defaultdict(list)
-    for frame, row in enumerate(sorted(rows, key=lambda r: r["image_id"])):
+    ordered = sorted(rows, key=lambda r: r["image_id"])
+    for frame, row in enumerate(tqdm(ordered, desc="assemble VeRi export", unit="img")):
         name = f"{vids[row['identity_id']]:04d}_c{row['camera_id']:03d}_{frame:08d}_0.jpg"
         with dm.open_image(dm.inside_root(root, row["path"], f"diffveri[{row['image_id']}].path")) as source:
             image = source.convert("RGB")
@@ -235,7 +237,8 @@ def assemble(
     # 2. Vehicle crops: detector box plus margin, masks cut alike (files written once, named by image and box).
     boxes = {r["image_id"]: r.pop("detector_bbox") for r in rows}
     if crops:
-        rows = [crop_row(root, r, boxes[r["image_id"]], crop_margin, crop_format) for r in rows]
+        bar = tqdm(rows, desc="assemble crops", unit="img")
+        rows = [crop_row(root, r, boxes[r["image_id"]], crop_margin, crop_format) for r in bar]
     # 3. Real-synthetic: the subject photos of the dataset's identities.
     if include_real:
         rows += real_rows(root, {r["identity_id"] for r in rows}, CAMERA_OF_VIEW, REAL_CAMERA)

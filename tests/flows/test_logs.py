@@ -79,3 +79,6 @@ def test_stage_logs_and_progress_reach_the_flow_run_logs(tmp_path: Path, prefect
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=runs)))
     messages = [(log.name, log.message) for log in logs]
     assert ("pipeline.assemble", "assembled 34 images of 6 identities") in messages
+    progress = [m for name, m in messages if name == PROGRESS_LOGGER]
+    assert any(m.startswith("assemble crops: 100% 34/34 [") for m in progress), progress
+    assert any(m.startswith("assemble VeRi export: 100% 34/34 [") for m in progress), progress
