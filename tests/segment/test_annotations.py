@@ -273,3 +273,19 @@ def test_cli_export_and_import(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     assert main(["segment", "annotations", "import", str(tmp_path / "bad.json"), "--root", str(root)]) == 2
     assert "category_id 42 is not in the file's categories" in capsys.readouterr().err
+
+
+def test_fine_tuning_refuses_a_table_of_predictions_only(tmp_path: Path) -> None:
+    from pipeline.segment.finetune import finetune
+    from pipeline.segment.model import ModelSpec
+
+    root = tmp_path / "root"
+    ids = build_root(root)
+    dm.upsert(root, "segments", [
+        {"image_id": i, "bbox": [5.0, 5.0, 55.0, 35.0], "vehicle_rle": dm.rle.encode(truth_labels(0) > 0),
+         "view_classes": list(CLASSES), "view_rles": dm.rle.label_map_to_rles(truth_labels(0), CLASSES),
+         "dominant_view": "side", "segmenter_ref": "sam:abc", "status": "ok"} for i in ids
+    ])  # fmt: skip
+    with pytest.raises(ValueError, match="segment annotations import"):
+        finetune(root=root, view_classes=CLASSES, model=ModelSpec(), checkpoint=tmp_path / "m.pt", out_dir=tmp_path)
+    assert not (tmp_path / "m.pt").exists()
