@@ -210,11 +210,12 @@ def view_truth(
 
 
 def dataset_views(root: Path) -> dict[str, int]:
-    """Dominant views of the assembled ``diffveri`` table (``{}`` when it does not exist)."""
+    """Dominant views of the assembled ``diffveri`` table's segmented rows (``{}`` when it does not exist)."""
     if not dm.table_exists(root, "diffveri"):
         return {}
     rows = dm.read_rows(root, "diffveri", columns=["dominant_view"], filter=pc.field("status") == "ok")
-    return dict(sorted(Counter(r["dominant_view"] or "none" for r in rows).items()))
+    # Real photos (source: real) carry no masks, hence no dominant view: they are not counted here.
+    return dict(sorted(Counter(r["dominant_view"] for r in rows if r["dominant_view"]).items()))
 
 
 def compare_root(root: Path, rules: FilterRules, classes: tuple[str, ...] = VIEW_CLASSES_PVEN) -> TruthReport:
