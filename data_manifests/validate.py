@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm import tqdm
 
 from .ids import sha256_file
 from .paths import ID_RULE, bad_ids, is_inside
@@ -112,7 +113,9 @@ def _file_problems(root: Path, spec: TableSpec) -> tuple[list[Problem], bool]:
     return problems, True
 
 
-def _table_problems(root: Path, spec: TableSpec, check_files: bool) -> tuple[list[Problem], pa.Table | None]:
+def _table_problems(
+    root: Path, spec: TableSpec, check_files: bool, progress: bool = False
+) -> tuple[list[Problem], pa.Table | None]:
     problems, readable = _file_problems(root, spec)
     if not readable:
         return problems, None
@@ -122,11 +125,13 @@ def _table_problems(root: Path, spec: TableSpec, check_files: bool) -> tuple[lis
     except (ManifestError, OSError, pa.ArrowInvalid, json.JSONDecodeError) as exc:
         problems.append(Problem(spec.name, None, None, "schema", str(exc), "rewrite the table with the current stage"))
         return problems, None
-    problems += _row_problems(root, spec, arrow, check_files)
+    problems += _row_problems(root, spec, arrow, check_files, progress)
     return problems, arrow
 
 
-def _row_problems(root: Path, spec: TableSpec, arrow: pa.Table, check_files: bool) -> list[Problem]:
+def _row_problems(
+    root: Path, spec: TableSpec, arrow: pa.Table, check_files: bool, progress: bool = False
+) -> list[Problem]:
     problems: list[Problem] = []
     keys = key_array(spec, arrow)
 
@@ -187,9 +192,9 @@ def _row_problems(root: Path, spec: TableSpec, arrow: pa.Table, check_files: boo
                 )
     # 5. Ids are single safe path components; paths stay inside the root, the files exist and keep their bytes.
     problems += _id_problems(spec, arrow, keys)
-    problems += _path_problems(root, spec, arrow, keys, check_files)
+    problems += _path_problems(root, spec, arrow, keys, check_files, progress)
     if check_files:
-        problems += _hash_problems(root, spec, arrow, keys)
+        problems += _hash_problems(root, spec, arrow, keys, progress)
     return problems
 
 
@@ -208,10 +213,21 @@ def _flat(arrow: pa.Table, column: str) -> tuple[list, list[int]]:
     return col.to_pylist(), list(range(arrow.num_rows))
 
 
-def _path_problems(root: Path, spec: TableSpec, arrow: pa.Table, keys: pa.Array, check_files: bool) -> list[Problem]:
+def _path_problems(
+    root: Path, spec: TableSpec, arrow: pa.Table, keys: pa.Array, check_files: bool, progress: bool = False
+) -> list[Problem]:
     problems = []
     for column in spec.path_columns:
-        for value, index in zip(*_flat(arrow, column)):
+        values, rows = _flat(arrow, column)
+        # Checking that every file exists takes minutes on a whole dataset: a bar with ETA (only then).
+        bar = tqdm(
+            zip(values, rows),
+            total=len(values),
+            desc=f"validate {spec.name}.{column}",
+            unit="file",
+            disable=not (progress and check_files),
+        )
+        for value, index in bar:
             if value is None:
                 continue
             if not is_inside(value):
@@ -226,12 +242,17 @@ def _path_problems(root: Path, spec: TableSpec, arrow: pa.Table, keys: pa.Array,
     return problems
 
 
-def _hash_problems(root: Path, spec: TableSpec, arrow: pa.Table, keys: pa.Array) -> list[Problem]:
+def _hash_problems(
+    root: Path, spec: TableSpec, arrow: pa.Table, keys: pa.Array, progress: bool = False
+) -> list[Problem]:
     """Files whose bytes differ from the sha256 recorded with them (a swapped or edited photo)."""
     problems, unhashed = [], 0
     for path_column, hash_column in spec.file_hashes:
         paths, hashes = arrow.column(path_column).to_pylist(), arrow.column(hash_column).to_pylist()
-        for index, (row_paths, row_hashes) in enumerate(zip(paths, hashes)):
+        bar = tqdm(
+            zip(paths, hashes), total=len(paths), desc=f"validate {spec.name} sha256", unit="row", disable=not progress
+        )
+        for index, (row_paths, row_hashes) in enumerate(bar):
             if row_hashes is None:
                 unhashed += 1
                 continue
@@ -256,19 +277,22 @@ def _hash_problems(root: Path, spec: TableSpec, arrow: pa.Table, keys: pa.Array)
     return problems
 
 
-def validate(root: str | os.PathLike, check_files: bool = True, warnings: bool = False) -> list[Problem]:
+def validate(
+    root: str | os.PathLike, check_files: bool = True, warnings: bool = False, progress: bool = False
+) -> list[Problem]:
     """Check every table under ``root``: the pointer and part checksums, schema version, key uniqueness, required
     values, enumerations, aligned per-view lists, ids and paths, foreign keys between tables, and (``check_files``)
     that referenced files exist and keep their recorded sha256.
 
-    Returns the errors found (an empty list means valid), and with ``warnings`` the warnings too."""
+    Returns the errors found (an empty list means valid), and with ``warnings`` the warnings too. ``progress``
+    draws a bar with ETA (stderr) over the file checks of each table."""
     root = Path(root)
     present = list_tables(root)
     problems: list[Problem] = []
     keysets: dict[str, set[str]] = {}
     tables: dict[str, pa.Table] = {}
     for name in present:
-        found, arrow = _table_problems(root, TABLES[name], check_files)
+        found, arrow = _table_problems(root, TABLES[name], check_files, progress)
         problems.extend(found)
         if arrow is not None:
             tables[name] = arrow

@@ -39,7 +39,7 @@ def _validate(args: argparse.Namespace) -> int:
     if not tables:
         print(f"no manifest tables under {args.root}/manifests")
         return 1
-    problems = validate(args.root, check_files=not args.no_files, warnings=True)
+    problems = validate(args.root, check_files=not args.no_files, warnings=True, progress=True)
     print(f"checked {len(tables)} table(s): {', '.join(tables)}")
     print(summarize(problems, per_kind=args.per_kind))
     return 1 if any(p.severity == "error" for p in problems) else 0

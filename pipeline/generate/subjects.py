@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 import data_manifests as dm
 from data_manifests import Source, Status
 from data_manifests.images import ENV as PIXEL_LIMIT_ENV
@@ -279,7 +281,8 @@ def _collision_problems(candidates: list[Candidate], existing: dict[str, str], r
 
 def check_candidates(root: Path, candidates: list[Candidate], replace: bool = False) -> list[str]:
     """Every problem with the candidates, each naming the identity and file; an empty list means importable."""
-    problems = [p for c in candidates for p in _candidate_problems(c)]
+    bar = tqdm(candidates, desc="subjects check", unit="id")  # opens every photo: minutes for a whole dataset
+    problems = [p for c in bar for p in _candidate_problems(c)]
     existing = {r["identity_id"]: r["source"] for r in dm.read_rows(root, "subjects", missing_ok=True)}
     return problems + _collision_problems(candidates, existing, replace)
 
@@ -353,7 +356,7 @@ def import_subjects(root: Path, candidates: list[Candidate], replace: bool = Fal
     tokens = {i: r["token"] for i, r in existing.items() if r.get("token")}
     taken = set(tokens.values())
     rows, copies = [], []
-    for c in candidates:
+    for c in tqdm(candidates, desc="subjects hash", unit="id"):
         token = tokens.get(c.identity_id) or rare_token(c.identity_id, taken)
         taken.add(token)
         rows.append(_plan_row(root, c, token, copies))
@@ -362,7 +365,7 @@ def import_subjects(root: Path, candidates: list[Candidate], replace: bool = Fal
     except dm.ManifestError as exc:
         raise _refuse([str(exc)]) from exc
     # 2. Copy under new (content-addressed) names, 3. commit, 4. remove photos the new rows replaced.
-    for item in copies:
+    for item in tqdm(copies, desc="subjects copy", unit="img"):
         _copy(item)
     dm.upsert(root, "subjects", rows)
     _remove_replaced(root, existing, rows)
