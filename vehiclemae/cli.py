@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "vehiclemae.commands.info",
     "vehiclemae.commands.train",
     "vehiclemae.commands.export",
+    "vehiclemae.commands.export_reid",
     "vehiclemae.commands.viz",
     "vehiclemae.commands.finetune",
     "vehiclemae.commands.eval",

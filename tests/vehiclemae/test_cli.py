@@ -25,6 +25,13 @@ def test_train_export_viz(diffveri_root: Path, tmp_path: Path, capsys) -> None:
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "enc.safetensors")]) == 0
     meta = read_metadata(tmp_path / "enc.safetensors")
     assert meta["source"] == "vehiclemae" and meta["img_size"] == 32
+    # ... and the timm folder beside it, with the same weights (plain-timm loading: test_sharing.py)
+    import timm
+
+    plain = timm.create_model(f"local-dir:{tmp_path / 'enc_timm'}", pretrained=True)
+    assert torch.equal(
+        plain.blocks[0].attn.qkv.weight, load_encoder(tmp_path / "enc.safetensors").blocks[0].attn.qkv.weight
+    )
     encoder = load_encoder(tmp_path / "enc.safetensors")
     state = torch.load(ck, map_location="cpu", weights_only=False)["model"]
     assert torch.equal(encoder.blocks[0].attn.qkv.weight, state["rgb.encoder.blocks.0.attn.qkv.weight"])

@@ -235,12 +235,17 @@ def save_reid_checkpoint(path: Path, model: ft.ReIDModel, **extra: Any) -> Path:
 
 
 def load_model(path: str | Path, img_size: int | None = None) -> tuple[torch.nn.Module, int]:
-    """A model for evaluation and its image size, from a fine-tuning checkpoint or a ``vehiclemae export`` file.
+    """A model for evaluation and its image size, from a fine-tuning checkpoint, a ``vehiclemae export-reid`` folder
+    or a ``vehiclemae export`` file.
 
     An exported encoder (``.safetensors``) is evaluated as is (its class-token feature, no BNNeck): the
     "pre-trained only" row of a comparison.
     """
+    from vehiclemae.reid_export import is_reid_export, load_reid_export
+
     path = Path(path)
+    if is_reid_export(path):  # a `vehiclemae export-reid` folder
+        return load_reid_export(path, img_size)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist (fine-tuning writes OUTPUT/best.pth, last.pth)")
     if path.suffix == ".safetensors":
