@@ -101,6 +101,13 @@ def _register_annotations(ssub: argparse._SubParsersAction) -> None:
         metavar="NAME=VIEW",
         help="map the file's category names onto view classes, e.g. 'Front face=front' (a view of background: skip)",
     )
+    p.add_argument(
+        "--overlap-tolerance",
+        type=float,
+        default=0.05,
+        help="two views may share at most this fraction of the smaller region (boundary slop; default 0.05); "
+        "more is refused",
+    )
     p.set_defaults(handler=_annotations_import)
 
 
@@ -234,6 +241,7 @@ def _annotations_import(args: argparse.Namespace) -> int:
         view_classes=VIEW_SETS[args.view_set],
         fmt=args.fmt,
         category_map=parse_category_map(args.category_map),
+        overlap_tolerance=args.overlap_tolerance,
     )
     print(
         f"imported {result.rows} annotated images ({result.segmenter_ref}); {result.unannotated} of the file's "

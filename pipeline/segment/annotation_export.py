@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 import data_manifests as dm
 
-from .annotations import KnownImage, human_ids, is_human, known_images, mask_to_polygons
+from .annotations import KnownImage, human_ids, is_human, known_images, mask_to_polygons, without_enclosed_islands
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def coco_document(images: list[KnownImage], view_classes: tuple[str, ...]) -> di
 
 def _ls_polygons(labels: np.ndarray, view_classes: tuple[str, ...]) -> list[dict[str, Any]]:
     """Label Studio ``polygonlabels`` results (points in percent of the image) for every view class present."""
+    labels = without_enclosed_islands(labels)  # polygons have no holes: islands would overlap their surroundings
     h, w = labels.shape
     out = []
     for index, name in enumerate(view_classes):

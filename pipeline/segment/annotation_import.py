@@ -8,7 +8,8 @@ comes from) and one :class:`AnnotationImportError` is raised, leaving the tables
 * an unknown category (after ``--category-map NAME=VIEW``; a category mapped to ``background`` is skipped);
 * a polygon with a point outside the image, fewer than 3 points, or an RLE of another size;
 * duplicate annotation ids;
-* two view classes of one image that overlap (a pixel can have one view only).
+* two view classes of one image that overlap by more than ``overlap_tolerance`` (5 %) of the smaller region (a pixel
+  has one view; smaller overlaps are boundary slop between polygons drawn one by one and go to the smaller region).
 
 Accepted annotations become one ``segments`` row per image (``segmenter_ref`` = ``human:<format>:<sha256 prefix of
 the file>``): the vehicle mask is the union of the view masks, ``bbox`` the filter's box (the mask's box when there is
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("coco", "labelstudio")
 MAX_LISTED = 200  # problems shown in the error message (the count is always complete)
+# Share of the smaller of two view regions they may both claim: polygons drawn one after the other (Label Studio has
+# no snapping) overlap by a pixel or two along shared face edges; a larger overlap is two views for one part.
+DEFAULT_OVERLAP_TOLERANCE = 0.05
 
 
 class AnnotationImportError(ValueError):
@@ -218,7 +222,11 @@ def _category_target(name: str, category_map: dict[str, str], view_classes: tupl
 
 
 def build_label_maps(
-    parsed: Parsed, known: dict[str, KnownImage], view_classes: tuple[str, ...], category_map: dict[str, str]
+    parsed: Parsed,
+    known: dict[str, KnownImage],
+    view_classes: tuple[str, ...],
+    category_map: dict[str, str],
+    overlap_tolerance: float = 0.0,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Label maps per image (indices into ``view_classes``) and every problem found."""
     problems = list(parsed.problems)
@@ -255,19 +263,36 @@ def build_label_maps(
     labels: dict[str, np.ndarray] = {}
     for key, per_class in sorted(masks.items()):
         k = known[key]
-        label = np.zeros((k.height, k.width), np.int64)
-        classes = sorted(per_class)
-        for i, a in enumerate(classes):
-            for b in classes[i + 1 :]:
-                both = int((per_class[a] & per_class[b]).sum())
-                if both:
-                    problems.append(
-                        f"image {key}: {view_classes[a]} and {view_classes[b]} overlap on {both} pixel(s); a pixel "
-                        "has one view"
-                    )
-            label[per_class[a]] = a
+        label, overlaps = merge_views(per_class, (k.height, k.width), overlap_tolerance)
+        problems += [
+            f"image {key}: {view_classes[a]} and {view_classes[b]} overlap on {n} pixel(s), {n / smaller:.0%} of the "
+            f"smaller region (tolerated: {overlap_tolerance:.0%}); a pixel has one view"
+            for a, b, n, smaller in overlaps
+        ]
         labels[key] = label
     return labels, problems
+
+
+def merge_views(
+    per_class: dict[int, np.ndarray], shape: tuple[int, int], tolerance: float
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """One label map from per-class masks, and the overlaps larger than ``tolerance``.
+
+    Two regions drawn separately rarely meet exactly: an overlap of at most ``tolerance`` x the smaller region's area
+    is boundary slop and its pixels go to the smaller region (a detail drawn over a larger face); a larger overlap is
+    returned as ``(class a, class b, pixels, smaller area)`` — two views claimed for the same part of the vehicle.
+    """
+    label = np.zeros(shape, np.int64)
+    overlaps = []
+    classes = sorted(per_class, key=lambda c: (-int(per_class[c].sum()), c))  # largest first: smaller ones win
+    for i, a in enumerate(classes):
+        for b in classes[i + 1 :]:
+            both = int((per_class[a] & per_class[b]).sum())
+            smaller = int(min(per_class[a].sum(), per_class[b].sum()))
+            if both > tolerance * smaller:
+                overlaps.append((min(a, b), max(a, b), both, smaller))
+        label[per_class[a]] = a
+    return label, overlaps
 
 
 # ---------------------------------------------------------------------------------------------------- import
@@ -298,8 +323,15 @@ def import_annotations(
     view_classes: tuple[str, ...],
     fmt: str | None = None,
     category_map: dict[str, str] | None = None,
+    overlap_tolerance: float = DEFAULT_OVERLAP_TOLERANCE,
 ) -> ImportResult:
-    """Validate ``path`` whole against ``root``, then upsert one human ``segments`` row per annotated image."""
+    """Validate ``path`` whole against ``root``, then upsert one human ``segments`` row per annotated image.
+
+    ``overlap_tolerance``: two views of one image may share at most this fraction of the smaller region (boundary
+    slop between polygons drawn one by one; those pixels go to the smaller region); more is refused.
+    """
+    if not 0.0 <= overlap_tolerance < 1.0:
+        raise ValueError(f"--overlap-tolerance must be in [0, 1), got {overlap_tolerance}")
     path, root = Path(path), Path(root)
     # 1. Read the file and its format.
     data = path.read_bytes()
@@ -316,7 +348,7 @@ def import_annotations(
     if unknown_targets:
         raise ValueError(f"--category-map targets {unknown_targets} are not view classes {list(view_classes)}")
     known = known_images(root)
-    labels, problems = build_label_maps(parsed, known, view_classes, category_map or {})
+    labels, problems = build_label_maps(parsed, known, view_classes, category_map or {}, overlap_tolerance)
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""

@@ -77,11 +77,41 @@ def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """The mask with every hole filled (pixels enclosed by the mask's outer contours)."""
+    import cv2
+
+    m = np.asarray(mask, dtype=np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    filled = np.zeros_like(m)
+    cv2.drawContours(filled, contours, -1, 1, thickness=-1)
+    return filled.astype(bool) | m.astype(bool)
+
+
+def without_enclosed_islands(labels: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """A label map whose view regions have no holes: what another region encloses becomes that region's view.
+
+    Polygons (Label Studio's, COCO's) cannot have holes, so a predicted island of one view inside another (a few
+    "front" pixels in the middle of "top") would make the pre-annotation polygons overlap. Background stays 0.
+    """
+    out = np.asarray(labels).copy()
+    for _ in range(rounds):
+        before = out.copy()
+        for c in np.unique(out):
+            if c == 0:
+                continue
+            region = out == c
+            out[fill_holes(region) & ~region] = c
+        if np.array_equal(out, before):
+            break
+    return out
+
+
 def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
     """Outer contours of a boolean mask as COCO polygons ``[x1, y1, x2, y2, ...]`` (pixel corners).
 
-    Used for pre-annotations only (an annotator corrects them): holes are dropped and the outline follows the
-    boundary pixels' outer corners, so rasterising the polygon back gives the mask up to its boundary.
+    The outline follows the boundary pixels' outer corners, so pycocotools rasterises the polygons back to exactly
+    the mask when it has no holes (holes cannot be polygons: see :func:`without_enclosed_islands`).
     """
     import cv2
 

@@ -289,3 +289,41 @@ def test_fine_tuning_refuses_a_table_of_predictions_only(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="segment annotations import"):
         finetune(root=root, view_classes=CLASSES, model=ModelSpec(), checkpoint=tmp_path / "m.pt", out_dir=tmp_path)
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_boundary_slop_is_tolerated_and_a_real_overlap_is_not(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ids = build_root(root, n=1)
+    export_annotations(root, tmp_path / "ann", fmt="coco", view_classes=CLASSES)
+    doc = fill_coco(json.loads((tmp_path / "ann" / "annotations.json").read_text()), styles=("polygon",))
+    front = next(a for a in doc["annotations"] if a["category_id"] == 1)
+    front["segmentation"][0][2] += 1  # front's right edge reaches one column into side (17 of 204 pixels)
+    front["segmentation"][0][4] += 1
+    (tmp_path / "slop.json").write_text(json.dumps(doc))
+    # 17 pixels are 8 % of this tiny front face: refused at the default 5 % and at 0, tolerated at 10 %.
+    for tolerance in (0.0, 0.05):
+        with pytest.raises(AnnotationImportError, match="front and side overlap on 17 pixel"):
+            import_annotations(tmp_path / "slop.json", root, view_classes=CLASSES, overlap_tolerance=tolerance)
+    assert not dm.table_exists(root, "segments")
+    import_annotations(tmp_path / "slop.json", root, view_classes=CLASSES, overlap_tolerance=0.1)
+    labels = dm.rle.rles_to_label_map(segments_by_id(root)[ids[0]]["view_rles"])
+    expected = truth_labels(0)
+    expected[15:32, 22] = 1  # the shared column goes to the smaller region (front)
+    assert np.array_equal(labels, expected)
+
+
+def test_pre_annotations_of_a_prediction_with_islands_do_not_overlap() -> None:
+    from pipeline.segment.annotation_export import _ls_polygons
+
+    labels = truth_labels(0)
+    labels[10:12, 18:20] = 1  # a 'front' island inside 'top'
+    results = _ls_polygons(labels, CLASSES)
+    masks = {}
+    for r in results:
+        pts = (np.asarray(r["value"]["points"]) * [W / 100, H / 100]).reshape(-1).tolist()
+        m = mask_utils.decode(mask_utils.frPyObjects([pts], H, W)[0]).astype(bool)
+        name = r["value"]["polygonlabels"][0]
+        masks[name] = masks.get(name, np.zeros_like(m)) | m
+    total = sum(m.astype(int) for m in masks.values())
+    assert total.max() == 1  # no pixel claimed twice
+    assert np.array_equal(masks["top"], truth_labels(0) == 4)  # the island was absorbed by its surroundings
