@@ -13,7 +13,8 @@ comes from) and one :class:`AnnotationImportError` is raised, leaving the tables
 
 Accepted annotations become one ``segments`` row per image (``segmenter_ref`` = ``human:<format>:<sha256 prefix of
 the file>``): the vehicle mask is the union of the view masks, ``bbox`` the filter's box (the mask's box when there is
-none). Polygons and RLE (compressed or not) go through pycocotools. Re-importing the same file writes the same rows.
+none). Polygons and RLE (compressed or not) go through pycocotools; Label Studio brushes through
+:mod:`.labelstudio_rle`. Re-importing the same file writes the same rows.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pycocotools import mask as mask_utils
 
 import data_manifests as dm
 
+from . import labelstudio_rle
 from .annotations import HUMAN_PREFIX, KnownImage, known_images, mask_box
 from .data import make_segment_row
 
@@ -56,6 +58,7 @@ class Region:
     category: str  # the annotator's category name
     polygons: list[list[float]] | None = None  # [x1, y1, x2, y2, ...] in pixels
     rle: dict[str, Any] | None = None  # COCO RLE, counts as str or list
+    mask: np.ndarray | None = None  # decoded already (Label Studio brush), (H, W) bool
 
 
 @dataclass
@@ -127,8 +130,33 @@ def _latest_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
     return done[-1] if done else None
 
 
+def _ls_regions(item: dict[str, Any], key: str, where: str) -> tuple[list[Region], str | None]:
+    """The regions of one Label Studio result (polygon or brush), or why it cannot be read."""
+    kind, value = item.get("type"), item.get("value") or {}
+    w, h = item.get("original_width"), item.get("original_height")
+    if kind not in ("polygonlabels", "brushlabels"):
+        return [], f"type {kind!r} is not supported; draw views with polygons (PolygonLabels) or brushes (BrushLabels)"
+    if w is None or h is None:
+        return [], "no original_width/original_height"
+    labels = value.get(kind) or [None]
+    if kind == "brushlabels":
+        if value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
+            return [], "a brush result needs value.rle (Label Studio's RLE)"
+        try:
+            mask = labelstudio_rle.decode(value["rle"], int(h), int(w))
+        except ValueError as exc:
+            return [], f"brush mask: {exc}"
+        return [Region(where, key, str(label), mask=mask) for label in labels], None
+    pts = value.get("points") or []
+    bad = [p for p in pts if not (0 <= p[0] <= 100 and 0 <= p[1] <= 100)]
+    if bad:
+        return [], f"polygon point(s) {bad[:3]} outside the image (percent 0-100)"
+    flat = [float(c) for x, y in pts for c in (x * int(w) / 100.0, y * int(h) / 100.0)]
+    return [Region(where, key, str(label), polygons=[flat]) for label in labels], None
+
+
 def parse_labelstudio(doc: Any) -> Parsed:
-    """Label Studio JSON export (a list of tasks) -> regions from each task's latest annotation's polygons."""
+    """Label Studio JSON export (a list of tasks) -> regions of each task's latest annotation (polygons, brushes)."""
     out = Parsed()
     if isinstance(doc, dict):
         doc = [doc]
@@ -153,26 +181,12 @@ def parse_labelstudio(doc: Any) -> Parsed:
         for item in annotation.get("result") or []:
             where = f"{tag}, result {item.get('id')!r}"
             result_ids[item.get("id")] += 1
-            kind, value = item.get("type"), item.get("value") or {}
-            if kind != "polygonlabels":
-                out.problems.append(
-                    f"{where}: type {kind!r} is not supported; draw views with polygons (PolygonLabels), or use "
-                    "CVAT and the COCO format for brush masks"
-                )
+            regions, problem = _ls_regions(item, key, where)
+            if problem:
+                out.problems.append(f"{where}: {problem}")
                 continue
-            w, h = item.get("original_width"), item.get("original_height")
-            if w is None or h is None:
-                out.problems.append(f"{where}: no original_width/original_height")
-                continue
-            out.sizes[key] = (int(w), int(h), where)
-            pts = value.get("points") or []
-            bad = [p for p in pts if not (0 <= p[0] <= 100 and 0 <= p[1] <= 100)]
-            if bad:
-                out.problems.append(f"{where}: polygon point(s) {bad[:3]} outside the image (percent 0-100)")
-                continue
-            flat = [float(c) for x, y in pts for c in (x * int(w) / 100.0, y * int(h) / 100.0)]
-            for label in value.get("polygonlabels") or [None]:
-                out.regions.append(Region(where, key, str(label), polygons=[flat]))
+            out.sizes[key] = (int(item["original_width"]), int(item["original_height"]), where)
+            out.regions += regions
         out.problems += [f"{tag}: result id {k!r} appears {c} times" for k, c in result_ids.items() if c > 1]
     out.problems += [f"annotation id {k} appears {c} times" for k, c in annotation_ids.items() if c > 1]
     return out
@@ -180,6 +194,8 @@ def parse_labelstudio(doc: Any) -> Parsed:
 
 # ------------------------------------------------------------------------------------------------ validation
 def _shape_problem(region: Region, w: int, h: int) -> str | None:
+    if region.mask is not None:
+        return None if region.mask.shape == (h, w) else f"mask of {region.mask.shape[::-1]} for a {w}x{h} image"
     if region.polygons is not None:
         if not region.polygons:
             return "empty polygon list"
@@ -205,6 +221,8 @@ def _shape_problem(region: Region, w: int, h: int) -> str | None:
 
 def rasterise(region: Region, w: int, h: int) -> np.ndarray:
     """The region's pixels ``(H, W)`` bool, through pycocotools (polygons and RLE, compressed or not)."""
+    if region.mask is not None:
+        return region.mask
     if region.polygons is not None:
         rles = mask_utils.frPyObjects([list(map(float, p)) for p in region.polygons], h, w)
         return mask_utils.decode(mask_utils.merge(rles)).astype(bool)

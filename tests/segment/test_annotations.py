@@ -327,3 +327,33 @@ def test_pre_annotations_of_a_prediction_with_islands_do_not_overlap() -> None:
     total = sum(m.astype(int) for m in masks.values())
     assert total.max() == 1  # no pixel claimed twice
     assert np.array_equal(masks["top"], truth_labels(0) == 4)  # the island was absorbed by its surroundings
+
+
+def test_labelstudio_brush_masks_are_imported(tmp_path: Path) -> None:
+    from pipeline.segment import labelstudio_rle
+
+    root = tmp_path / "root"
+    ids = build_root(root, n=2)
+    export_annotations(root, tmp_path / "ls", fmt="labelstudio", view_classes=CLASSES)
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    for n, task in enumerate(tasks):  # brushes: the view masks made with pycocotools, in Label Studio's RLE
+        results = []
+        for index, name in enumerate(CLASSES[1:], start=1):
+            rle = mask_utils.encode(np.asfortranarray((truth_labels(n) == index).astype(np.uint8)))
+            mask = mask_utils.decode(rle).astype(bool)
+            if mask.any():
+                results.append({"id": f"b{index}", "type": "brushlabels", "original_width": W, "original_height": H,
+                                "value": {"format": "rle", "rle": labelstudio_rle.encode(mask),
+                                          "brushlabels": [name]}})  # fmt: skip
+        task["annotations"] = [{"id": n + 1, "result": results}]
+    tasks[1]["annotations"][0]["result"][0]["value"]["rle"] = labelstudio_rle.encode(np.zeros((H + 1, W), bool))
+    (tmp_path / "bad.json").write_text(json.dumps(tasks))
+    with pytest.raises(AnnotationImportError, match="RLE holds 9840 values, a 60x40 RGBA image has 9600"):
+        import_annotations(tmp_path / "bad.json", root, view_classes=CLASSES)
+    assert not dm.table_exists(root, "segments")
+    tasks[1]["annotations"][0]["result"][0]["value"]["rle"] = labelstudio_rle.encode(truth_labels(1) == 1)
+    (tmp_path / "good.json").write_text(json.dumps(tasks))
+    import_annotations(tmp_path / "good.json", root, view_classes=CLASSES)
+    rows = segments_by_id(root)
+    for n, iid in enumerate(ids):
+        assert np.array_equal(dm.rle.rles_to_label_map(rows[iid]["view_rles"]), truth_labels(n))
