@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .config import section
@@ -75,6 +76,7 @@ class PlanConfig:
     bytes: Bytes = field(default_factory=Bytes)
     classes: int = 1  # vehicle classes: prior-preservation class images are generated once per class
     review_share: float | None = None  # share of kept images inside the uncertain bands (uncertain policy)
+    review_share_measured: float | None = None  # the share a person decided on a pilot run (plan --pilot): used as is
     seconds_per_review: float = 3.0  # one accept/reject + view label decision
     mask_images: int = 3000  # images annotated with view masks for fine-tuning the segmenter
     seconds_per_mask_image: float = 200.0  # drawing (correcting) the face polygons of one image
@@ -128,8 +130,12 @@ def generations_per_identity(synth: dict[str, Any]) -> tuple[float, float]:
     return total, diffusion
 
 
-def review_share(review: dict[str, Any], band_share: float | None, kept: float) -> tuple[float, str]:
+def review_share(
+    review: dict[str, Any], band_share: float | None, kept: float, measured: float | None = None
+) -> tuple[float, str]:
     """Share of kept images a person sees, and how it was derived."""
+    if measured is not None:
+        return measured, "measured on the pilot run"
     mode, policy = review.get("mode", "auto"), str(review.get("policy", "all"))
     audit = float(review.get("audit_rate") or 0.0)
     if mode == "auto":
@@ -192,7 +198,7 @@ def make_plan(config: dict[str, Any], images: int) -> Plan:
     encoder_factor = f.train_factor if ft.get("train_image_encoder") else 1.0
     ft_flops = float(ft.get("steps", 0)) * float(ft.get("batch_size", 1)) * f.segmenter * encoder_factor
     # 3. People.
-    share, share_note = review_share(review, p.review_share, kept)
+    share, share_note = review_share(review, p.review_share, kept, p.review_share_measured)
     review_hours = kept * share * p.seconds_per_review / 3600.0
     mask_hours = p.mask_images * p.seconds_per_mask_image / 3600.0
     final = segmented + identities * real_per_id
@@ -226,6 +232,57 @@ def make_plan(config: dict[str, Any], images: int) -> Plan:
         stages=stages,
         assumptions={"gpu": asdict(gpu), "yields": asdict(y), "review_share": share},
     )
+
+
+def _share(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def measure_pilot(root: Path) -> dict[str, float]:
+    """Yields (and the share of kept images a person decided) measured on a pilot build's manifests.
+
+    Only figures with a non-empty denominator are returned: ``synthesize`` = ok generations / generations,
+    ``filter`` = kept / detected, ``review`` = accepted / decided (accept or reject), ``segment`` = ok / segmented
+    (the segmenter's rows; human annotations excluded), ``review_share`` = decided by a person (reviewer not
+    ``auto*``) / decided.
+    """
+    import data_manifests as dm
+
+    from .review import accepted_image_ids
+    from .segment.annotations import is_human
+
+    def rows(table: str, columns: list[str]) -> list[dict[str, Any]]:
+        return dm.read_rows(root, table, columns=columns) if dm.table_exists(root, table) else []
+
+    gens = rows("generations", ["image_id", "status"])
+    dets = rows("detections", ["image_id", "status"])
+    kept = {d["image_id"] for d in dets if d["status"] == "ok"}
+    decided: dict[str, bool] = {}  # image -> decided by a person
+    for r in rows("reviews", ["image_id", "decision", "reviewer"]):
+        if r["image_id"] in kept and r["decision"] in ("accept", "reject"):
+            person = not str(r["reviewer"] or "").startswith("auto")
+            decided[r["image_id"]] = decided.get(r["image_id"], False) or person
+    segs = [r for r in rows("segments", ["image_id", "status", "segmenter_ref"]) if not is_human(r["segmenter_ref"])]
+    accepted = accepted_image_ids(root) & set(decided) if decided else set()
+    figures = {
+        "synthesize": _share(sum(g["status"] == "ok" for g in gens), len(gens)),
+        "filter": _share(len(kept), len(dets)),
+        "review": _share(len(accepted), len(decided)),
+        "segment": _share(sum(r["status"] == "ok" for r in segs), len(segs)),
+        "review_share": _share(sum(decided.values()), len(decided)),
+    }
+    return {k: round(v, 4) for k, v in figures.items() if v is not None}
+
+
+def with_pilot(config: dict[str, Any], measured: dict[str, float]) -> dict[str, Any]:
+    """A copy of ``config`` whose ``plan.yields`` (and the share a person sees) are the measured figures."""
+    plan = dict(config.get("plan") or {})
+    yields = dict(plan.get("yields") or {})
+    yields.update({k: v for k, v in measured.items() if k != "review_share"})
+    plan["yields"] = yields
+    if "review_share" in measured:
+        plan["review_share_measured"] = measured["review_share"]
+    return {**config, "plan": plan}
 
 
 def _size(n: float) -> str:

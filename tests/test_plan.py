@@ -89,3 +89,17 @@ def test_paper_plan_from_the_cli(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert f"{plan.identities:,} identities" in out and "| pretrain |" in out
     assert main(["plan", "--config", "configs/pipeline/paper.yaml", "--images", "0"]) == 2
+
+
+def test_pilot_measures_the_yields(tmp_path) -> None:
+    from pipeline.plan import measure_pilot, with_pilot
+    from tests.assemble.test_assemble import build_root
+
+    build_root(tmp_path, n_ids=6, per_id=6)  # 36 generations, 1 dropped by the filter, 1 rejected by a reviewer
+    measured = measure_pilot(tmp_path)
+    assert measured == {"synthesize": 1.0, "filter": round(35 / 36, 4), "review": round(34 / 35, 4),
+                        "segment": 1.0, "review_share": 1.0}  # fmt: skip
+    plan = make_plan(with_pilot(small_config(policy="uncertain"), measured), images=60)
+    assert plan.assumptions["review_share"] == 1.0  # as measured, whatever the policy
+    assert plan.per_identity["synthetic"] == pytest.approx(10 * 35 / 36 * 34 / 35, abs=1e-3)
+    assert main(["plan", "--config", "configs/pipeline/paper.yaml", "--images", "1000", "--pilot", str(tmp_path)]) == 0

@@ -24,14 +24,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set plan.yields.filter=0.6 (repeatable)",
     )
+    p.add_argument(
+        "--pilot",
+        default=None,
+        metavar="ROOT",
+        help="measure plan.yields and plan.review_share on a pilot build's manifests under ROOT and use them",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_plan)
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.plan import format_plan, make_plan
+    from pathlib import Path
 
-    plan = make_plan(load_config(args.config, args.overrides), args.images)
-    print(json.dumps(plan.to_dict(), indent=1) if args.json else format_plan(plan))
+    from pipeline.config import load_config
+    from pipeline.plan import format_plan, make_plan, measure_pilot, with_pilot
+
+    config = load_config(args.config, args.overrides)
+    measured = None
+    if args.pilot:
+        measured = measure_pilot(Path(args.pilot))
+        if not measured:
+            raise ValueError(f"{args.pilot}: no generations, detections, reviews or segments rows to measure")
+        config = with_pilot(config, measured)
+    plan = make_plan(config, args.images)
+    if args.json:
+        print(json.dumps({**plan.to_dict(), "pilot": measured}, indent=1))
+    else:
+        if measured:
+            print(f"measured on {args.pilot}: " + ", ".join(f"{k} {v:g}" for k, v in measured.items()) + "\n")
+        print(format_plan(plan))
     return 0
