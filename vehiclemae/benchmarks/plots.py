@@ -66,34 +66,58 @@ def plot_distance_distributions(
     return out
 
 
+def _tsne_embedding(feats: torch.Tensor, seed: int, perplexity: float, label: str) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    x = F.normalize(feats.float(), dim=1).numpy()
+    if len(x) < 5:
+        raise ValueError(f"{label}: t-SNE needs at least 5 images, got {len(x)}")
+    return TSNE(
+        n_components=2, perplexity=min(perplexity, (len(x) - 1) / 3), init="pca", random_state=seed
+    ).fit_transform(x)
+
+
 def plot_tsne(
     entries: list[tuple[str, torch.Tensor, np.ndarray]],
     out: str | Path,
     max_ids: int = 20,
     seed: int = 0,
     perplexity: float = 30.0,
+    views: list[np.ndarray] | None = None,
 ) -> Path:
-    """One t-SNE panel per model over the images of (at most) ``max_ids`` identities, coloured by id."""
+    """One t-SNE panel per model over the images of (at most) ``max_ids`` identities, coloured by id.
+
+    ``views``: per entry, each image's view label (``(N,)`` strings, e.g. the toy world's view bins); then a second
+    row shows the same embedding coloured by view, with a legend: a map whose clusters follow the view rather than the
+    identity shows features that encode the viewpoint.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.manifold import TSNE
 
-    fig, axes = plt.subplots(1, len(entries), figsize=(4.2 * len(entries), 4.0), squeeze=False)
-    for ax, (label, feats, pids) in zip(axes[0], entries):
+    if views is not None and len(views) != len(entries):
+        raise ValueError(f"{len(views)} view lists for {len(entries)} models")
+    rows = 2 if views is not None else 1
+    fig, axes = plt.subplots(rows, len(entries), figsize=(4.2 * len(entries), 4.0 * rows), squeeze=False)
+    for col, (label, feats, pids) in enumerate(entries):
         pids = np.asarray(pids)
         chosen = np.random.default_rng(seed).permutation(np.unique(pids))[:max_ids]
         keep = np.isin(pids, chosen)
-        x = F.normalize(feats[torch.from_numpy(keep)].float(), dim=1).numpy()
-        if len(x) < 5:
-            raise ValueError(f"{label}: t-SNE needs at least 5 images, got {len(x)}")
-        emb = TSNE(
-            n_components=2, perplexity=min(perplexity, (len(x) - 1) / 3), init="pca", random_state=seed
-        ).fit_transform(x)
+        emb = _tsne_embedding(feats[torch.from_numpy(keep)], seed, perplexity, label)
         colours = np.searchsorted(np.sort(chosen), pids[keep])
+        ax = axes[0][col]
         ax.scatter(emb[:, 0], emb[:, 1], c=colours, cmap="tab20", s=10)
-        ax.set_title(f"{label} ({len(chosen)} ids, {len(x)} images)", fontsize=9)
+        ax.set_title(f"{label} ({len(chosen)} ids, {int(keep.sum())} images): by identity", fontsize=9)
+        if views is not None:
+            view = np.asarray(views[col])[keep]
+            ax = axes[1][col]
+            for k, name in enumerate(sorted(set(view.tolist()))):
+                sel = view == name
+                ax.scatter(emb[sel, 0], emb[sel, 1], s=10, color=plt.get_cmap("tab10")(k % 10), label=name)
+            ax.set_title(f"{label}: by view", fontsize=9)
+            ax.legend(fontsize=7, markerscale=1.5, loc="best")
+    for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
@@ -101,3 +125,72 @@ def plot_tsne(
     atomic_write_bytes(out, _figure_bytes(fig))
     plt.close(fig)
     return out
+
+
+def plot_cmc(curves: list[tuple[str, list[float]]], out: str | Path, title: str = "", max_rank: int = 50) -> Path:
+    """CMC curves (matching rate in percent at ranks 1..R) of one or more models / test sizes, with Rank-1/5/10
+    marked in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not curves:
+        raise ValueError("plot_cmc needs at least one curve")
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    for label, cmc in curves:
+        y = np.asarray(cmc, dtype=np.float64)[:max_rank]
+        ranks = np.arange(1, len(y) + 1)
+        marks = ", ".join(f"R{r} {y[r - 1]:.1f}" for r in (1, 5, 10) if r <= len(y))
+        ax.plot(ranks, y, marker="o", markersize=2.5, linewidth=1.4, label=f"{label} ({marks})")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate (%)")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 100.5)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    atomic_write_bytes(out, _figure_bytes(fig))
+    plt.close(fig)
+    return out
+
+
+def retrieval_examples(
+    query_paths: list[Path],
+    gallery_paths: list[Path],
+    dist: np.ndarray,
+    same: np.ndarray,
+    k: int = 5,
+    size: int = 64,
+) -> np.ndarray:
+    """A picture of retrievals: one row per query, the query then its ``k`` nearest gallery images, each framed green
+    (same identity) or red (another identity). ``dist (Q, G)``, ``same (Q, G)`` bool (same identity), rows in query
+    order. Returns ``(H, W, 3) uint8``."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    from data_manifests import open_image
+
+    pad, border = 4, 3
+    k = min(k, dist.shape[1])
+    width = (k + 1) * (size + pad) + pad + size // 2
+    canvas = Image.new("RGB", (width, len(query_paths) * (size + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+
+    def tile(path: Path, colour: tuple[int, int, int] | None) -> Image.Image:
+        with open_image(path) as image:
+            im = ImageOps.pad(image.convert("RGB"), (size - 2 * border, size - 2 * border))
+        return ImageOps.expand(im, border=border, fill=colour or (255, 255, 255))
+
+    for row, q in enumerate(query_paths):
+        y = pad + row * (size + pad)
+        canvas.paste(tile(q, (60, 60, 60)), (pad, y))
+        order = np.argsort(dist[row], kind="stable")[:k]
+        for col, g in enumerate(order):
+            x = pad + (col + 1) * (size + pad) + size // 2
+            colour = (40, 170, 60) if same[row, g] else (210, 50, 50)
+            canvas.paste(tile(gallery_paths[g], colour), (x, y))
+        draw.text((pad + size + 4, y + size // 2 - 5), "→", fill=(0, 0, 0))
+    return np.asarray(canvas)

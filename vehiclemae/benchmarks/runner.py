@@ -172,6 +172,7 @@ def evaluate_model(
     max_rank: int = 50,
     seed: int = 0,
     device: str = "cpu",
+    with_cmc: bool = False,
 ) -> dict[str, Any]:
     """Paper metrics of ``model`` (eval-mode features) on a parsed split; percentages (0-100).
 
@@ -179,6 +180,8 @@ def evaluate_model(
     ``cross_view_mAP`` / ``same_view_mAP`` (and their query counts) when ``split`` has ``query_views`` and
     ``gallery_views`` (toy world; :mod:`vehiclemae.benchmarks.views`).
     VehicleID: ``Rank-1``, ``Rank-5``, ``mAP`` averaged over ``num_trials`` seeded splits.
+    ``with_cmc``: also ``cmc``, the CMC curve (percent at ranks 1..min(max_rank, gallery size); VehicleID: the mean
+    over trials).
     """
     if dataset == "veri776":
         qf, q_pids, q_cams = ft.extract_features(
@@ -196,6 +199,8 @@ def evaluate_model(
         res = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=max_rank)
         out = summarize(res, ranks=(1, 5, 10))
         out.update(num_query=len(q_pids), num_gallery=len(g_pids), num_valid_queries=res["num_valid_queries"])
+        if with_cmc:
+            out["cmc"] = (100.0 * np.asarray(res["cmc"], dtype=np.float64)[: len(g_pids)]).tolist()
         if split.get("query_views") is not None:
             from .views import retrieval_metrics
 
@@ -211,7 +216,7 @@ def evaluate_model(
         feats, pids, _ = ft.extract_features(
             model, eval_loader(split["test"], img_size, batch_size, num_workers), device, "test"
         )
-        res = evaluate_vehicleid(feats, pids, num_trials, seed, metric, max_rank, rerank)
+        res = evaluate_vehicleid(feats, pids, num_trials, seed, metric, max_rank, rerank, with_cmc=with_cmc)
         res.pop("trials")
         res["test_size"] = split.get("test_size")
         return res

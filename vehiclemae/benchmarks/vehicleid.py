@@ -42,6 +42,7 @@ def evaluate_vehicleid(
     metric: str = "euclidean",
     max_rank: int = 50,
     rerank: dict[str, float] | None = None,
+    with_cmc: bool = False,
 ) -> dict[str, Any]:
     """Average Rank-1 / Rank-5 / mAP (percent) over ``num_trials`` seeded VehicleID splits.
 
@@ -52,14 +53,15 @@ def evaluate_vehicleid(
 
     Returns:
         ``{"Rank-1", "Rank-5", "mAP", "mINP"}`` means (0-100), ``*_std`` standard deviations, ``trials`` (per-trial
-        dicts), ``num_trials``, ``num_query`` / ``num_gallery`` (of the first trial).
+        dicts), ``num_trials``, ``num_query`` / ``num_gallery`` (of the first trial); with ``with_cmc`` also ``cmc``,
+        the mean CMC curve (percent at ranks 1..min(max_rank, gallery size)).
     """
     pids = np.asarray(pids)
     if features.shape[0] != len(pids):
         raise ValueError(f"{features.shape[0]} features for {len(pids)} ids")
     if num_trials < 1:
         raise ValueError(f"num_trials must be >= 1, got {num_trials}")
-    trials = []
+    trials, curves = [], []
     for trial in range(num_trials):
         q_idx, g_idx = vehicleid_trial_split(pids, seed, trial)
         if len(q_idx) == 0:
@@ -74,6 +76,7 @@ def evaluate_vehicleid(
         res = evaluate_rank(
             dist, pids[q_idx], pids[g_idx], np.zeros(len(q_idx)), np.ones(len(g_idx)), max_rank=max_rank
         )
+        curves.append(np.asarray(res["cmc"], dtype=np.float64))
         trials.append(
             {
                 "Rank-1": 100.0 * float(res["cmc"][0]),
@@ -88,4 +91,7 @@ def evaluate_vehicleid(
         out[key], out[f"{key}_std"] = float(values.mean()), float(values.std())
     q_idx, g_idx = vehicleid_trial_split(pids, seed, 0)
     out.update(trials=trials, num_trials=num_trials, num_query=len(q_idx), num_gallery=len(g_idx))
+    if with_cmc:
+        length = min(min(len(c) for c in curves), len(g_idx))  # galleries: one image per identity, equal sizes
+        out["cmc"] = (100.0 * np.mean([c[:length] for c in curves], axis=0)).tolist()
     return out

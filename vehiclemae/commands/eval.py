@@ -1,4 +1,5 @@
-"""``vehiclemae eval --checkpoint CK --dataset veri776|vehicleid --root R``: the paper's table and a JSON file."""
+"""``vehiclemae eval --checkpoint CK --dataset veri776|vehicleid --root R``: the paper's table, a JSON file (with the
+CMC curve of each result) and the CMC figure."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="output JSON (default: <checkpoint>.<dataset>.json)")
+    parser.add_argument("--cmc-plot", default=None, help="CMC figure (default: the JSON path with .cmc.png)")
     parser.set_defaults(handler=_eval)
 
 
@@ -77,6 +79,7 @@ def _eval(args: argparse.Namespace) -> int:
             rerank=rerank,
             num_trials=args.trials,
             seed=args.seed,
+            with_cmc=True,
         )
         results.append((name, res))
     print(format_table(results, args.dataset))
@@ -90,4 +93,18 @@ def _eval(args: argparse.Namespace) -> int:
     }
     atomic_write_bytes(out, (json.dumps(payload, indent=2, default=float) + "\n").encode())
     print(f"wrote {out}")
+    png = _plot_cmc(results, args, out)
+    print(f"wrote {png}")
     return 0
+
+
+def _plot_cmc(results: list[tuple[str, dict]], args: argparse.Namespace, json_path: Path) -> Path:
+    """The CMC figure: one curve per result (VehicleID: per test size)."""
+    from ..benchmarks.plots import plot_cmc
+
+    curves = [
+        (name if r.get("test_size") is None else f"{name}, test size {r['test_size']}", r["cmc"]) for name, r in results
+    ]
+    dataset = "VeRi-776" if args.dataset == "veri776" else f"VehicleID (mean of {args.trials} trials)"
+    out = Path(args.cmc_plot) if args.cmc_plot else json_path.with_suffix(".cmc.png")
+    return plot_cmc(curves, out, title=f"CMC, {dataset}" + (", re-ranked" if args.rerank else ""))

@@ -1,4 +1,6 @@
-"""``vehiclemae plot distances|tsne --checkpoint CK [--checkpoint CK2 ...] --dataset D --root R --out PNG``."""
+"""``vehiclemae plot distances|tsne --checkpoint CK [--checkpoint CK2 ...] --dataset D --root R --out PNG``.
+
+On a toy-world root (``toyworld_meta.json``) the t-SNE figure has a second row coloured by view."""
 
 from __future__ import annotations
 
@@ -47,6 +49,10 @@ def _plot(args: argparse.Namespace) -> int:
     if args.kind == "distances":
         out = plot_distance_distributions(entries, args.out)
     else:
-        out = plot_tsne(entries, args.out, max_ids=args.max_ids, seed=args.seed)
+        from ..data.toymeta import load_toy_meta
+
+        meta = load_toy_meta(args.root) if args.dataset == "veri776" else None
+        views = [meta.views_for(samples)] * len(entries) if meta is not None else None
+        out = plot_tsne(entries, args.out, max_ids=args.max_ids, seed=args.seed, views=views)
     print(f"wrote {out}")
     return 0
