@@ -20,7 +20,8 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TextIO
 
 STAGE_LOGGERS: tuple[str, ...] = ("pipeline", "data_manifests")
@@ -33,16 +34,24 @@ _COUNTS = re.compile(r"(\d+)/(\d+)")
 _DESC = re.compile(r"^(.*?):\s")
 
 
-def route_stage_logs(names: tuple[str, ...] = STAGE_LOGGERS, level: int = logging.INFO) -> None:
-    """Attach Prefect's API log handler to the stage loggers (once per process) and let INFO records through."""
+def route_stage_logs(names: tuple[str, ...] = STAGE_LOGGERS, level: int = logging.INFO) -> list[Callable[[], None]]:
+    """Attach Prefect's API log handler to the stage loggers (unless one is there) and let INFO records through.
+
+    Returns the undo steps (:func:`stage_logs_to_prefect` runs them when its outermost block ends, so stage code
+    called outside a run afterwards does not warn about logging without a run)."""
     from prefect.logging.handlers import APILogHandler
 
+    undo: list[Callable[[], None]] = []
     for name in names:
         logger = logging.getLogger(name)
         if not any(isinstance(h, APILogHandler) for h in logger.handlers):
-            logger.addHandler(APILogHandler())
+            handler = APILogHandler()
+            logger.addHandler(handler)
+            undo.append(partial(logger.removeHandler, handler))
         if logger.level == logging.NOTSET or logger.level > level:
+            undo.append(partial(logger.setLevel, logger.level))
             logger.setLevel(level)
+    return undo
 
 
 def progress_line(text: str) -> str | None:
@@ -105,24 +114,33 @@ class ProgressLog(io.TextIOBase):
     def fileno(self) -> int:
         return self.stream.fileno()
 
+    def __getattr__(self, name: str) -> object:  # buffer, errors, ...: whatever else callers expect of stderr
+        return getattr(self.stream, name)
+
 
 _installed = 0
+_undo: list[Callable[[], None]] = []
 _install_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def stage_logs_to_prefect(interval: float = PROGRESS_INTERVAL) -> Iterator[None]:
-    """Within this block, stage logs and tqdm progress reach the current Prefect run's logs (re-entrant)."""
+    """Within this block, stage logs and tqdm progress reach the current Prefect run's logs (re-entrant: the
+    outermost block installs and removes)."""
     global _installed
-    route_stage_logs()
     with _install_lock:
-        if _installed == 0 and not isinstance(sys.stderr, ProgressLog):
-            sys.stderr = ProgressLog(sys.stderr, interval)
+        if _installed == 0:
+            _undo.extend(route_stage_logs())
+            if not isinstance(sys.stderr, ProgressLog):
+                sys.stderr = ProgressLog(sys.stderr, interval)
         _installed += 1
     try:
         yield
     finally:
         with _install_lock:
             _installed -= 1
-            if _installed == 0 and isinstance(sys.stderr, ProgressLog):
-                sys.stderr = sys.stderr.stream
+            if _installed == 0:
+                if isinstance(sys.stderr, ProgressLog):
+                    sys.stderr = sys.stderr.stream
+                while _undo:
+                    _undo.pop()()

@@ -42,17 +42,22 @@ def test_interval_spaces_the_lines(caplog: pytest.LogCaptureFixture) -> None:
     assert 3 <= len(lines) <= 6 and lines[-1].startswith("hash: 100% 6/6")
 
 
-def test_routing_is_idempotent_and_the_tap_is_removed_after_the_block() -> None:
+def test_routing_is_idempotent_and_undone_after_the_block() -> None:
     from prefect.logging.handlers import APILogHandler
 
-    route_stage_logs()
-    route_stage_logs()
-    handlers = [h for h in logging.getLogger("pipeline").handlers if isinstance(h, APILogHandler)]
-    assert len(handlers) == 1
-    original = sys.stderr
+    def api_handlers() -> int:
+        return sum(isinstance(h, APILogHandler) for h in logging.getLogger("pipeline").handlers)
+
+    before, original = api_handlers(), sys.stderr
+    undo = route_stage_logs() + route_stage_logs()
+    assert api_handlers() == 1
+    for step in undo:
+        step()
+    assert api_handlers() == before
     with stage_logs_to_prefect(), stage_logs_to_prefect():
         assert isinstance(sys.stderr, ProgressLog) and sys.stderr.stream is original
-    assert sys.stderr is original
+        assert api_handlers() == 1 and logging.getLogger("pipeline").getEffectiveLevel() == logging.INFO
+    assert sys.stderr is original and api_handlers() == before  # stage code outside a run logs as before
 
 
 def test_stage_logs_and_progress_reach_the_flow_run_logs(tmp_path: Path, prefect_harness: None) -> None:
