@@ -98,7 +98,9 @@ class PretrainConfig:
     epochs: int = 4
     cpu: bool = True  # force the CPU (toy); false uses the accelerator's device (GPU)
     mixed_precision: str = "no"  # "no" | "bf16" | "fp16" (fp16 uses a gradient scaler; GPUs only)
-    log_every: int = 10  # iterations between JSON-lines / TensorBoard entries
+    log_every: int = 10  # iterations between JSON-lines / tracker entries
+    log_with: str = "tensorboard"  # trackers: tensorboard | wandb | mlflow, comma-separated, or none (offline-safe)
+    log_images_every: int = 1  # epochs between reconstruction images sent to the trackers (0: none)
     checkpoint_every: int = 1  # also keep checkpoint-<epoch>.pt every N epochs (checkpoint-last.pt always)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

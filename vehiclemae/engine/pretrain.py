@@ -33,6 +33,7 @@ from .checkpoint import LAST, checkpoint_dir, find_last, load_checkpoint, save_c
 from .config import PretrainConfig
 from .modes import BASELINE_MODES, EXTRA_INPUTS, build_baseline, check_mode, dataset_options, mode_hooks, mode_meta
 from .schedule import build_optimizer, cosine_lr, set_lr
+from .tracking import RunTrackers, parse_log_with
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,15 @@ class EpochSampler(Sampler[int]):
 
 
 class JsonlLogger:
-    """Append-only JSON-lines log plus TensorBoard scalars (main process only)."""
+    """Append-only JSON-lines log, and the same numbers to the experiment trackers (main process only)."""
 
-    def __init__(self, output_dir: Path, enabled: bool, until_step: int = 0) -> None:
+    def __init__(self, output_dir: Path, enabled: bool, until_step: int = 0, trackers: RunTrackers | None = None):
         """``until_step``: the global step the run starts from (0 for a new run). Records after it (written by an
-        interrupted run after its last checkpoint) are dropped: the log of a resumed run reads like a straight one."""
+        interrupted run after its last checkpoint) are dropped: the log of a resumed run reads like a straight one.
+        ``trackers``: TensorBoard / wandb / MLflow (:mod:`.tracking`), or ``None``."""
         self.enabled = enabled
         self.path = output_dir / "log.jsonl"
-        self.tb = None
+        self.trackers = trackers if enabled else None
         if enabled and self.path.is_file():
             from data_manifests import atomic_write_bytes
 
@@ -75,23 +77,19 @@ class JsonlLogger:
                 if line.strip() and json.loads(line).get("step", 0) <= until_step and until_step > 0
             ]
             atomic_write_bytes(self.path, "".join(kept).encode())
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(output_dir / "tensorboard"))
 
     def write(self, record: dict[str, Any], step: int, prefix: str) -> None:
+        """Append ``record``; its numbers go to the trackers as ``prefix/key`` at ``step`` (the global step)."""
         if not self.enabled:
             return
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
-        for key, value in record.items():
-            if isinstance(value, int | float) and key not in ("epoch", "step"):
-                self.tb.add_scalar(f"{prefix}/{key}", value, step)
+        if self.trackers is not None:
+            self.trackers.log({f"{prefix}/{k}": v for k, v in record.items() if k not in ("epoch", "step")}, step)
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        if self.trackers is not None:
+            self.trackers.finish()
 
 
 def train_one_epoch(
@@ -171,6 +169,46 @@ def train_one_epoch(
     return means, global_step
 
 
+class ReconstructionLog:
+    """Reconstructions of a few fixed training images (no augmentation, the masks of epoch 0), rendered for the
+    trackers every ``every`` epochs. Runs under ``torch.random.fork_rng`` and draws nothing from any generator the
+    training uses, so a run with images logged is bit-for-bit the run without."""
+
+    def __init__(self, dataset: DiffVERIDataset, meta: dict[str, Any], every: int, n: int = 4) -> None:
+        from ..viz import probe_batch
+
+        plain = copy.copy(dataset)  # shares the rows; only the item recipe differs
+        plain.augment = False
+        plain.set_epoch(0)
+        self.batch = probe_batch(plain, n)
+        self.mean, self.std, self.meta, self.every = plain.mean, plain.std, meta, every
+
+    def maybe_log(self, model: nn.Module, trackers: RunTrackers, epoch: int, step: int) -> None:
+        if not self.every or (epoch + 1) % self.every:
+            return
+        from ..viz import png_to_array, render_reconstructions
+
+        with torch.random.fork_rng(devices=[]):
+            png = render_reconstructions(
+                model, self.meta, self.batch, self.mean, self.std, f"{self.meta['mode']} — epoch {epoch + 1}"
+            )
+        trackers.log_image("reconstructions", png_to_array(png), step)
+
+
+def start_logging(
+    cfg: PretrainConfig, out: Path, main: bool, global_step: int, dataset: DiffVERIDataset, meta: dict[str, Any]
+) -> tuple[JsonlLogger, ReconstructionLog | None]:
+    """The run's JSON-lines log with its trackers (``cfg.log_with``) and the reconstruction images, on the main
+    process (elsewhere a disabled logger and no images)."""
+    trackers = None
+    if main:
+        names = parse_log_with(cfg.log_with)
+        trackers = RunTrackers(names, out, project="vehiclemae-pretrain", run_name=out.name, config=to_dict(cfg))
+    logger = JsonlLogger(out, main, until_step=global_step, trackers=trackers)
+    recon = ReconstructionLog(dataset, meta, cfg.log_images_every) if trackers and trackers.trackers else None
+    return logger, recon
+
+
 def _check_config(cfg: PretrainConfig) -> None:
     m = cfg.method
     check_mode(m)  # unknown modes, keys of another mode, the cmae/clmae settings
@@ -187,6 +225,7 @@ def _check_config(cfg: PretrainConfig) -> None:
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}")
     if cfg.monitor.probe_size == 1 or cfg.monitor.probe_size < 0:
         raise ValueError(f"monitor.probe_size must be 0 (off) or >= 2, got {cfg.monitor.probe_size}")
+    parse_log_with(cfg.log_with)  # unknown or missing trackers fail before any work
 
 
 def _check_masks(m: Any) -> None:
@@ -436,7 +475,7 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
         monitor.load_state_dict(ck.get("monitor"))
     if accelerator.is_main_process:
         save_run_config(cfg, out)
-    logger = JsonlLogger(out, accelerator.is_main_process, until_step=global_step)
+    logger, recon = start_logging(cfg, out, accelerator.is_main_process, global_step, dataset, meta)
     if accelerator.is_main_process:
         log.info(
             "%s: %d images, %d iterations/epoch/process, effective batch %d, lr %.3g, %d process(es)",
@@ -485,8 +524,12 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
                 teachers.update(unwrapped.rgb.encoder, unwrapped.view.encoder)
             probe = measure_collapse(monitor, unwrapped, epoch)
             logger.write(
-                {"epoch": epoch, "step": global_step, "ppmd_weight": w, **mode_stats, **stats, **probe}, epoch, "epoch"
+                {"epoch": epoch, "step": global_step, "ppmd_weight": w, **mode_stats, **stats, **probe},
+                global_step,
+                "epoch",
             )
+            if recon is not None:
+                recon.maybe_log(unwrapped, logger.trackers, epoch, global_step)
             if accelerator.is_main_process:
                 log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in {**stats, **probe}.items()))
                 payload = {
