@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser("run", help="run one pipeline stage on a data root")
     parser.add_argument("stage", choices=list(STAGES), metavar="STAGE", help=f"one of: {', '.join(STAGES)}")
-    parser.add_argument("--config", required=True, help="profile YAML, e.g. configs/pipeline/toy.yaml")
+    parser.add_argument("--config", required=True, help="profile: toy, paper (configs/pipeline/) or a YAML path")
     parser.add_argument("--root", required=True, help="data root (manifests are under ROOT/manifests)")
     parser.add_argument("--identities", default=None, help="comma-separated identity ids (default: all)")
     parser.add_argument(

@@ -15,7 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is chosen on validation identities held out of the training identities (data.val_identities); the test "
         "split is evaluated once at the end.",
     )
-    parser.add_argument("--config", required=True, help="YAML experiment file (configs/vehiclemae/finetune_*.yaml)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="experiment: a name in configs/vehiclemae/ (finetune_toy, finetune_veri776) or a YAML path",
+    )
     parser.add_argument("--mode", choices=("supervised", "unsupervised"), default=None, help="overrides the config")
     parser.add_argument("--output-dir", default=None, help="overrides output_dir")
     parser.add_argument(

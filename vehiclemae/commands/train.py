@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train ...` (or torchrun). The run folder is the config key output_dir.",
     )
     parser.add_argument(
-        "--config", required=True, help="YAML experiment file (configs/vehiclemae/toy.yaml, paper.yaml)"
+        "--config", required=True, help="experiment: a name in configs/vehiclemae/ (toy, paper) or a YAML path"
     )
     parser.add_argument(
         "--set",
