@@ -2,8 +2,9 @@
 
 ``batch_<id>.html`` refers only to files in ``batch_<id>_files/`` next to it (candidate crops, the identity's
 reference photo, and view-mask overlays where a ``segments`` row exists), so the review folder can be zipped and
-sent on its own. Small images are copied byte for byte; larger ones become JPEG thumbnails (longest side
-:data:`THUMB_SIZE`). A picture that cannot be read is shown as text naming its path; it never stops the export.
+sent on its own. Small image files (up to :data:`COPY_BYTES`) are copied byte for byte; larger ones become JPEG
+thumbnails (longest side :data:`THUMB_SIZE`). A picture that cannot be read is shown as text naming its path; it
+never stops the export.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from .csvio import export_id
 log = logging.getLogger(__name__)
 
 THUMB_SIZE = 256
+# Files this small are copied as they are (no decoding: a 100k-row batch stays fast); larger ones are thumbnailed.
+COPY_BYTES = 200_000
+COPY_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 # Overlay colours of the view classes (PVEN and toy-world names), with the legend shown on the sheet.
 VIEW_COLOURS: dict[str, tuple[int, int, int]] = {
     "front": (230, 40, 40),
@@ -49,8 +53,13 @@ def files_dir_name(batch_id: str) -> str:
 
 # -------------------------------------------------------------------------------------------------------- pictures
 def _copy_or_thumbnail(source: Path, target_stem: Path) -> Path | None:
-    """Copy ``source`` (small images) or write a JPEG thumbnail of it; returns the written file or None."""
+    """Copy ``source`` (small files, without decoding them) or write a JPEG thumbnail of it; returns the written
+    file or None."""
     try:
+        if source.suffix.lower() in COPY_SUFFIXES and source.stat().st_size <= COPY_BYTES:
+            target = target_stem.with_suffix(source.suffix.lower())
+            shutil.copyfile(source, target)
+            return target
         with dm.open_image(source) as img:
             if max(img.size) <= THUMB_SIZE and img.format in ("PNG", "JPEG", "GIF", "WEBP"):
                 target = target_stem.with_suffix(source.suffix.lower() or ".png")
