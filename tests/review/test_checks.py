@@ -241,6 +241,7 @@ def test_stage_with_checks_decides_the_clear_cases_and_sends_the_band_and_an_aud
     assert uncertain and len(uncertain) + len(audited) == len(people)
     assert result.counts["awaiting"] == len(people)
     assert {r["reason"] for r in auto if r["decision"] == "reject"} <= {"identity_inconsistent", "view_inconsistent"}
+    assert not dm.validate(root)  # the new columns and codes are part of the schema
     # Re-running changes nothing: scored images are skipped, every image already has a row.
     before = sorted(dm.read_rows(root, "reviews"), key=lambda r: (r["image_id"], r["batch_id"]))
     again = run_stage(config, root, None)
