@@ -32,6 +32,7 @@ PROGRESS_INTERVAL = 30.0  # seconds between two log lines of one bar
 _BAR = re.compile(r"\|[^|]*\|")
 _COUNTS = re.compile(r"(\d+)/(\d+)")
 _DESC = re.compile(r"^(.*?):\s")
+_NEW = object()
 
 
 def route_stage_logs(names: tuple[str, ...] = STAGE_LOGGERS, level: int = logging.INFO) -> list[Callable[[], None]]:
@@ -71,7 +72,7 @@ class ProgressLog(io.TextIOBase):
         self.stream = stream
         self.interval = interval
         self.logger = logging.getLogger(PROGRESS_LOGGER)
-        self._last: dict[str, float] = {}
+        self._last: dict[tuple[int, str], float | None] = {}  # time of the last line; None once the end is logged
         self._lock = threading.Lock()
         self._busy = threading.local()  # a handler writing to stderr while we log must not log again
 
@@ -84,17 +85,23 @@ class ProgressLog(io.TextIOBase):
 
     def _maybe_log(self, line: str) -> None:
         desc = _DESC.match(line)
-        key = desc.group(1) if desc else ""  # bars without a description share one clock
+        # One clock per bar: shards of a stage draw bars of the same description at once, each in its own thread.
+        key = (threading.get_ident(), desc.group(1) if desc else "")
         counts = _COUNTS.search(line)
+        fresh = (counts is not None and counts.group(1) == "0") or line.split(" [", 1)[0].endswith(" 0it")
         finished = counts is not None and counts.group(1) == counts.group(2)
         now = time.monotonic()
         with self._lock:
-            last = self._last.get(key)
-            # The first update of a bar, then every `interval` seconds, and its end (once).
-            due = last is None or now - last >= self.interval or (finished and last != float("inf"))
+            state = self._last.get(key, _NEW)
+            if fresh or state is _NEW:
+                due = True  # a new bar: its first update
+            elif state is None:
+                due = False  # this bar's end is logged already (tqdm repeats it on close)
+            else:
+                due = finished or now - state >= self.interval
             if not due:
                 return
-            self._last[key] = float("inf") if finished else now
+            self._last[key] = None if finished else now
         self._busy.on = True
         try:
             self.logger.info("%s", line)

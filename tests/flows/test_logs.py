@@ -33,6 +33,18 @@ def test_bars_become_log_lines_first_update_and_end(caplog: pytest.LogCaptureFix
     assert "100%|" in stream.getvalue()  # the bar itself still goes to the stream
 
 
+def test_each_bar_logs_its_start_and_end_also_when_a_thread_draws_the_same_bar_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tap = ProgressLog(io.StringIO(), interval=3600.0)
+    with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER):
+        for shard in (3, 4):  # a thread-pool thread runs one shard after another
+            for _ in tqdm(range(shard), desc="filter", file=tap, mininterval=0, miniters=1):
+                pass
+    lines = [r.getMessage().split(" [")[0] for r in caplog.records if r.name == PROGRESS_LOGGER]
+    assert lines == ["filter: 0% 0/3", "filter: 100% 3/3", "filter: 0% 0/4", "filter: 100% 4/4"]
+
+
 def test_interval_spaces_the_lines(caplog: pytest.LogCaptureFixture) -> None:
     tap = ProgressLog(io.StringIO(), interval=0.05)
     with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER):
