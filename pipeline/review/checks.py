@@ -185,11 +185,7 @@ def run_checks(
         if not batch:
             continue
         # 2. Identity: the vehicle inside the detector's box against the identity's subject photos.
-        crops = encoder.embed([_cut(img, it.row["bbox"]) for img, it in zip(images, batch, strict=True)])
-        for k, it in enumerate(batch):
-            score = identity_scores(crops[k : k + 1], subjects.get(it.identity_id, np.zeros((0, crops.shape[1]))))[0]
-            counts["no_subject_photos"] += int(np.isnan(score))
-            it.row["identity_score"] = None if np.isnan(score) else float(score)
+        counts["no_subject_photos"] += _identity_step(encoder, subjects, images, batch)
         # 3. View: the segmenter's view classes inside the same box against the prompted view.
         if segmenter is not None:
             _view_scores(segmenter, images, batch, batch_size)
@@ -203,6 +199,19 @@ def run_checks(
     if buffer:
         dm.upsert(root, "detections", buffer)
     return counts
+
+
+def _identity_step(
+    encoder: ImageEncoder, subjects: dict[str, np.ndarray], images: list[np.ndarray], batch: list[_Item]
+) -> int:
+    """Set ``identity_score`` of each item; returns how many had no usable subject photo (score stays null)."""
+    crops = encoder.embed([_cut(img, it.row["bbox"]) for img, it in zip(images, batch, strict=True)])
+    missing = 0
+    for k, it in enumerate(batch):
+        score = identity_scores(crops[k : k + 1], subjects.get(it.identity_id, np.zeros((0, crops.shape[1]))))[0]
+        missing += int(np.isnan(score))
+        it.row["identity_score"] = None if np.isnan(score) else float(score)
+    return missing
 
 
 def _view_scores(segmenter: Any, images: list[np.ndarray], batch: list[_Item], batch_size: int) -> None:
