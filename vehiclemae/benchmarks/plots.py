@@ -146,6 +146,10 @@ def plot_cmc(curves: list[tuple[str, list[float]]], out: str | Path, title: str 
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
     ax.set_xscale("log")
+    longest = max(min(len(c), max_rank) for _, c in curves)
+    ticks = [r for r in (1, 2, 5, 10, 20, 50, 100) if r <= longest]
+    ax.set_xticks(ticks, [str(r) for r in ticks])
+    ax.minorticks_off()
     ax.set_ylim(0, 100.5)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
@@ -192,5 +196,6 @@ def retrieval_examples(
             x = pad + (col + 1) * (size + pad) + size // 2
             colour = (40, 170, 60) if same[row, g] else (210, 50, 50)
             canvas.paste(tile(gallery_paths[g], colour), (x, y))
-        draw.text((pad + size + 4, y + size // 2 - 5), "→", fill=(0, 0, 0))
+        x0, mid = pad + size + size // 8, y + size // 2  # an arrow from the query to its neighbours
+        draw.polygon([(x0, mid - size // 8), (x0 + size // 4, mid), (x0, mid + size // 8)], fill=(90, 90, 90))
     return np.asarray(canvas)

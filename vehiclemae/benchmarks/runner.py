@@ -78,6 +78,7 @@ class EvalConfig:
     lambda_value: float = 0.3
     num_trials: int = 10  # VehicleID protocol trials
     max_rank: int = 50
+    log_examples: int = 4  # queries in the retrieval picture sent to the trackers at each validation (0: none)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class FinetuneConfig:
     output_dir: str = "runs/finetune-toy"
     device: str = "cpu"
     threads: int | None = None  # torch threads (None: torch's default)
+    log_with: str = "tensorboard"  # trackers: tensorboard | wandb | mlflow, comma-separated, or none (offline-safe)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -110,6 +112,9 @@ class FinetuneConfig:
             raise ValueError(f"data.dataset must be 'veri776' or 'vehicleid', got {self.data.dataset!r}")
         if self.eval.metric not in ("euclidean", "cosine"):
             raise ValueError(f"eval.metric must be 'euclidean' or 'cosine', got {self.eval.metric!r}")
+        from vehiclemae.engine.tracking import parse_log_with
+
+        parse_log_with(self.log_with)  # unknown or missing trackers fail before any work
 
 
 def seed_everything(seed: int) -> None:
@@ -329,34 +334,13 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
         cfg.optim.id_weight, cfg.optim.triplet_weight, cfg.optim.label_smoothing, cfg.optim.triplet_margin
     )
     key_metric = "mAP" if cfg.data.dataset == "veri776" else "Rank-1"
-    best: dict[str, Any] = {"epoch": None, "val": None}  # the validation result that chose best.pth
-    val_result: dict[str, Any] | None = None
     history_path = out / "metrics.jsonl"
-    start_epoch = 0
     last_path = out / "last.pth"
-    if last_path.is_file() and not resume:
-        raise ValueError(f"{last_path} exists; pass --resume to continue that run or choose another output_dir")
-    if last_path.is_file():
-        from vehiclemae.engine.checkpoint import load_checkpoint_file  # weights-only: a crafted file runs nothing
-
-        state = load_checkpoint_file(last_path)
-        if "val_pids" not in state:
-            raise ValueError(
-                f"--resume: {last_path} predates validation-based selection (it chose best.pth on the test set); "
-                "start a new output_dir"
-            )
-        if state["val_pids"] != val.val_pids:
-            raise ValueError(
-                f"--resume: {last_path} was trained with other validation identities than data.val_identities="
-                f"{cfg.data.val_identities!r} and seed={cfg.seed} give now; resume with the run's own config.yaml"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        best, val_result, start_epoch = state["best"], state["metrics"], int(state["epoch"]) + 1
-        torch.set_rng_state(state["torch_rng"])
-        logger.info("resuming %s after epoch %d", out, start_epoch - 1)
-    else:
+    # best: the validation result that chose best.pth; val_result: the latest validation result
+    best, val_result, start_epoch = _restore(last_path, resume, model, optimizer, val.val_pids, cfg)
+    if start_epoch == 0:
         history_path.unlink(missing_ok=True)
+    tracking = FinetuneTracking(cfg, out)
 
     # 3. Epochs: (unsupervised: cluster) -> train -> (every N epochs) validate -> checkpoints.
     end = cfg.optim.epochs if stop_after_epoch is None else min(cfg.optim.epochs, stop_after_epoch)
@@ -374,6 +358,7 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
         last_epoch = epoch == cfg.optim.epochs - 1
         if val.enabled and (last_epoch or (cfg.eval.every > 0 and (epoch + 1) % cfg.eval.every == 0)):
             val_result = row["val"] = _evaluate(model, val.eval_split, cfg)
+            tracking.retrieval(model, val.eval_split, epoch, "val")
             # Ties (frequent on a few validation identities) go to the other metric, then to the later epoch.
             if best["val"] is None or _rank_key(val_result, key_metric) >= _rank_key(best["val"], key_metric):
                 best = {"epoch": epoch, "val": val_result}
@@ -394,7 +379,9 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
         )
         logger.info("epoch %d: %s", epoch, json.dumps(row, default=float))
         _append_jsonl(history_path, row)
+        tracking.log(row, epoch)
     if end < cfg.optim.epochs:
+        tracking.finish()
         logger.info("stopped after %d of %d epochs; continue with --resume", end, cfg.optim.epochs)
         return {"stopped": True, "epochs_done": end, "epochs": cfg.optim.epochs}
 
@@ -417,8 +404,89 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
         "last": {**test_last, "epoch": final_epoch, "val": val_result},
     }
     _write_json(out / "result.json", final)
+    tracking.log({"test": {"best": test_best, "last": test_last}}, final_epoch)
+    tracking.retrieval(model, split, final_epoch, "test")
+    tracking.finish()
     logger.info(describe_result(final))
     return final
+
+
+class FinetuneTracking:
+    """The fine-tuning run's trackers (``cfg.log_with``): epoch rows as scalars (nested keys joined by ``/``, step =
+    epoch) and retrieval pictures (``eval.log_examples`` queries and their top 5). Pictures are computed under
+    ``torch.random.fork_rng`` with the model in eval mode: training is unchanged by them."""
+
+    def __init__(self, cfg: FinetuneConfig, out: Path) -> None:
+        from vehiclemae.engine.tracking import RunTrackers, parse_log_with
+
+        self.cfg = cfg
+        names = parse_log_with(cfg.log_with)
+        self.trackers = RunTrackers(names, out, project="vehiclemae-finetune", run_name=out.name, config=asdict(cfg))
+
+    def log(self, row: dict[str, Any], step: int) -> None:
+        self.trackers.log(_numbers(row), step)
+
+    def retrieval(self, model: torch.nn.Module, split: dict[str, Any], step: int, tag: str) -> None:
+        n = self.cfg.eval.log_examples
+        if not n or not self.trackers.trackers or "query" not in split:  # VehicleID has no fixed query set
+            return
+        from .plots import retrieval_examples
+
+        cfg = self.cfg
+        queries = [split["query"][int(i)] for i in np.unique(np.linspace(0, len(split["query"]) - 1, n).astype(int))]
+        gallery = split["gallery"]
+        with torch.random.fork_rng(devices=[]):
+            size, batch = cfg.model.img_size, cfg.data.eval_batch_size
+            qf, q_pids, q_cams = ft.extract_features(model, eval_loader(queries, size, batch), cfg.device, "examples")
+            gf, g_pids, g_cams = ft.extract_features(model, eval_loader(gallery, size, batch), cfg.device, "examples")
+        dist = pairwise_distance(qf, gf, metric=cfg.eval.metric).numpy()
+        dist[(q_pids[:, None] == g_pids[None]) & (q_cams[:, None] == g_cams[None])] = np.inf  # junk: same camera
+        same = q_pids[:, None] == g_pids[None]
+        image = retrieval_examples([q.path for q in queries], [g.path for g in gallery], dist, same, k=5)
+        self.trackers.log_image(f"{tag}/retrieval", image, step)
+
+    def finish(self) -> None:
+        self.trackers.finish()
+
+
+def _numbers(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested row, keys joined by ``/`` (``{"val": {"mAP": 1}}`` -> ``{"val/mAP": 1.0}``)."""
+    out: dict[str, float] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update(_numbers(value, f"{prefix}{key}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and key != "epoch":
+            out[f"{prefix}{key}"] = float(value)
+    return out
+
+
+def _restore(
+    last_path: Path, resume: bool, model: ft.ReIDModel, optimizer: torch.optim.Optimizer, val_pids: list, cfg: Any
+) -> tuple[dict[str, Any], dict[str, Any] | None, int]:
+    """``(best, last validation result, first epoch to run)``: a new run's, or those stored in ``last.pth`` after
+    loading its model, optimiser and RNG state (``resume``); an existing ``last.pth`` without ``resume`` is an error."""
+    if last_path.is_file() and not resume:
+        raise ValueError(f"{last_path} exists; pass --resume to continue that run or choose another output_dir")
+    if not last_path.is_file():
+        return {"epoch": None, "val": None}, None, 0
+    from vehiclemae.engine.checkpoint import load_checkpoint_file  # weights-only: a crafted file runs nothing
+
+    state = load_checkpoint_file(last_path)
+    if "val_pids" not in state:
+        raise ValueError(
+            f"--resume: {last_path} predates validation-based selection (it chose best.pth on the test set); "
+            "start a new output_dir"
+        )
+    if state["val_pids"] != val_pids:
+        raise ValueError(
+            f"--resume: {last_path} was trained with other validation identities than data.val_identities="
+            f"{cfg.data.val_identities!r} and seed={cfg.seed} give now; resume with the run's own config.yaml"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    logger.info("resuming %s after epoch %d", last_path.parent, int(state["epoch"]))
+    return state["best"], state["metrics"], int(state["epoch"]) + 1
 
 
 def _evaluate(model: torch.nn.Module, split: dict[str, Any], cfg: FinetuneConfig) -> dict[str, Any]:
