@@ -69,7 +69,10 @@ def stage_code_version(stage: str) -> str:
     """sha256 of the source of the stage's package (or module), so editing a stage invalidates its cache."""
     module = inspect.getmodule(get_stage(stage))
     path = Path(inspect.getfile(module))  # type: ignore[arg-type]
-    files = sorted(path.parent.rglob("*.py")) if path.parent.name != "pipeline" else [path]
+    if path.parent.name != "pipeline":
+        files = sorted(path.parent.rglob("*.py"))
+    else:  # a top-level stage module and its helpers beside it (assemble.py, assemble_crops.py, ...)
+        files = [path, *sorted(path.parent.glob(f"{path.stem}_*.py"))]
     digest = hashlib.sha256(str(dm.SCHEMA_VERSION).encode())
     for file in files:
         digest.update(file.read_bytes())

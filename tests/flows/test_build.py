@@ -69,3 +69,14 @@ def test_profiles_parse() -> None:
     for name in ("toy", "paper"):
         cfg = yaml.safe_load((CONFIG.parent / f"{name}.yaml").read_text())
         assert cfg["profile"] == name and "runtime" in cfg
+
+
+
+def test_stage_code_version_covers_a_stage_modules_helpers(monkeypatch) -> None:
+    """Editing assemble_crops.py (a helper module beside pipeline/assemble.py) invalidates assemble's cache."""
+    import pipeline.assemble_crops as crops
+
+    before = stage_code_version("assemble")
+    helper, real = Path(crops.__file__), Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: real(self) + (b"# edited" if self == helper else b""))
+    assert stage_code_version("assemble") != before
