@@ -178,6 +178,7 @@ def evaluate_model(
     seed: int = 0,
     device: str = "cpu",
     with_cmc: bool = False,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Paper metrics of ``model`` (eval-mode features) on a parsed split; percentages (0-100).
 
@@ -185,6 +186,8 @@ def evaluate_model(
     ``cross_view_mAP`` / ``same_view_mAP`` (and their query counts) when ``split`` has ``query_views`` and
     ``gallery_views`` (toy world; :mod:`vehiclemae.benchmarks.views`).
     VehicleID: ``Rank-1``, ``Rank-5``, ``mAP`` averaged over ``num_trials`` seeded splits.
+    ``keep``: a dict that receives VeRi's query-gallery distances and ids (``dist``, ``q_pids``, ``g_pids``,
+    ``q_cams``, ``g_cams``), e.g. for retrieval pictures without a second feature pass.
     ``with_cmc``: also ``cmc``, the CMC curve (percent at ranks 1..min(max_rank, gallery size); VehicleID: the mean
     over trials).
     """
@@ -201,6 +204,8 @@ def evaluate_model(
             dist = re_ranking(qf, gf, metric=metric, **rerank)
         else:
             dist = pairwise_distance(qf, gf, metric=metric).numpy()
+        if keep is not None:
+            keep.update(dist=dist, q_pids=q_pids, g_pids=g_pids, q_cams=q_cams, g_cams=g_cams)
         res = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=max_rank)
         out = summarize(res, ranks=(1, 5, 10))
         out.update(num_query=len(q_pids), num_gallery=len(g_pids), num_valid_queries=res["num_valid_queries"])
@@ -357,8 +362,8 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
             row.update(_train_epoch(model, train_set, optimizer, weights, memory, epoch, cfg))
         last_epoch = epoch == cfg.optim.epochs - 1
         if val.enabled and (last_epoch or (cfg.eval.every > 0 and (epoch + 1) % cfg.eval.every == 0)):
-            val_result = row["val"] = _evaluate(model, val.eval_split, cfg)
-            tracking.retrieval(model, val.eval_split, epoch, "val")
+            val_result = row["val"] = _evaluate(model, val.eval_split, cfg, keep := {})
+            tracking.retrieval(val.eval_split, keep, epoch, "val")
             # Ties (frequent on a few validation identities) go to the other metric, then to the later epoch.
             if best["val"] is None or _rank_key(val_result, key_metric) >= _rank_key(best["val"], key_metric):
                 best = {"epoch": epoch, "val": val_result}
@@ -387,7 +392,7 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
 
     # 4. Test, once per model: best.pth (chosen on validation, or the last epoch) and the last epoch.
     final_epoch = cfg.optim.epochs - 1
-    test_last = _evaluate(model, split, cfg)
+    test_last = _evaluate(model, split, cfg, keep := {})
     if best["epoch"] == final_epoch:
         test_best = test_last
     else:
@@ -405,7 +410,7 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
     }
     _write_json(out / "result.json", final)
     tracking.log({"test": {"best": test_best, "last": test_last}}, final_epoch)
-    tracking.retrieval(model, split, final_epoch, "test")
+    tracking.retrieval(split, keep, final_epoch, "test")
     tracking.finish()
     logger.info(describe_result(final))
     return final
@@ -413,8 +418,8 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
 
 class FinetuneTracking:
     """The fine-tuning run's trackers (``cfg.log_with``): epoch rows as scalars (nested keys joined by ``/``, step =
-    epoch) and retrieval pictures (``eval.log_examples`` queries and their top 5). Pictures are computed under
-    ``torch.random.fork_rng`` with the model in eval mode: training is unchanged by them."""
+    epoch) and retrieval pictures (``eval.log_examples`` queries and their top 5) drawn from the distances the
+    evaluation computed anyway: no extra forward pass, nothing random, training unchanged."""
 
     def __init__(self, cfg: FinetuneConfig, out: Path) -> None:
         from vehiclemae.engine.tracking import RunTrackers, parse_log_with
@@ -426,23 +431,23 @@ class FinetuneTracking:
     def log(self, row: dict[str, Any], step: int) -> None:
         self.trackers.log(_numbers(row), step)
 
-    def retrieval(self, model: torch.nn.Module, split: dict[str, Any], step: int, tag: str) -> None:
+    def retrieval(self, split: dict[str, Any], evaluated: dict[str, Any], step: int, tag: str) -> None:
+        """The picture from an evaluation's distances (``evaluated``: the ``keep`` dict of :func:`evaluate_model`;
+        empty for VehicleID, which has no fixed query set)."""
         n = self.cfg.eval.log_examples
-        if not n or not self.trackers.trackers or "query" not in split:  # VehicleID has no fixed query set
+        if not n or not self.trackers.trackers or "dist" not in evaluated:
             return
         from .plots import retrieval_examples
 
-        cfg = self.cfg
-        queries = [split["query"][int(i)] for i in np.unique(np.linspace(0, len(split["query"]) - 1, n).astype(int))]
-        gallery = split["gallery"]
-        with torch.random.fork_rng(devices=[]):
-            size, batch = cfg.model.img_size, cfg.data.eval_batch_size
-            qf, q_pids, q_cams = ft.extract_features(model, eval_loader(queries, size, batch), cfg.device, "examples")
-            gf, g_pids, g_cams = ft.extract_features(model, eval_loader(gallery, size, batch), cfg.device, "examples")
-        dist = pairwise_distance(qf, gf, metric=cfg.eval.metric).numpy()
-        dist[(q_pids[:, None] == g_pids[None]) & (q_cams[:, None] == g_cams[None])] = np.inf  # junk: same camera
+        rows = np.unique(np.linspace(0, len(split["query"]) - 1, n).astype(int))
+        q_pids, g_pids = evaluated["q_pids"][rows], evaluated["g_pids"]
+        dist = np.array(evaluated["dist"][rows], dtype=np.float64)
+        dist[(q_pids[:, None] == g_pids[None]) & (evaluated["q_cams"][rows][:, None] == evaluated["g_cams"][None])] = (
+            np.inf  # the protocol's junk: same identity, same camera
+        )
         same = q_pids[:, None] == g_pids[None]
-        image = retrieval_examples([q.path for q in queries], [g.path for g in gallery], dist, same, k=5)
+        paths = [split["query"][int(i)].path for i in rows]
+        image = retrieval_examples(paths, [g.path for g in split["gallery"]], dist, same, k=5)
         self.trackers.log_image(f"{tag}/retrieval", image, step)
 
     def finish(self) -> None:
@@ -489,7 +494,9 @@ def _restore(
     return state["best"], state["metrics"], int(state["epoch"]) + 1
 
 
-def _evaluate(model: torch.nn.Module, split: dict[str, Any], cfg: FinetuneConfig) -> dict[str, Any]:
+def _evaluate(
+    model: torch.nn.Module, split: dict[str, Any], cfg: FinetuneConfig, keep: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """:func:`evaluate_model` with the run's eval settings, on the validation or the test split."""
     rerank = {"k1": cfg.eval.k1, "k2": cfg.eval.k2, "lambda_value": cfg.eval.lambda_value} if cfg.eval.rerank else None
     return evaluate_model(
@@ -505,6 +512,7 @@ def _evaluate(model: torch.nn.Module, split: dict[str, Any], cfg: FinetuneConfig
         max_rank=cfg.eval.max_rank,
         seed=cfg.seed,
         device=cfg.device,
+        keep=keep,
     )
 
 
