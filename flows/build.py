@@ -261,12 +261,36 @@ def build_diffveri(
             f"`diffveri review import FILE.csv --root {root}` for each, then run this deployment again."
         )
         create_markdown_artifact(key="awaiting-review", markdown=f"# Awaiting review\n\n{message}\n")
+        publish_pictures(root, cfg, charts=False)  # the filter report helps choose the band before reviewing
         return Completed(name="AwaitingReview", message=message, data=summary)
     stats_md = Path(root) / "stats.md"
+    charts = publish_pictures(root, cfg, charts="assemble" in chosen and stats_md.is_file())
     if "assemble" in chosen and stats_md.is_file():
-        create_markdown_artifact(key="diffveri-stats", markdown="# DiffVERI statistics\n\n" + stats_md.read_text())
+        markdown = "# DiffVERI statistics\n\n" + stats_md.read_text() + "\n" + charts
+        create_markdown_artifact(key="diffveri-stats", markdown=markdown)
         print(stats_md.read_text())
     return summary
+
+
+def publish_pictures(root: str, cfg: dict[str, Any], charts: bool) -> str:
+    """Identity grids and the filter report as markdown artifacts (PNGs embedded, pipeline/reports); returns the
+    dataset charts as markdown for the statistics artifact (empty unless ``charts``). A picture that cannot be
+    drawn is a warning, not a failed build."""
+    from pipeline.reports import filter_report, markdown_gallery, report_bands, stats_charts
+
+    try:
+        grids = sorted((Path(root) / "reports" / "identities").glob("*.png"))
+        if grids:
+            markdown = markdown_gallery("Synthesized images per identity", grids)
+            create_markdown_artifact(key="diffveri-identity-grids", markdown=markdown)
+        if table_state(Path(root), "detections") != "absent":
+            path = filter_report(root, **report_bands(cfg)).path
+            create_markdown_artifact(key="diffveri-filter-report", markdown=markdown_gallery("Filter report", [path]))
+        paths = list(stats_charts(root).paths.values()) if charts else []
+        return markdown_gallery("Charts", paths, level=2) if paths else ""
+    except (ValueError, OSError) as exc:
+        get_run_logger().warning("report pictures not drawn: %s", exc)
+        return ""
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.truth",
     "pipeline.commands.toy_models",
     "pipeline.commands.plan",
+    "pipeline.commands.report",
 )
 
 

@@ -29,6 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = msub.add_parser("stats", help="per-table counts by status/reason and the dataset comparison row")
     p.add_argument("root", help="data root (holds manifests/)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--charts",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="also draw the dataset charts (views, identities, sources, resolution) as PNGs into DIR "
+        "(default ROOT/reports/stats) and print their paths",
+    )
     p.set_defaults(handler=_stats)
 
 
@@ -76,5 +85,13 @@ def _stats(args: argparse.Namespace) -> int:
     from data_manifests.stats import format_stats, stats
 
     result = stats(args.root)
+    if args.charts is not None:
+        from pipeline.reports import stats_charts
+
+        charts = stats_charts(args.root, args.charts or None)
+        result["charts"] = {name: str(path) for name, path in charts.paths.items()}
     print(json.dumps(result, indent=2) if args.json else format_stats(result))
+    if args.charts is not None and not args.json:
+        print("\ncharts:")
+        print("\n".join(f"  {name:<11} {path}" for name, path in result["charts"].items()))
     return 0

@@ -63,6 +63,7 @@ class SynthesizeConfig:
     toyworld_occluders: bool = False
     flush_every: int = 64
     torch_threads: int | None = None
+    report_grids: bool = True  # one PNG per identity under ROOT/reports/identities (pipeline/reports)
     seed: int = 0
 
 
@@ -386,7 +387,23 @@ def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None):
     set_torch_threads(cfg.torch_threads)
     counts = run_synthesize(root=root, models=section(config, "models", ModelsConfig), cfg=cfg, identities=identities)
     message = "" if not counts["pending"] else f"{counts['pending']} image(s) left pending by synthesize.max_images"
+    if cfg.report_grids and counts["processed"]:
+        message = "; ".join(m for m in (message, _write_grids(root, identities)) if m)
     return StageResult("synthesize", counts, message)
+
+
+def _write_grids(root: Path, identities: list[str] | None) -> str:
+    """The identity grids of this run's identities (all when None); a picture that cannot be drawn is logged,
+    never a reason to fail the stage whose images and rows are already written."""
+    from pipeline.reports import identity_grids
+
+    try:
+        grids = identity_grids(root, identities)
+    except Exception as exc:  # noqa: BLE001 - the report is a by-product of the stage
+        logger.warning("synthesize: identity grids not drawn: %s: %s", type(exc).__name__, exc)
+        return f"identity grids not drawn ({type(exc).__name__}: {exc})"
+    folder = grids[0].path.parent if grids else Path(root) / "reports" / "identities"
+    return f"{len(grids)} identity grid(s) in {folder}"
 
 
 __all__ = ["InputError", "SynthesizeConfig", "load_prompt_bank", "parse_plan", "run_synthesize", "run_stage"]

@@ -1,0 +1,83 @@
+"""``diffveri report grids|filter|stats ROOT``: draw the pictures of a data root (pipeline/reports)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("report", help="PNG pictures of a data root: identity grids, filter report, stats charts")
+    rsub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = rsub.add_parser(
+        "grids",
+        help="one PNG per identity: synthesized images in rows by view, subject photos beside them",
+        description="Writes ROOT/reports/identities/<identity>.png (or --out DIR/<identity>.png). Captions name the "
+        "backend and, once the filter ran, the outcome (kept + confidence, or the reject reason).",
+    )
+    p.add_argument("root", help="data root (holds manifests/)")
+    p.add_argument("--identities", default=None, help="comma-separated identity ids (default: all with images)")
+    p.add_argument("--per-view", type=int, default=4, help="images drawn per view (default 4)")
+    p.add_argument("--out", default=None, help="output folder (default ROOT/reports/identities)")
+    p.set_defaults(handler=_grids)
+    p = rsub.add_parser(
+        "filter",
+        help="reject reasons and detector-confidence histogram with the review band",
+        description="Writes ROOT/reports/filter.png (or --out). The review band is review.uncertain_low/high of the "
+        "profile, the dashed line filter.conf_min; with review.checks.enabled the identity and view scores get a "
+        "histogram each with their bands.",
+    )
+    p.add_argument("root", help="data root (holds manifests/)")
+    p.add_argument("--config", default="toy", help="profile whose thresholds are drawn: toy, paper or a YAML path")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set review.uncertain_high=0.7 to try a band",
+    )
+    p.add_argument("--bins", type=int, default=20, help="histogram bins over [0, 1] (default 20)")
+    p.add_argument("--out", default=None, help="output PNG (default ROOT/reports/filter.png)")
+    p.set_defaults(handler=_filter)
+    p = rsub.add_parser("stats", help="charts of the assembled dataset: views, identities, sources, resolution")
+    p.add_argument("root", help="data root (holds manifests/)")
+    p.add_argument("--out", default=None, help="output folder (default ROOT/reports/stats)")
+    p.set_defaults(handler=_stats)
+
+
+def _grids(args: argparse.Namespace) -> int:
+    from pipeline.reports import identity_grids
+
+    identities = [i for i in args.identities.split(",") if i] if args.identities else None
+    grids = identity_grids(args.root, identities, out_dir=args.out, per_view=args.per_view)
+    for grid in grids:
+        n = sum(len(t) for t in grid.views.values())
+        print(f"{grid.path}  ({grid.identity_id}: {n} image(s) drawn in {len(grid.views)} view row(s))")
+    if not grids:
+        print(f"no ok generations under {args.root}; nothing drawn")
+    return 0
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.reports import filter_report, report_bands
+
+    bands = report_bands(load_config(args.config, args.overrides))
+    report = filter_report(args.root, args.out, bins=args.bins, **bands)
+    print(report.path)
+    print("outcomes: " + ", ".join(f"{k} {v}" for k, v in report.outcomes.items()))
+    for panel in report.panels:
+        if panel.band is not None:
+            print(
+                f"{panel.column}: {panel.kept_in_band} kept image(s) in the band [{panel.band[0]:g}, {panel.band[1]:g})"
+            )
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from pipeline.reports import stats_charts
+
+    charts = stats_charts(args.root, args.out)
+    for path in charts.paths.values():
+        print(path)
+    return 0
