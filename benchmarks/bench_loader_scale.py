@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,14 @@ def main() -> None:
     if args.build_only:
         build_table(root, args.rows, args.unique)
         return
+    try:
+        measure(root, args)
+    finally:
+        if not args.root:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(root: Path, args: argparse.Namespace) -> None:
     if not (root / "manifests" / "diffveri").is_dir():
         t0 = time.perf_counter()
         cmd = [sys.executable, __file__, "--build-only", "--root", str(root), "--rows", str(args.rows)]
