@@ -17,12 +17,13 @@ multi-process runs see exactly the same crops and masks as a straight single-pro
 size per side (the box of the row's vehicle mask), as Re-ID datasets are detection crops; the random resized crop
 is then drawn inside that box. ``None`` uses the whole image.
 
-Memory at scale: the manifest columns are streamed once into an uncompressed Arrow IPC file in a private cache folder
-(``cache_dir``, default ``$VEHICLEMAE_DATA_CACHE`` or the system temp folder; removed when the dataset is garbage
-collected) and memory-mapped, with the ``image_id`` order and the identity indices as memory-mapped ``.npy`` files.
-No per-row Python object exists: a row is decoded when an item asks for it (:meth:`DiffVERIDataset.row`). DataLoader
-workers get a pickle of a few kB and map the same files, so the rows live once in the page cache, not once per
-process (``benchmarks/bench_loader_scale.py``: 1.7M rows).
+Memory at scale: the manifest columns are streamed once (``data_manifests.iter_batches``) into flat files in a private
+cache folder (:mod:`.rowstore`; ``cache_dir``, default ``$VEHICLEMAE_DATA_CACHE`` or the system temp folder, a
+``vehiclemae-rows-*`` folder removed when the dataset is garbage collected; a killed process leaves it behind), with
+the ``image_id`` order and each row's identity index as raw ``int64`` files. No per-row Python object exists: a row is
+decoded from the files when an item asks for it (:meth:`DiffVERIDataset.row`). DataLoader workers get a pickle of
+under 1 kB and read the same files, so the rows live once in the page cache, not once per process
+(``benchmarks/bench_loader_scale.py``: 1.7M rows).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ ROWS_DIR, ORDER_FILE, IDENTITY_FILE, IDENTITIES_FILE = "rows", "order.int64", "i
 
 
 class _CacheDir:
-    """Owns the folder of a dataset's mapped files; shallow copies share it, the folder goes with the last of them.
+    """Owns the folder of a dataset's row files; shallow copies share it, the folder goes with the last of them.
     Worker processes receive the path only (pickles never carry this owner), so they never delete it."""
 
     def __init__(self, parent: str | os.PathLike | None) -> None:
@@ -178,7 +179,7 @@ class DiffVERIDataset(Dataset):
         self.flip_lut = flip_lut_for(self.view_classes)
 
         # 1. Only the columns we use, only ok rows (failed/rejected rows stay in the table, never here), streamed to
-        #    memory-mapped files: no per-row Python objects, and workers share the pages.
+        #    flat files: no per-row Python objects, and workers read the same files.
         filt = pc.field("status") == "ok"
         if splits:
             filt = filt & pc.field("split").isin(list(splits))
@@ -197,7 +198,7 @@ class DiffVERIDataset(Dataset):
         log.info("%s: %d images of %d identities", table, n, len(self.identities))
 
     def _open(self) -> None:
-        """Map the row files (in the building process, and in each worker after unpickling)."""
+        """Open the row files (in the building process, and in each worker after unpickling)."""
         self._store = RowStore(self._files / ROWS_DIR)
         self._order = RawFile(str(self._files / ORDER_FILE), np.dtype(np.int64))
         self._identity = RawFile(str(self._files / IDENTITY_FILE), np.dtype(np.int64))
@@ -214,7 +215,7 @@ class DiffVERIDataset(Dataset):
         self._open()
 
     def __copy__(self) -> DiffVERIDataset:
-        # A shallow copy (e.g. the collapse probe's un-augmented view) shares the mapped files and their owner.
+        # A shallow copy (e.g. the collapse probe's un-augmented view) shares the row files and their owner.
         new = self.__class__.__new__(self.__class__)
         new.__dict__.update(self.__dict__)
         return new
