@@ -94,11 +94,12 @@ def _draw(
     """The grid figure, the tiles drawn per view and the subject photos drawn."""
     order = _view_order(rows_by_view)
     n_rows = max(len(order), 1)
-    n_cols = 1 + max([min(len(rows_by_view[v]), per_view) for v in order] or [1])
+    n_images = max([min(len(rows_by_view[v]), per_view) for v in order] or [1])
+    n_cols = 2 + n_images  # subject photos, a narrow gap holding the view names, the synthesized images
     photos = list((subject or {}).get("instance_images") or [])[:n_rows]
     height = 0.45 + 1.3 * n_rows
-    fig = new_figure(1.0 + 1.25 * n_cols, height)
-    grid = {"wspace": 0.08, "hspace": 0.35, "top": 1 - 0.4 / height}  # the title right above the first row
+    fig = new_figure(1.4 + 1.25 * (n_cols - 1), height)
+    grid = {"wspace": 0.08, "hspace": 0.35, "top": 1 - 0.6 / height, "width_ratios": [1, 0.3] + [1] * n_images}
     axes = fig.subplots(n_rows, n_cols, squeeze=False, gridspec_kw=grid)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -113,10 +114,10 @@ def _draw(
         ax.set_xlabel(Path(rel).stem[:18], fontsize=6)
     drawn: dict[str, list[Tile]] = {}
     for r_i, view in enumerate(order):
-        axes[r_i, 1].set_ylabel(f"{view}\n({len(rows_by_view[view])})", fontsize=8)
+        axes[r_i, 2].set_ylabel(f"{view}\n({len(rows_by_view[view])})", fontsize=8)
         drawn[view] = []
         for c_i, row in enumerate(rows_by_view[view][:per_view]):
-            ax = axes[r_i, 1 + c_i]
+            ax = axes[r_i, 2 + c_i]
             image = _thumbnail(root, row["path"], f"generations[{row['image_id']}].path", size)
             if image is not None:
                 ax.imshow(image)
@@ -166,6 +167,6 @@ def identity_grids(
         fig, drawn, photos = _draw(root, subjects.get(ident), views, outcomes, per_view, size)
         total = sum(len(v) for v in views.values())
         fig.suptitle(f"{ident}: {total} synthesized image(s), {len(views)} view(s)", fontsize=9)
-        path = save_png(fig, folder / f"{dm.check_id(ident, 'identity_id')}.png")
+        path = save_png(fig, folder / f"{dm.check_id(ident, 'identity_id')}.png", palette=True)
         grids.append(IdentityGrid(ident, drawn, photos, path, {v: len(r) for v, r in views.items()}))
     return grids
