@@ -45,6 +45,8 @@ def test_tensorboard_gets_scalars_and_reconstructions_and_the_run_is_unchanged(d
 def test_wandb_logs_offline_into_the_run_folder(diffveri_root: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):  # nothing written to the home folder
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home"))
     run_pretraining(toy_config(diffveri_root, tmp_path / "w", log_with="wandb", **{**SMALL, "epochs": 1}))
     runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
