@@ -281,7 +281,7 @@ def publish_pictures(root: str, cfg: dict[str, Any], charts: bool) -> str:
     try:
         grids = sorted((Path(root) / "reports" / "identities").glob("*.png"))
         if grids:
-            markdown = markdown_gallery("Synthesized images per identity", grids)
+            markdown = markdown_gallery("Synthesized images per identity", grids, max_images=6)
             create_markdown_artifact(key="diffveri-identity-grids", markdown=markdown)
         if table_state(Path(root), "detections") != "absent":
             path = filter_report(root, **report_bands(cfg)).path

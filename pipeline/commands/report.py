@@ -49,7 +49,7 @@ def _grids(args: argparse.Namespace) -> int:
     from pipeline.reports import identity_grids
 
     identities = [i for i in args.identities.split(",") if i] if args.identities else None
-    grids = identity_grids(args.root, identities, out_dir=args.out, per_view=args.per_view)
+    grids = identity_grids(args.root, identities, out_dir=args.out, per_view=args.per_view, progress=True)
     for grid in grids:
         n = sum(len(t) for t in grid.views.values())
         print(f"{grid.path}  ({grid.identity_id}: {n} image(s) drawn in {len(grid.views)} view row(s))")

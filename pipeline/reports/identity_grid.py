@@ -64,11 +64,10 @@ def _outcomes(root: Path, image_ids: set[str]) -> dict[str, Tile]:
     """Filter outcome per image id (from ``detections``, when the filter has run)."""
     if not dm.table_exists(root, "detections"):
         return {}
-    rows = dm.read_rows(root, "detections", columns=["image_id", "status", "reason", "conf"])
+    flt = pc.field("image_id").isin(sorted(image_ids))
+    rows = dm.read_rows(root, "detections", columns=["image_id", "status", "reason", "conf"], filter=flt)
     out = {}
     for r in rows:
-        if r["image_id"] not in image_ids:
-            continue
         if r["status"] == Status.OK:
             conf = f" {r['conf']:.2f}" if r["conf"] is not None else ""
             out[r["image_id"]] = Tile(r["image_id"], f"kept{conf}", KEPT)
@@ -137,9 +136,13 @@ def identity_grids(
     out_dir: str | Path | None = None,
     per_view: int = 4,
     size: int = 128,
+    progress: bool = False,
 ) -> list[IdentityGrid]:
     """Write one grid PNG per identity that has ``ok`` generations (default: every such identity); returns what
-    each grid shows. ``out_dir`` defaults to ``ROOT/reports/identities``; files are ``<identity>.png``."""
+    each grid shows. ``out_dir`` defaults to ``ROOT/reports/identities``; files are ``<identity>.png``.
+    ``progress``: a bar with ETA on stderr (about a second per identity)."""
+    from tqdm.auto import tqdm
+
     root = Path(root)
     if per_view < 1:
         raise ValueError(f"per_view must be >= 1, got {per_view}")
@@ -162,7 +165,7 @@ def identity_grids(
     outcomes = _outcomes(root, {r["image_id"] for r in rows})
     folder = Path(out_dir) if out_dir is not None else reports_dir(root) / GRIDS
     grids = []
-    for ident in sorted(by_identity):
+    for ident in tqdm(sorted(by_identity), desc="identity grids", unit="identity", disable=not progress):
         views = by_identity[ident]
         fig, drawn, photos = _draw(root, subjects.get(ident), views, outcomes, per_view, size)
         total = sum(len(v) for v in views.values())

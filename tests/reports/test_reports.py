@@ -264,3 +264,13 @@ def test_markdown_gallery_embeds_pngs(tmp_path: Path) -> None:
     assert text.startswith("## Charts\n")
     assert text.count("](data:image/png;base64,iVBOR") == 3  # PNG signature, base64
     assert f"- `{paths[3]}`" in text  # beyond max_images: listed by path
+
+
+def test_report_grids_command_draws_a_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _grid_root(tmp_path)
+    assert main(["report", "grids", str(tmp_path), "--per-view", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "car1: 2 image(s) drawn in 2 view row(s)" in captured.out
+    assert "identity grids: 100%" in captured.err and "2/2" in captured.err
+    identity_grids(tmp_path)  # the library call draws no bar unless asked
+    assert "identity grids" not in capsys.readouterr().err
