@@ -140,7 +140,8 @@ def filter_report(
         raise ValueError(f"bins must be >= 1, got {bins}")
     if not dm.table_exists(root, "detections"):
         raise ValueError(f"{root}/manifests has no detections table; run the filter stage first")
-    table = dm.read_table(root, "detections").to_pandas()
+    columns = ["status", "reason", *(column for column, _ in SCORES)]
+    table = dm.read_table(root, "detections", columns=columns).to_pandas()
     if table.empty:
         raise ValueError(f"{root}/manifests/detections has no rows; run the filter stage first")
     labels = [
