@@ -24,6 +24,7 @@ from data_manifests import INTENDED_VIEWS, Status
 from .figures import FAILED, KEPT, REJECTED, new_figure, reports_dir, save_png
 
 GRIDS = "identities"  # ROOT/reports/identities/
+MIN_PHOTOS = 4  # subject photos shown even when the identity has fewer view rows (more rows: one photo each)
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,11 @@ def _draw(
 ) -> tuple[Any, dict[str, list[Tile]], list[str]]:
     """The grid figure, the tiles drawn per view and the subject photos drawn."""
     order = _view_order(rows_by_view)
-    n_rows = max(len(order), 1)
+    all_photos = list((subject or {}).get("instance_images") or [])
+    n_rows = max(len(order), min(len(all_photos), MIN_PHOTOS), 1)  # a one-view identity still shows its photos
     n_images = max([min(len(rows_by_view[v]), per_view) for v in order] or [1])
     n_cols = 2 + n_images  # subject photos, a narrow gap holding the view names, the synthesized images
-    photos = list((subject or {}).get("instance_images") or [])[:n_rows]
+    photos = all_photos[:n_rows]
     height = 0.45 + 1.3 * n_rows
     fig = new_figure(1.4 + 1.25 * (n_cols - 1), height)
     grid = {"wspace": 0.08, "hspace": 0.35, "top": 1 - 0.6 / height, "width_ratios": [1, 0.3] + [1] * n_images}

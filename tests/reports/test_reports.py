@@ -112,6 +112,11 @@ def _solid(root: Path, rel: str, colour: tuple[int, int, int]) -> str:
     return rel
 
 
+def pixels_in(image: np.ndarray, colour: tuple[int, int, int]) -> int:
+    """Pixels of ``image (H, W, 3)`` within a small distance of ``colour``."""
+    return int((np.abs(image - np.array(colour)).sum(axis=2) < 30).sum())
+
+
 def _grid_root(root: Path) -> None:
     subject = dm.write_table(
         root,
@@ -170,14 +175,17 @@ def test_identity_grid_rows_by_view_with_subject_photos(tmp_path: Path) -> None:
     assert car1.subject_photos == ["subjects/car1/0.png", "subjects/car1/1.png"]
     assert car1.path == tmp_path / "reports" / "identities" / "car1.png"
     image = _png(car1.path).astype(int)
-
-    def pixels(colour: tuple[int, int, int]) -> int:
-        return int((np.abs(image - np.array(colour)).sum(axis=2) < 30).sum())
-
     # two red tiles, one blue, two green subject photos (each tile is the same size)
-    red, blue, green = pixels(RED), pixels(BLUE), pixels(GREEN)
+    red, blue, green = pixels_in(image, RED), pixels_in(image, BLUE), pixels_in(image, GREEN)
     assert blue > 500 and red == pytest.approx(2 * blue, rel=0.1) and green == pytest.approx(2 * blue, rel=0.1)
     assert grids[1].subject_photos == [] and list(grids[1].views) == ["rear"]
+    # one view row and three subject photos: every photo is shown, one per row
+    photos = [_solid(tmp_path, f"subjects/car2/{k}.png", GREEN) for k in range(3)]
+    car2 = {"identity_id": "car2", "class_name": "car", "instance_images": photos, "source": "folder", "status": "ok"}
+    dm.upsert(tmp_path, "subjects", [car2])
+    (grid,) = identity_grids(tmp_path, ["car2"])
+    assert list(grid.views) == ["rear"] and grid.subject_photos == photos
+    assert pixels_in(_png(grid.path).astype(int), GREEN) == pytest.approx(3 * blue, rel=0.1)
 
 
 def test_identity_grid_subset_missing_files_and_errors(tmp_path: Path) -> None:
