@@ -68,9 +68,9 @@ def _filter(args: argparse.Namespace) -> int:
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in report.outcomes.items()))
     for panel in report.panels:
         if panel.band is not None:
-            print(
-                f"{panel.column}: {panel.kept_in_band} kept image(s) in the band [{panel.band[0]:g}, {panel.band[1]:g})"
-            )
+            low, high = panel.band
+            below = f"; {panel.kept_below_band} below it (rejected by the check)" if panel.column != "conf" else ""
+            print(f"{panel.column}: {panel.kept_in_band} kept image(s) in the band [{low:g}, {high:g}){below}")
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 import data_manifests as dm
 from data_manifests import Status
@@ -37,6 +38,7 @@ class ScorePanel:
     rejected: list[int]
     band: Band | None
     kept_in_band: int
+    kept_below_band: int = 0  # check scores only: images the triage rejects (identity/view_inconsistent)
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,13 @@ def _panel(column: str, scores: np.ndarray, kept: np.ndarray, band: Band | None,
     clipped = np.clip(scores[has].astype(np.float32), 0.0, 1.0)
     h_kept, _ = np.histogram(clipped[kept[has]], edges)
     h_rej, _ = np.histogram(clipped[~kept[has]], edges)
-    in_band = 0
+    in_band = below = 0
     if band is not None:  # compared in float64, as the review triage compares (pipeline/review/policy.py)
         s = scores[has & kept]
         in_band = int(((s >= band[0]) & (s < band[1])).sum())
-    return ScorePanel(column, [float(e) for e in edges], h_kept.tolist(), h_rej.tolist(), band, in_band)
+        below = int((s < band[0]).sum()) if column != "conf" else 0  # a low confidence passes the triage
+    edges_out = [float(e) for e in edges]
+    return ScorePanel(column, edges_out, h_kept.tolist(), h_rej.tolist(), band, in_band, below)
 
 
 def _draw_outcomes(ax: Any, outcomes: dict[str, int]) -> None:
@@ -112,11 +116,18 @@ def _draw_panel(ax: Any, panel: ScorePanel, title: str, conf_min: float | None) 
     ax.bar(edges[:-1], panel.rejected, width=width, align="edge", bottom=panel.kept, color=REJECTED, label="rejected")
     if panel.band is not None:
         low, high = panel.band
-        label = f"review band [{low:g}, {high:g}): {panel.kept_in_band} kept"
+        name = "review band" if panel.column == "conf" else "checks band"
+        label = f"{name} [{low:g}, {high:g}): {panel.kept_in_band} kept"
         ax.axvspan(low, high, color=BAND, alpha=0.3, label=label, zorder=0)
+        if panel.column != "conf":
+            label = f"below: {panel.kept_below_band} kept, rejected by the check"
+            ax.axvspan(0, low, color=REJECTED, alpha=0.08, label=label, zorder=0)
     if conf_min is not None and panel.column == "conf":
         ax.axvline(conf_min, color="black", linestyle="--", linewidth=1, label=f"filter.conf_min {conf_min:g}")
     ax.set_xlim(0, 1)
+    tallest = max([k + r for k, r in zip(panel.kept, panel.rejected)] or [0])
+    ax.set_ylim(0, 1.6 * tallest + 1)  # room for the legend above the bars
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(panel.column, fontsize=8)
     ax.set_ylabel("images", fontsize=8)

@@ -82,6 +82,8 @@ def test_filter_report_adds_a_panel_per_check_score_with_its_band(tmp_path: Path
     ident = report.panels[1]
     assert ident.kept == [1, 0, 2, 0, 1] and ident.rejected == [0, 0, 0, 0, 0]
     assert ident.kept_in_band == 2 and ident.band == (0.4, 0.6)
+    assert ident.kept_below_band == 1  # 0.1: the triage rejects it as identity_inconsistent
+    assert report.panels[0].kept_below_band == 0  # a low detector confidence passes the triage
     assert (tmp_path / "f.png").is_file() and not (tmp_path / "reports").exists()
 
 
