@@ -284,3 +284,17 @@ def test_report_grids_command_draws_a_progress_bar(tmp_path: Path, capsys: pytes
     assert "identity grids: 100%" in captured.err and "2/2" in captured.err
     identity_grids(tmp_path)  # the library call draws no bar unless asked
     assert "identity grids" not in capsys.readouterr().err
+
+
+def test_identity_grids_drawn_in_threads_match_sequential(tmp_path: Path) -> None:
+    """The flow's thread runner draws the grids of several shards at once: figures share no state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _grid_root(tmp_path)
+    sequential = {g.identity_id: g.path.read_bytes() for g in identity_grids(tmp_path, out_dir=tmp_path / "seq")}
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(identity_grids, tmp_path, [i], out_dir=tmp_path / f"t{i}") for i in ("car1", "car2") * 3]
+        threaded = [g for f in futures for g in f.result()]
+    assert len(threaded) == 6
+    for grid in threaded:
+        assert grid.path.read_bytes() == sequential[grid.identity_id]
