@@ -217,3 +217,22 @@ def test_loader_workers_do_not_change_the_run(diffveri_root: Path, tmp_path: Pat
         run_pretraining(toy_config(diffveri_root, tmp_path / "w2", epochs=1, **{"data.num_workers": 2}))
     )
     assert all(torch.equal(two["model"][k], v) for k, v in zero["model"].items())
+
+
+def test_run_progress_bar_counts_the_whole_run_and_resumes_from_its_place(
+    diffveri_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """The run-level bar's total is every configured epoch (its ETA is the run's); a resumed run starts where the
+    checkpoint left off rather than at 0."""
+    import re
+
+    cfg = toy_config(diffveri_root, tmp_path / "r", epochs=2, **{"method.mode": "mae", "monitor.probe_size": 0})
+    run_pretraining(cfg, stop_after_epoch=1)
+    first = capfd.readouterr().err
+    counts = [tuple(map(int, m)) for m in re.findall(r"run:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)", first)]
+    total = counts[-1][1]
+    assert total % 2 == 0 and counts[-1] == (total // 2, total)  # stopped after epoch 1 of 2
+    run_pretraining(cfg, resume=True)
+    second = capfd.readouterr().err
+    counts = [tuple(map(int, m)) for m in re.findall(r"run:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)", second)]
+    assert counts[0] == (total // 2, total) and counts[-1] == (total, total)

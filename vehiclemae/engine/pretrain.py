@@ -108,18 +108,27 @@ def train_one_epoch(
     logger: JsonlLogger,
     log_every: int,
     after_step: Callable[[float], None] | None = None,
+    run_bar: Any = None,
 ) -> tuple[dict[str, float], int]:
     """One epoch of optimisation. Returns ``(mean of each loss part, global_step)``.
 
     ``global_step`` counts data iterations (micro-batches). The lr is set from the fractional epoch at the start of
     every accumulation cycle (per-iteration cosine). A non-finite loss on any process stops every process.
-    ``after_step(fractional epoch of the cycle)`` runs after every optimiser step (CMAE's EMA update).
+    ``after_step(fractional epoch of the cycle)`` runs after every optimiser step (CMAE's EMA update). ``run_bar``:
+    the whole run's progress bar (steps of every epoch, so its ETA is the run's), advanced once per iteration.
     """
     model.train()
     steps = len(loader)
     accum = accelerator.gradient_accumulation_steps
     sums: dict[str, float] = {}
-    bar = tqdm(loader, total=steps, desc=f"epoch {epoch}", disable=not accelerator.is_main_process, leave=False)
+    bar = tqdm(
+        loader,
+        total=steps,
+        desc=f"epoch {epoch}",
+        disable=not accelerator.is_main_process,
+        leave=False,
+        position=1 if run_bar is not None else None,
+    )
     t0 = time.perf_counter()
     for it, batch in enumerate(bar):
         if it % accum == 0:
@@ -159,6 +168,8 @@ def train_one_epoch(
         scalars["loss"] = float(loss.detach())
         for key, value in scalars.items():
             sums[key] = sums.get(key, 0.0) + value
+        if run_bar is not None:
+            run_bar.update(1)
         if accelerator.is_main_process:
             bar.set_postfix(loss=f"{scalars['loss']:.4f}")
             if log_every and global_step % log_every == 0:
@@ -490,6 +501,15 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
     lr_at = lambda e: cosine_lr(  # noqa: E731
         e, lr=lr, min_lr=cfg.optim.min_lr, warmup_epochs=cfg.optim.warmup_epochs, epochs=cfg.epochs
     )
+    # The run's bar: every configured epoch's iterations, from where a resumed run starts (its ETA is the run's).
+    run_bar = tqdm(
+        total=cfg.epochs * len(loader),
+        initial=start_epoch * len(loader),
+        desc="run",
+        unit="it",
+        disable=not accelerator.is_main_process,
+        position=0,
+    )
     try:
         end = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
         for epoch in range(start_epoch, end):
@@ -517,6 +537,7 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
                 logger=logger,
                 log_every=cfg.log_every,
                 after_step=hooks.after_step,
+                run_bar=run_bar,
             )
             # 4. PPMD: this epoch's weights become the next epoch's teachers.
             unwrapped = accelerator.unwrap_model(model)
@@ -550,5 +571,6 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
                     save_checkpoint(checkpoint_dir(out) / f"checkpoint-{epoch + 1:04d}.pt", payload)
             accelerator.wait_for_everyone()
     finally:
+        run_bar.close()
         logger.close()
     return checkpoint_dir(out) / LAST
