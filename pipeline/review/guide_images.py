@@ -1,6 +1,6 @@
 """The pictures of ``docs/review-guide.md``, rendered from the toy world.
 
-python -m pipeline.review.guide_images docs/img     # writes docs/img/review_*.png
+python -m pipeline.review.guide_images docs/img     # writes docs/img/review_*.png (4 figures)
 """
 
 from __future__ import annotations
@@ -82,6 +82,17 @@ def write_guide_images(out_dir: Path, seed: int = 0, index: int = 29, other_inde
         (occluded, "unsure/reject: occluded"),
     ]
     paths.append(out_dir / "review_reject.png")
+    _save(_grid(tiles, 3), paths[-1])
+
+    # 4. A contact-sheet row once the images are segmented: candidate, reference, view masks (exact toy masks).
+    from data_manifests import VIEW_CLASSES_TOYWORLD, rle
+
+    from .sheet import overlay
+
+    cand = render(ident, 40.0, 15.0, size=128, seed=5)
+    masks = overlay(cand.image, VIEW_CLASSES_TOYWORLD, rle.label_map_to_rles(cand.labels, VIEW_CLASSES_TOYWORLD))
+    tiles = [(cand.image, "candidate"), (ref, "reference"), (masks, "view masks")]
+    paths.append(out_dir / "review_masks.png")
     _save(_grid(tiles, 3), paths[-1])
     return paths
 
