@@ -280,7 +280,7 @@ def _context(root: Path, batch: str, records: list[tuple[int, dict[str, str]]], 
     to_hash = sorted({r["image_id"] for _, r in records if r["image_id"] in info and info[r["image_id"]]["path"]})
     base = str(root)
     paths = [os.path.join(base, info[i]["path"]) if _inside(info[i]["path"]) else "" for i in to_hash]
-    hashes = dict(zip(to_hash, hash_files(paths), strict=True))
+    hashes = dict(zip(to_hash, hash_files(paths, desc=f"review import {batch}: hashing"), strict=True))
     return _Context(batch, set(pc.unique(batch_col).to_pylist()), current, info, expected, hashes)
 
 

@@ -70,7 +70,7 @@ def _scored(chunk: pd.DataFrame) -> list[bool]:
 def _new_rows(root: Path, chunk: pd.DataFrame, batch_id: str, automatic: bool) -> list[dict[str, Any]]:
     """``reviews`` rows for ``chunk``: pending (for a person), or decided by the triage (``automatic``)."""
     now = dt.datetime.now(dt.UTC) if automatic else None
-    shas = hash_files([os.path.join(str(root), p) for p in chunk["path"]])
+    shas = hash_files([os.path.join(str(root), p) for p in chunk["path"]], desc=f"review {batch_id}: hashing")
     triages = chunk["triage"].tolist() if "triage" in chunk else [None] * len(chunk)
     reasons = chunk["triage_reason"].tolist() if "triage_reason" in chunk else [None] * len(chunk)
     rows = []
