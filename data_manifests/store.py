@@ -26,6 +26,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -311,6 +313,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk (or an interrupt) leaves neither the new file nor a stray .tmp
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Fill a temporary sibling of ``path`` (yielded), then put it in ``path``'s place (replacing any old folder).
+
+    An exception inside the block leaves ``path`` as it was and removes the temporary folder.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_part(directory: Path, spec: TableSpec, arrow: pa.Table, sums: dict[str, str]) -> str:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from data_manifests import atomic_dir
 
 FORMAT = "vehiclemae-reid-export-v1"
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -62,16 +62,9 @@ def export_reid(checkpoint: str | os.PathLike, out: str | os.PathLike, *, force:
         "timm": _timm_recipe(spec["model_name"], int(spec["img_size"])),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in payload["model"].items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, default=float) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -15,12 +15,12 @@ right preprocessing.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from data_manifests import atomic_dir
 
 from .models.vit import ARCHS
 
@@ -51,9 +51,7 @@ def save_timm_folder(
     if directory.exists() and not force:
         raise ValueError(f"{directory} already exists; pass --force to replace it, or choose another --out")
     architecture, model_args = timm_architecture(model_name)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         save_for_hf(
             encoder,
             str(tmp),
@@ -61,9 +59,4 @@ def save_timm_folder(
             model_args={**model_args, "img_size": int(img_size), "num_classes": 0},
             safe_serialization=True,
         )
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return directory
