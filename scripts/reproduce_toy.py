@@ -210,9 +210,7 @@ class Experiment:
         row = {"pretrain": condition, "protocol": protocol, "seed": seed}
         row.update({k: metrics.get(k) for k in METRICS})
         row["extra"] = {k: v for k, v in metrics.items() if k not in METRICS}
-        tmp = self.cell_path(condition, protocol, seed).with_suffix(".tmp")
-        tmp.write_text(json.dumps(row, indent=1, default=float))
-        os.replace(tmp, self.cell_path(condition, protocol, seed))
+        write_json(self.cell_path(condition, protocol, seed), row)
 
     def pretrain(self, condition: str, seed: int) -> Path | None:
         """The exported encoder of ``condition`` (None for ``none``), pre-training it when missing."""
@@ -343,9 +341,7 @@ class Experiment:
         key = f"{condition}-seed{seed}"
         if key not in digests:
             digests[key] = encoder_digest(encoder)
-            tmp = registry.with_suffix(".tmp")
-            tmp.write_text(json.dumps(digests, indent=1, sort_keys=True))
-            os.replace(tmp, registry)
+            write_json(registry, digests)
         twins = [
             name.rsplit("-seed", 1)[0]
             for name, digest in digests.items()
@@ -360,9 +356,7 @@ class Experiment:
                     row = json.loads(source.read_text())
                     row["pretrain"] = condition
                     row.setdefault("extra", {})["same_encoder_as"] = row["extra"].get("same_encoder_as", twin)
-                    tmp = self.cell_path(condition, protocol, seed).with_suffix(".tmp")
-                    tmp.write_text(json.dumps(row, indent=1))
-                    os.replace(tmp, self.cell_path(condition, protocol, seed))
+                    write_json(self.cell_path(condition, protocol, seed), row)
                     self.step(f"  {protocol} {condition} seed {seed}: encoder identical to {twin}'s, cell copied")
                     break
 
@@ -418,6 +412,13 @@ class Experiment:
             "rows": rows,
             "pretrain_runs": budgets,
         }
+
+
+def write_json(path: Path, value: Any) -> None:
+    """``value`` as indented JSON, written atomically (a killed run never leaves half a cell)."""
+    from data_manifests import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(value, indent=1, default=float) + "\n").encode())
 
 
 def encoder_digest(path: Path) -> str:
@@ -516,9 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.monotonic() - t0, 1)
     results["overrides"] = args.overrides
     out = runs / "results.json"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    os.replace(tmp, out)
+    write_json(out, results)
     print(f"results: {out} ({len(results['rows'])} rows, {results['seconds']:.0f} s this run)")
     return 0
 
