@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from vehiclemae.benchmarks.metrics import FeatureDistances, evaluate_rank, evaluate_rank_loop
+from vehiclemae.reid.metrics import FeatureDistances, evaluate_rank, evaluate_rank_loop
 
 
 def peak_rss_mb() -> float:

@@ -62,7 +62,7 @@ DETECTION_CLASS_SETS: dict[str, dict[str, int]] = {
     "coco": {"sedan": 0, "suv": 0, "van": 0, "bus": 1, "truck": 2},  # names car, bus, truck
 }
 DETECTION_NAMES: dict[str, list[str]] = {"vehicle": ["vehicle"], "coco": ["car", "bus", "truck"]}
-META_FORMAT = "toyworld-veri-meta-v1"  # VeRi/toyworld_meta.json, read by vehiclemae.data.toymeta
+META_FORMAT = "toyworld-veri-meta-v1"  # VeRi/toyworld_meta.json, read by vehiclemae.reid.toymeta
 
 
 @dataclass(frozen=True)

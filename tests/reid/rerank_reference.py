@@ -1,7 +1,7 @@
 """A direct, loop-by-loop transcription of the authors' k-reciprocal re-ranking (the test oracle).
 
 Differs from the published code only in using a stable argsort (ties broken by index) and taking the distances as
-given (no extra squaring), the same conventions as ``vehiclemae.benchmarks.reranking``.
+given (no extra squaring), the same conventions as ``vehiclemae.reid.reranking``.
 """
 
 from __future__ import annotations

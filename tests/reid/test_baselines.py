@@ -10,15 +10,15 @@ from PIL import Image
 
 from tests.reid.layouts import make_veri
 from tests.reid.toy_layouts import make_toy_veri
-from vehiclemae.benchmarks.baselines import (
+from vehiclemae.cli import main
+from vehiclemae.reid.baselines import (
     color_histogram,
     histogram_features,
     l2_distance,
     oracle_distance,
     run_baselines,
 )
-from vehiclemae.cli import main
-from vehiclemae.data.toymeta import load_toy_meta
+from vehiclemae.reid.toymeta import load_toy_meta
 
 
 def test_histogram_of_known_colours() -> None:

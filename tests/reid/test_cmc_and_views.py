@@ -11,9 +11,9 @@ from PIL import Image
 
 from tests.reid.layouts import make_vehicleid, make_veri
 from tests.reid.toy_layouts import make_toy_veri
-from vehiclemae.benchmarks.plots import plot_tsne
 from vehiclemae.cli import main
 from vehiclemae.models import create_encoder, save_encoder
+from vehiclemae.reid.plots import plot_tsne
 
 
 def _encoder(tmp_path: Path) -> Path:

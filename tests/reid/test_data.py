@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from tests.reid.layouts import make_vehicleid, make_veri
-from vehiclemae.benchmarks.vehicleid import evaluate_vehicleid, vehicleid_trial_split
-from vehiclemae.data.reid import ReIDImageDataset, build_transforms, load_vehicleid, load_veri776, relabel
+from vehiclemae.reid.data import ReIDImageDataset, build_transforms, load_vehicleid, load_veri776, relabel
+from vehiclemae.reid.vehicleid import evaluate_vehicleid, vehicleid_trial_split
 
 
 def test_veri_parser(tmp_path) -> None:
@@ -88,7 +88,7 @@ def test_evaluate_vehicleid_averages_trials() -> None:
 def test_parsers_on_a_toy_world_export(tmp_path) -> None:
     """The toy world's VeRi and VehicleID layouts parse and satisfy both protocols."""
     from pipeline.toyworld.export import ToyworldSettings, build_toyworld
-    from vehiclemae.data.reid import vehicleid_test_sizes
+    from vehiclemae.reid.data import vehicleid_test_sizes
 
     settings = ToyworldSettings(identities=4, images_per_identity=8, size=32, seed=0, detection_images=1)
     build_toyworld(tmp_path, settings, progress=False)

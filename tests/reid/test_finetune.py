@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tests.reid.layouts import make_vehicleid, make_veri
-from vehiclemae.benchmarks import finetune as ft
-from vehiclemae.benchmarks.runner import FinetuneConfig, load_model, run
 from vehiclemae.config import load_config
+from vehiclemae.reid import finetune as ft
+from vehiclemae.reid.runner import FinetuneConfig, load_model, run
 
 
 def test_batch_hard_triplet_matches_a_direct_loop() -> None:
@@ -119,7 +119,7 @@ def test_unsupervised_finetune_runs_with_pseudo_labels(tmp_path) -> None:
 
 
 def test_report_table(tmp_path) -> None:
-    from vehiclemae.benchmarks.report import collect, format_table
+    from vehiclemae.reid.report import collect, format_table
 
     for init, mode, m in [
         ("none", "supervised", 10.0),
@@ -217,8 +217,8 @@ def test_eval_and_plot_commands(tmp_path, capsys) -> None:
 
 # ------------------------------------------------------------------------------------ validation-based selection
 def test_validation_split_holds_out_training_identities(tmp_path) -> None:
-    from vehiclemae.benchmarks.validation import count_val_identities, split_validation
-    from vehiclemae.data.reid import load_vehicleid, load_veri776
+    from vehiclemae.reid.data import load_vehicleid, load_veri776
+    from vehiclemae.reid.validation import count_val_identities, split_validation
 
     veri = load_veri776(make_veri(tmp_path / "VeRi", train_ids=10, test_ids=2, cams=3, per_cam=2))
     val = split_validation(veri.train, "veri776", 0.2, seed=0)
@@ -262,8 +262,8 @@ def _fingerprint(model: torch.nn.Module) -> str:
 def test_best_model_is_chosen_on_validation_not_test(tmp_path, monkeypatch, dataset) -> None:
     """Scripted metrics where validation and test disagree: best.pth and result.json follow validation; the test
     split is evaluated only at the end, once for the chosen model and once for the last epoch."""
-    from vehiclemae.benchmarks import runner
-    from vehiclemae.benchmarks.runner import describe_result
+    from vehiclemae.reid import runner
+    from vehiclemae.reid.runner import describe_result
 
     if dataset == "veri776":
         root = make_veri(tmp_path / "VeRi", train_ids=6, test_ids=3, cams=2, per_cam=2)
@@ -317,7 +317,7 @@ def test_best_model_is_chosen_on_validation_not_test(tmp_path, monkeypatch, data
 
 def _write_views(root) -> None:
     """A toy-world meta file for a make_veri layout: camera 1 = front, 2 = rear (cross-view), 3 = front_left (same)."""
-    from vehiclemae.data.toymeta import write_toy_meta
+    from vehiclemae.reid.toymeta import write_toy_meta
 
     view = {1: ("front", 0.0), 2: ("rear", 180.0), 3: ("front_left", 45.0)}
     images = {}
@@ -357,7 +357,7 @@ def test_without_validation_best_is_the_last_epoch(tmp_path, caplog) -> None:
     cfg = _tiny_config(root, tmp_path / "run", **{"data.dataset": "vehicleid", "optim.epochs": 2, "eval.every": 1})
     cfg.data.val_identities = 0
     cfg.eval.num_trials = 2
-    with caplog.at_level("WARNING", logger="vehiclemae.benchmarks.runner"):
+    with caplog.at_level("WARNING", logger="vehiclemae.reid.runner"):
         result = run(cfg)
     assert "best.pth will be the LAST epoch" in caplog.text
     assert result["selection"] == "last_epoch" and result["val_identities"] == 0 and result["best_epoch"] == 1
@@ -378,7 +378,7 @@ def test_too_many_validation_identities_is_a_clear_error(tmp_path) -> None:
 
 
 def test_validation_holds_out_whole_families_on_toy_world_roots() -> None:
-    from vehiclemae.benchmarks.validation import pick_val_identities
+    from vehiclemae.reid.validation import pick_val_identities
 
     pids = list(range(1, 21))
     groups = {p: f"fam{(p - 1) // 4}" for p in pids}

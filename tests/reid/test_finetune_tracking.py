@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from tests.reid.layouts import make_veri
-from vehiclemae.benchmarks.runner import FinetuneConfig, run
 from vehiclemae.config import load_config
+from vehiclemae.reid.runner import FinetuneConfig, run
 
 
 def _config(root: Path, out: Path, log_with: str) -> FinetuneConfig:

@@ -12,8 +12,10 @@ import torch
 
 from tests.reid.layouts import make_veri
 from tests.reid.toy_layouts import make_toy_veri
-from vehiclemae.benchmarks import frozen
-from vehiclemae.benchmarks.frozen import (
+from vehiclemae.cli import main
+from vehiclemae.reid import frozen
+from vehiclemae.reid.data import load_veri776
+from vehiclemae.reid.frozen import (
     ProbeConfig,
     build_frozen_encoder,
     check_protocols,
@@ -22,8 +24,6 @@ from vehiclemae.benchmarks.frozen import (
     split_validation,
     train_linear_probe,
 )
-from vehiclemae.cli import main
-from vehiclemae.data.reid import load_veri776
 
 TEST_IDS = {7, 8, 9, 10, 11}  # make_veri: train ids 1-6, test ids 7-11
 
@@ -54,7 +54,7 @@ def test_tokens_exclude_prefix_and_use_final_norm(toy_root, encoder_file) -> Non
     assert spec["img_size"] == 32 and spec["model_name"] == "vehiclemae_vit_toy_patch8"
     samples = load_veri776(toy_root).query[:3]
     tokens = extract_tokens(model, samples, 32, batch_size=2)
-    from vehiclemae.benchmarks.runner import eval_loader
+    from vehiclemae.reid.runner import eval_loader
 
     images = torch.cat([b["image"] for b in eval_loader(samples, 32, 8)])
     with torch.no_grad():
@@ -119,7 +119,7 @@ def test_linear_probe_on_separable_features_reaches_near_100() -> None:
     emb = torch.nn.functional.normalize(res.head(test_f), dim=1)
     q, g = np.arange(60) % 6 == 0, np.arange(60) % 6 != 0
     dist = (1 - emb[q] @ emb[g].T).detach().numpy()
-    from vehiclemae.benchmarks.views import retrieval_metrics
+    from vehiclemae.reid.views import retrieval_metrics
 
     assert retrieval_metrics(dist, test_p[q], test_p[g], test_c[q], test_c[g])["mAP"] > 95.0
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vehiclemae.benchmarks.metrics import (
+from vehiclemae.reid.metrics import (
     FeatureDistances,
     evaluate_rank,
     evaluate_rank_loop,
@@ -46,7 +46,7 @@ def test_parity_with_loop_random(seed: int, integer: bool) -> None:
 
 @pytest.mark.parametrize("integer", [False, True])
 def test_parity_when_rows_are_sorted_in_several_blocks_per_chunk(monkeypatch, integer: bool) -> None:
-    from vehiclemae.benchmarks import metrics
+    from vehiclemae.reid import metrics
 
     dist, qp, gp, qc, gc = _problem(7, q=41, g=113, ids=9, cams=3, integer=integer)
     monkeypatch.setattr(metrics, "SORT_BLOCK_BYTES", 3 * 113 * dist.dtype.itemsize)  # 3 rows per sort block

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from tests.reid.rerank_reference import re_ranking_direct
-from vehiclemae.benchmarks.metrics import evaluate_rank, pairwise_distance
-from vehiclemae.benchmarks.reranking import compute_jaccard_distance, re_ranking, re_ranking_from_distances
+from vehiclemae.reid.metrics import evaluate_rank, pairwise_distance
+from vehiclemae.reid.reranking import compute_jaccard_distance, re_ranking, re_ranking_from_distances
 
 
 def _clustered(seed: int, ids: int, per_id: int, dim: int = 16, noise: float = 0.6):

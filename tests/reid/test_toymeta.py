@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tests.reid.toy_layouts import make_toy_veri
-from vehiclemae.data.reid import load_veri776
-from vehiclemae.data.toymeta import META_FILE, load_toy_meta
+from vehiclemae.reid.data import load_veri776
+from vehiclemae.reid.toymeta import META_FILE, load_toy_meta
 
 
 def test_absent_file_is_none(tmp_path) -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vehiclemae.benchmarks.metrics import FeatureDistances, evaluate_rank, evaluate_rank_loop
-from vehiclemae.benchmarks.views import (
+from vehiclemae.reid.metrics import FeatureDistances, evaluate_rank, evaluate_rank_loop
+from vehiclemae.reid.views import (
     cross_view_mAP,
     masked_average_precision,
     retrieval_metrics,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.reid.layouts import make_veri
-from vehiclemae.data.toymeta import write_toy_meta
+from vehiclemae.reid.toymeta import write_toy_meta
 
 # (camera, n) -> view bin. The query of every test id is (1, 0): front; its gallery: (1, 1) junk (same camera),
 # (2, 1) front_right the only same-view positive, rear / left / top / right cross-view.

@@ -18,11 +18,11 @@ import torch
 from tests.reid.layouts import make_veri
 from tests.vehiclemae.conftest import toy_config
 from tests.vehiclemae.synth import make_diffveri
-from vehiclemae.benchmarks import finetune as ft
-from vehiclemae.benchmarks.runner import CHECKPOINT_FORMAT, load_model, save_reid_checkpoint
 from vehiclemae.cli import main
 from vehiclemae.engine import run_pretraining
 from vehiclemae.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint, set_rng_states
+from vehiclemae.reid import finetune as ft
+from vehiclemae.reid.runner import CHECKPOINT_FORMAT, load_model, save_reid_checkpoint
 
 from .payloads import HOWS, write_damaged, write_payload, write_plain_pickle_payload
 

@@ -76,7 +76,7 @@ def test_offset_world_is_disjoint_and_deterministic(worlds: dict[str, Path], tmp
     ids = [r["image_id"] for w in ("family", "offset") for r in dm.read_rows(worlds[w], "generations")]
     assert len(ids) == len(set(ids))
     # Vids above 9999 just get more digits; the VeRi reader parses them.
-    from vehiclemae.data.reid import load_veri776
+    from vehiclemae.reid.data import load_veri776
 
     split = load_veri776(worlds["offset"] / "VeRi")
     assert {s.pid for s in split.train + split.gallery} == {10_001 + i for i in range(FAMILY.identities)}

@@ -82,9 +82,9 @@ def test_plain_timm_builder_is_the_same_network(name: str) -> None:
 def test_reid_export_is_pickle_free_and_evaluates_like_the_checkpoint(tmp_path: Path, capsys) -> None:
     from safetensors.torch import load_file
 
-    from vehiclemae.benchmarks import finetune as ft
-    from vehiclemae.benchmarks.runner import load_model, save_reid_checkpoint
     from vehiclemae.cli import main
+    from vehiclemae.reid import finetune as ft
+    from vehiclemae.reid.runner import load_model, save_reid_checkpoint
 
     torch.manual_seed(0)
     backbone, spec = ft.build_backbone("scratch", "vehiclemae_vit_toy_patch8", 32)

@@ -186,8 +186,11 @@ def test_ddp_two_processes_match_one(diffveri_root: Path, tmp_path: Path) -> Non
     double = load_checkpoint(tmp_path / "two" / "checkpoints" / "checkpoint-last.pt")
     assert double["global_step"] == single["global_step"]
     assert double["config"]["optim"]["batch_size"] == 4
+    # Float sums in another order (gloo all-reduce vs one batch) differ in the last bits; Adam normalises every
+    # parameter's step, so a weight whose gradient is ~0 can move by a few 1e-6 either way (1.4e-5 seen on an
+    # AVX-512 CPU). A real parity bug (unaveraged gradients, a skipped step) moves weights by ~1e-3.
     for key, value in single["model"].items():
-        torch.testing.assert_close(double["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(double["model"][key], value, rtol=1e-4, atol=5e-5, msg=key)
 
 
 def test_gradient_accumulation_matches_the_large_batch(diffveri_root: Path, tmp_path: Path) -> None:
@@ -199,7 +202,7 @@ def test_gradient_accumulation_matches_the_large_batch(diffveri_root: Path, tmp_
         )
     )
     for key, value in big["model"].items():
-        torch.testing.assert_close(acc["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(acc["model"][key], value, rtol=1e-4, atol=1e-5)
 
 
 def test_bf16_autocast_runs_on_cpu(diffveri_root: Path, tmp_path: Path) -> None:

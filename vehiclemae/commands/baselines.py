@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _baselines(args: argparse.Namespace) -> int:
     from data_manifests import atomic_write_bytes
 
-    from ..benchmarks.baselines import check_baselines, run_baselines
-    from ..benchmarks.views import format_retrieval_table
+    from ..reid.baselines import check_baselines, run_baselines
+    from ..reid.views import format_retrieval_table
 
     names = check_baselines(args.baselines) if args.baselines is not None else None
     results = run_baselines(args.root, names, seed=args.seed, num_seeds=args.num_seeds)

@@ -56,8 +56,8 @@ def format_table(rows: list[tuple[str, dict]], dataset: str) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from data_manifests import atomic_write_bytes
 
-    from ..benchmarks.runner import evaluate_model, load_model, load_split
-    from ..data.reid import vehicleid_test_sizes
+    from ..reid.data import vehicleid_test_sizes
+    from ..reid.runner import evaluate_model, load_model, load_split
 
     ckpt = Path(args.checkpoint)
     model, size = load_model(ckpt, args.img_size)
@@ -100,7 +100,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _plot_cmc(results: list[tuple[str, dict]], args: argparse.Namespace, json_path: Path) -> Path:
     """The CMC figure: one curve per result (VehicleID: per test size)."""
-    from ..benchmarks.plots import plot_cmc
+    from ..reid.plots import plot_cmc
 
     curves = [
         (name if r.get("test_size") is None else f"{name}, test size {r['test_size']}", r["cmc"]) for name, r in results

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _export_reid(args: argparse.Namespace) -> int:
-    from ..reid_export import export_reid
+    from ..reid.export import export_reid
 
     out = export_reid(args.checkpoint, args.out, force=args.force)
     print(f"wrote {out} (model.safetensors, config.json); evaluate with: vehiclemae eval --checkpoint {out} ...")

@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ..benchmarks.runner import FinetuneConfig, describe_result, run
     from ..config import load_config
+    from ..reid.runner import FinetuneConfig, describe_result, run
 
     overrides = list(args.overrides)
     if args.mode:

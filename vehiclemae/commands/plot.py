@@ -25,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from ..benchmarks import finetune as ft
-    from ..benchmarks.plots import plot_distance_distributions, plot_tsne
-    from ..benchmarks.runner import eval_loader, load_model, load_split
+    from ..reid import finetune as ft
+    from ..reid.plots import plot_distance_distributions, plot_tsne
+    from ..reid.runner import eval_loader, load_model, load_split
 
     labels = args.label or [Path(c).parent.name for c in args.checkpoint]
     if len(labels) != len(args.checkpoint):
@@ -49,7 +49,7 @@ def _plot(args: argparse.Namespace) -> int:
     if args.kind == "distances":
         out = plot_distance_distributions(entries, args.out)
     else:
-        from ..data.toymeta import load_toy_meta
+        from ..reid.toymeta import load_toy_meta
 
         meta = load_toy_meta(args.root) if args.dataset == "veri776" else None
         views = [meta.views_for(samples)] * len(entries) if meta is not None else None

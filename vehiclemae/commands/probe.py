@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _probe(args: argparse.Namespace) -> int:
     from data_manifests import atomic_write_bytes
 
-    from ..benchmarks.frozen import check_protocols, run_frozen
-    from ..benchmarks.views import format_retrieval_table
+    from ..reid.frozen import check_protocols, run_frozen
+    from ..reid.views import format_retrieval_table
 
     protocols = check_protocols(args.protocols)  # before any heavy work
     if args.checkpoint and not Path(args.checkpoint).is_file():

@@ -1,7 +1,7 @@
 """Fine-tuning runs and evaluations: the typed config, the epoch loop with eval and checkpoints, and model loading.
 
 The YAML config (``configs/vehiclemae/finetune_*.yaml``) becomes :class:`FinetuneConfig` in the CLI; :func:`run`
-unpacks it into the explicit-argument functions of :mod:`vehiclemae.benchmarks.finetune`.
+unpacks it into the explicit-argument functions of :mod:`vehiclemae.reid.finetune`.
 """
 
 from __future__ import annotations
@@ -130,8 +130,8 @@ def load_split(dataset: str, root: str | Path, vehicleid_test_size: int | None =
     A toy-world VeRi root (one with ``toyworld_meta.json``) also gives ``query_views`` / ``gallery_views``, the
     per-image view bins from which :func:`evaluate_model` adds ``cross_view_mAP`` and ``same_view_mAP``.
     """
-    from vehiclemae.data.reid import load_vehicleid, load_veri776
-    from vehiclemae.data.toymeta import load_toy_meta
+    from vehiclemae.reid.data import load_vehicleid, load_veri776
+    from vehiclemae.reid.toymeta import load_toy_meta
 
     if dataset == "veri776":
         split = load_veri776(root)
@@ -156,7 +156,7 @@ def load_split(dataset: str, root: str | Path, vehicleid_test_size: int | None =
 
 
 def eval_loader(samples: list, img_size: int, batch_size: int, num_workers: int = 0) -> torch.utils.data.DataLoader:
-    from vehiclemae.data.reid import ReIDImageDataset, build_transforms
+    from vehiclemae.reid.data import ReIDImageDataset, build_transforms
 
     dataset = ReIDImageDataset(samples, build_transforms(img_size, False, IMAGENET_MEAN, IMAGENET_STD))
     return ft.make_loader(dataset, batch_size, None, num_workers)
@@ -184,7 +184,7 @@ def evaluate_model(
 
     VeRi-776: ``mAP``, ``mINP``, ``Rank-1/5/10`` (query vs gallery, same id + same camera removed), plus
     ``cross_view_mAP`` / ``same_view_mAP`` (and their query counts) when ``split`` has ``query_views`` and
-    ``gallery_views`` (toy world; :mod:`vehiclemae.benchmarks.views`).
+    ``gallery_views`` (toy world; :mod:`vehiclemae.reid.views`).
     VehicleID: ``Rank-1``, ``Rank-5``, ``mAP`` averaged over ``num_trials`` seeded splits.
     ``keep``: a dict that receives VeRi's query-gallery distances and ids (``dist``, ``q_pids``, ``g_pids``,
     ``q_cams``, ``g_cams``), e.g. for retrieval pictures without a second feature pass.
@@ -256,7 +256,7 @@ def load_model(path: str | Path, img_size: int | None = None) -> tuple[torch.nn.
     An exported encoder (``.safetensors``) is evaluated as is (its class-token feature, no BNNeck): the
     "pre-trained only" row of a comparison.
     """
-    from vehiclemae.reid_export import is_reid_export, load_reid_export
+    from vehiclemae.reid.export import is_reid_export, load_reid_export
 
     path = Path(path)
     if is_reid_export(path):  # a `vehiclemae export-reid` folder
@@ -302,7 +302,7 @@ def run(cfg: FinetuneConfig, resume: bool = False, stop_after_epoch: int | None 
     epochs are done and checkpointed, without the test evaluation (as if the job had been interrupted there).
     """
     from vehiclemae.config import save_run_config
-    from vehiclemae.data.reid import ReIDImageDataset, build_transforms, relabel
+    from vehiclemae.reid.data import ReIDImageDataset, build_transforms, relabel
 
     from .validation import split_validation
 

@@ -10,7 +10,7 @@ so that what pre-training put into the features is what is measured:
   validation mAP; retrieval uses the L2-normalised logits.
 
 All three retrieve the VeRi-776 test queries in the gallery with cosine distance on L2-normalised vectors and
-report :func:`vehiclemae.benchmarks.views.retrieval_metrics` (view metrics when ``toyworld_meta.json`` exists).
+report :func:`vehiclemae.reid.views.retrieval_metrics` (view metrics when ``toyworld_meta.json`` exists).
 Features come from the evaluation transform (resize to the encoder's size, ImageNet normalisation), computed once.
 """
 
@@ -136,12 +136,12 @@ def split_validation(
     groups: dict[int, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index arrays ``(train, val_query, val_gallery)`` into ``pids``: the fine-tuning validation split
-    (:func:`vehiclemae.benchmarks.validation.split_validation`, whole ``groups`` when given) on arrays.
+    (:func:`vehiclemae.reid.validation.split_validation`, whole ``groups`` when given) on arrays.
 
     ``fraction`` of the training identities (at least one) are held out; per validation identity up to two queries on
     distinct cameras, each keeping a same-identity gallery image on another camera.
     """
-    from vehiclemae.data.reid import ReIDSample
+    from vehiclemae.reid.data import ReIDSample
 
     from .validation import split_validation as split_samples
 
@@ -254,17 +254,17 @@ def run_frozen(
         protocols: names from :data:`PROTOCOLS` (list or comma-separated string).
         img_size: input size (default: the encoder's); ``seed``: the probe's validation split and training.
         split: ``"test"`` (the layout's query/gallery) or ``"val"``: query/gallery from validation identities held
-            out of the training identities (:func:`vehiclemae.benchmarks.validation.split_validation`, the fraction
+            out of the training identities (:func:`vehiclemae.reid.validation.split_validation`, the fraction
             of ``probe.val_fraction``, whole families on toy-world roots), the linear probe trained on the rest.
             Choose pre-training settings on ``"val"``; the test split is read only for the final report.
 
     Returns:
-        per protocol the dict of :func:`~vehiclemae.benchmarks.views.retrieval_metrics` (percentages) plus
+        per protocol the dict of :func:`~vehiclemae.reid.views.retrieval_metrics` (percentages) plus
         ``"feature"``, ``"seconds"``; ``linear_probe`` adds ``"selected_epoch"``, ``"val_mAP"``,
         ``"num_train_ids"``, ``"num_val_ids"``, ``"num_val_queries"``.
     """
-    from vehiclemae.data.reid import load_veri776
-    from vehiclemae.data.toymeta import load_toy_meta
+    from vehiclemae.reid.data import load_veri776
+    from vehiclemae.reid.toymeta import load_toy_meta
 
     names = check_protocols(protocols)
     # 1. Data and (optional) views: fail on a wrong layout before building anything.
@@ -307,7 +307,7 @@ def run_frozen(
 
 def _validation_as_test(data: Any, probe: ProbeConfig, groups: dict[int, str] | None) -> Any:
     """``data`` with its query/gallery replaced by validation identities held out of its training identities."""
-    from vehiclemae.data.reid import ReIDSplit
+    from vehiclemae.reid.data import ReIDSplit
 
     from .validation import split_validation as split_samples
 

@@ -14,7 +14,7 @@ Definitions (``docs/benchmarks.md``, "Frozen protocols and training-free baselin
   negative). ``cross_view_mAP`` likewise with cross-view positives. Images of other identities stay negatives.
   Queries without such a positive are skipped; the mAP is over the remaining queries (their number is reported).
 * AP is non-interpolated (mean precision at each positive), ranking by ascending distance with ties broken by
-  gallery index (a stable sort): the same conventions as :func:`vehiclemae.benchmarks.metrics.evaluate_rank`, to
+  gallery index (a stable sort): the same conventions as :func:`vehiclemae.reid.metrics.evaluate_rank`, to
   which :func:`masked_average_precision` is equal when the positives are all same-id images (tested).
 
 Cross-view retrieval is the hard case a view-invariant pre-training should improve; same-view retrieval is what

@@ -9,12 +9,12 @@ The split is a pure function of ``(samples, dataset, val_identities, seed)``, so
   its identity remains on another camera (same id + same camera is junk in the VeRi-776 protocol); every other
   image of the identity is gallery. The queries are not repeated in the gallery.
 * VehicleID: the validation images form a test list evaluated with the VehicleID protocol (one random gallery image
-  per identity and trial, the rest queries; :mod:`vehiclemae.benchmarks.vehicleid`).
+  per identity and trial, the rest queries; :mod:`vehiclemae.reid.vehicleid`).
 * ``groups`` (identity -> group, e.g. the toy world's families from ``toyworld_meta.json``): whole groups are held
   out, so that validation galleries hold each query's hard negatives as the test gallery does (the toy world's test
   split is by family too); groups are taken in a seeded order until ``n_val`` identities are held out.
 
-The linear probe of :mod:`vehiclemae.benchmarks.frozen` uses the same split.
+The linear probe of :mod:`vehiclemae.reid.frozen` uses the same split.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class ValidationSplit:
     """The training samples left for training and the validation evaluation split.
 
     ``eval_split`` is ``{"name": "val", "query", "gallery"}`` (VeRi-776) or ``{"name": "val", "test"}``
-    (VehicleID), the layout :func:`vehiclemae.benchmarks.runner.evaluate_model` reads; ``None`` when disabled.
+    (VehicleID), the layout :func:`vehiclemae.reid.runner.evaluate_model` reads; ``None`` when disabled.
     """
 
     train: list
@@ -88,7 +88,7 @@ def pick_val_identities(
 def split_validation(
     samples: list, dataset: str, val_identities: float | int, seed: int, groups: dict[int, str] | None = None
 ) -> ValidationSplit:
-    """Hold out validation identities from the training ``samples`` (:class:`~vehiclemae.data.reid.ReIDSample`).
+    """Hold out validation identities from the training ``samples`` (:class:`~vehiclemae.reid.data.ReIDSample`).
 
     Raises ``ValueError`` when fewer than 2 training identities would remain, or when the held-out identities give
     nothing to evaluate (no VeRi query with a cross-camera match, no VehicleID identity with 2 images).

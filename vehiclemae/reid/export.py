@@ -25,8 +25,8 @@ CONFIG, WEIGHTS = "config.json", "model.safetensors"
 
 
 def _timm_recipe(model_name: str, img_size: int) -> dict[str, Any]:
-    from .models.vit import ARCHS
-    from .timm_folder import timm_architecture
+    from ..models.vit import ARCHS
+    from ..timm_folder import timm_architecture
 
     if model_name in ARCHS:
         architecture, args = timm_architecture(model_name)
@@ -39,8 +39,8 @@ def export_reid(checkpoint: str | os.PathLike, out: str | os.PathLike, *, force:
     """Write the folder for a fine-tuning checkpoint (written into a temporary sibling, then renamed into place)."""
     from safetensors.torch import save_file
 
-    from .benchmarks.runner import CHECKPOINT_FORMAT, IMAGENET_MEAN, IMAGENET_STD
-    from .engine.checkpoint import load_checkpoint_file
+    from ..engine.checkpoint import load_checkpoint_file
+    from .runner import CHECKPOINT_FORMAT, IMAGENET_MEAN, IMAGENET_STD
 
     out = Path(out)
     if out.exists() and not force:
@@ -77,7 +77,7 @@ def load_reid_export(path: str | os.PathLike, img_size: int | None = None) -> tu
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .benchmarks import finetune as ft
+    from . import finetune as ft
 
     path = Path(path)
     try:

@@ -10,7 +10,7 @@ A learned encoder is only interesting if it beats what needs no learning:
   recognises family-level attributes, and nothing finer, would score.
 * ``chance``: uniform random distances, averaged over ``num_seeds`` seeds.
 
-Every baseline reports :func:`vehiclemae.benchmarks.views.retrieval_metrics` on the test query/gallery split.
+Every baseline reports :func:`vehiclemae.reid.views.retrieval_metrics` on the test query/gallery split.
 """
 
 from __future__ import annotations
@@ -127,11 +127,11 @@ def run_baselines(
         seed, num_seeds: the jitter / random-distance seeds ``(seed, 0..num_seeds-1)``.
 
     Returns:
-        per baseline the dict of :func:`~vehiclemae.benchmarks.views.retrieval_metrics` (percentages) plus
+        per baseline the dict of :func:`~vehiclemae.reid.views.retrieval_metrics` (percentages) plus
         ``"seconds"`` (and ``"num_seeds"`` for the seeded ones).
     """
-    from vehiclemae.data.reid import load_veri776
-    from vehiclemae.data.toymeta import META_FILE, load_toy_meta
+    from vehiclemae.reid.data import load_veri776
+    from vehiclemae.reid.toymeta import META_FILE, load_toy_meta
 
     split = load_veri776(root)
     meta = load_toy_meta(root)

@@ -99,7 +99,7 @@ class ToyMeta:
 
 
 def _fail(path: Path, what: str) -> ValueError:
-    return ValueError(f"{path}: {what} (expected format {META_FORMAT!r}; see vehiclemae/data/toymeta.py)")
+    return ValueError(f"{path}: {what} (expected format {META_FORMAT!r}; see vehiclemae/reid/toymeta.py)")
 
 
 def _number(path: Path, where: str, value: Any) -> float:

@@ -1,6 +1,6 @@
 """The paper-style comparison table from fine-tuning run folders (``result.json`` of each run).
 
-``python -m vehiclemae.benchmarks.report RUNS_DIR [--markdown OUT]`` reads ``RUNS_DIR/ft-{init}-{mode}[-{dataset}]/
+``python -m vehiclemae.reid.report RUNS_DIR [--markdown OUT]`` reads ``RUNS_DIR/ft-{init}-{mode}[-{dataset}]/
 result.json`` (and ``zeroshot-{init}.json`` written by ``vehiclemae eval --json``) and prints one table: rows =
 pre-training (none, mae, vehiclemae) within No fine-tuning / Supervised / Unsupervised sections, columns =
 VeRi-776 mAP / Rank-1 and VehicleID Rank-1 / Rank-5 (``-`` where not run), like the paper.
