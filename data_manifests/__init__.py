@@ -4,7 +4,7 @@ Versioned pyarrow schemas for every manifest table, the one Parquet reader/write
 validation with clear errors, and COCO RLE mask encoding. See ``data_manifests/README.md`` for every column.
 """
 
-from . import rle
+from . import rle, seeds
 from .enums import (
     COLLAPSE_TO_PVEN,
     INTENDED_VIEWS,
@@ -96,4 +96,5 @@ __all__ = [
     "summarize",
     "validate",
     "rle",
+    "seeds",
 ]

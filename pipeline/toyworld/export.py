@@ -167,7 +167,7 @@ def check_compatible(out: Path, settings: ToyworldSettings) -> None:
 
 def image_seed(seed: int, index: int, j: int) -> int:
     """The render seed of image ``j`` of identity ``index`` (uint32)."""
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, index, j, 5]).generate_state(1)[0])
+    return dm.seeds.derive_seed(seed, "toyworld.image", index, j)
 
 
 @dataclass(frozen=True)
@@ -192,16 +192,15 @@ def plan_identity(settings: ToyworldSettings, index: int) -> tuple[ToyIdentity, 
     all directions; cameras are jittered around each view (:func:`view_to_camera`). Image ``j`` depends only on
     ``(seed, index, j)``, so a larger ``images_per_identity`` extends a world without changing its images."""
     ident = sample_identity(settings.seed, index, settings.family_size)
-    seed32 = settings.seed & 0xFFFFFFFF
     views: list[str] = []
     cycle = 0
     while len(views) < settings.images_per_identity:
-        order = np.random.default_rng([seed32, index, cycle, 3]).permutation(len(INTENDED_VIEWS))
+        order = dm.seeds.rng(settings.seed, "toyworld.view_order", index, cycle).permutation(len(INTENDED_VIEWS))
         views.extend(INTENDED_VIEWS[int(i)] for i in order)
         cycle += 1
     plans = []
     for j, view in enumerate(views[: settings.images_per_identity]):
-        rng = np.random.default_rng([seed32, index, j, 12])
+        rng = dm.seeds.rng(settings.seed, "toyworld.image_camera", index, j)
         azimuth, elevation = view_to_camera(view, rng)
         occluded = bool(rng.random() < settings.occluder_probability)
         seed = image_seed(settings.seed, index, j)
@@ -272,7 +271,7 @@ def render_identity(args: tuple[ToyworldSettings, int, str, bool]) -> dict[str, 
     classes = VIEW_SETS[settings.view_classes]
     # 1. Instance images at canonical views (no occluders).
     instance_paths = []
-    rng = np.random.default_rng([settings.seed & 0xFFFFFFFF, index, 4])
+    rng = dm.seeds.rng(settings.seed, "toyworld.instance_cameras", index)
     for k, view in enumerate(settings.instance_views):
         azimuth, elevation = view_to_camera(view, rng)
         rel = f"subjects/{ident.identity_id}/{view}.png"
@@ -365,7 +364,7 @@ def train_identities(settings: ToyworldSettings, idents: list[ToyIdentity]) -> s
     train and test. ``idents`` are the world's identities in index order."""
     k = settings.family_size
     n_units = len(idents) // k
-    order = np.random.default_rng([settings.seed & 0xFFFFFFFF, 9]).permutation(n_units)
+    order = dm.seeds.rng(settings.seed, "toyworld.train_families").permutation(n_units)
     n_train = min(max(1, round(n_units * settings.train_fraction)), n_units - 1)
     return {idents[int(u) * k + m].identity_id for u in order[:n_train] for m in range(k)}
 
@@ -374,7 +373,7 @@ def assign_splits(rows: list[dict[str, Any]], train_ids: set[str], queries_per_i
     """Set ``split`` on each row: train identities -> ``train``; the others -> query/gallery by the VeRi-776
     protocol of :func:`pipeline.splits.assign_query_gallery`."""
     test_ids = {r["identity_id"] for r in rows} - set(train_ids)
-    assign_query_gallery(rows, test_ids, queries_per_identity, np.random.default_rng([seed & 0xFFFFFFFF, 6]))
+    assign_query_gallery(rows, test_ids, queries_per_identity, dm.seeds.rng(seed, "toyworld.query_gallery"))
 
 
 # -------------------------------------------------------------------------------------------------------- exports
@@ -516,7 +515,7 @@ def export_detection(
     records = []
     for k in tqdm(range(n_images), desc="toyworld detection", disable=not progress, leave=False):
         split = "val" if k < n_val else "train"
-        scene = render_scene(identities, size, np.random.default_rng([seed & 0xFFFFFFFF, k, 8]))
+        scene = render_scene(identities, size, dm.seeds.rng(seed, "toyworld.detection_scene", k))
         name = f"{k:06d}"
         buffer = io.BytesIO()
         Image.fromarray(scene.image).save(buffer, format="JPEG", quality=quality)
