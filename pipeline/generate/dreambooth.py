@@ -31,12 +31,12 @@ import numpy as np
 
 import data_manifests as dm
 from data_manifests import Reason, Status
+from data_manifests.seeds import derive_seed
 
 from .common import (
     MODEL_LOCK,
     ModelsConfig,
     check_image,
-    derive_seed,
     dumps,
     load_image_square,
     model_sha256,

@@ -23,7 +23,7 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from data_manifests import atomic_write_bytes, rle
+from data_manifests import atomic_write_bytes, rle, seeds
 from data_manifests.safe_load import load_torch_file
 
 from .annotations import ANNOTATION_REFS
@@ -404,8 +404,8 @@ def finetune(
     params = _set_trainable(segmenter, train_image_encoder, train_prompt_encoder)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup_steps, steps))
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    gen = seeds.torch_generator(seed, "segment.finetune.augment")
+    rng = seeds.rng(seed, "segment.finetune.batches")
     step, best, first_loss, history = 0, -1.0, float("nan"), []
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path = out_dir / "last.pt"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_manifests import VIEW_CLASSES_TOYWORLD, atomic_write_bytes, image_id, upsert
+from data_manifests import VIEW_CLASSES_TOYWORLD, atomic_write_bytes, image_id, seeds, upsert
 from data_manifests.ids import sha256_file
 
 from .data import make_segment_row
@@ -34,7 +34,7 @@ class BoxVehicle:
 
 
 def sample_box_vehicle(seed: int, index: int) -> BoxVehicle:
-    rng = np.random.default_rng([seed, index])
+    rng = seeds.rng(seed, "segment.synthetic.vehicle", index)
     length = rng.uniform(1.6, 2.4)
     return BoxVehicle(
         identity_id=f"syn{seed:03d}_{index:04d}",
@@ -66,7 +66,7 @@ def render_box(
     vehicle: BoxVehicle, azimuth: float, elevation: float, size: int = 128, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``(image uint8 (S, S, 3), labels int64 (S, S))`` with labels indexing ``VIEW_CLASSES_TOYWORLD``."""
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "segment.synthetic.box_render")
     az, el = math.radians(azimuth), math.radians(elevation)
     camera = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
     right = np.array([-math.sin(az), math.cos(az), 0.0])
@@ -130,7 +130,7 @@ def write_synthetic_world(
     model_ref = "toyworld:render" if backend == "toyworld" else MODEL_REF
     generations, segments = [], []
     for index in range(identities):
-        rng = np.random.default_rng([seed, index, 1])
+        rng = seeds.rng(seed, "segment.synthetic.camera", index)
         if backend == "toyworld":
             from pipeline.toyworld import render, sample_identity
 
@@ -142,7 +142,7 @@ def write_synthetic_world(
         for k in range(images_per_identity):
             azimuth = float(rng.uniform(0, 360))
             elevation = float(rng.uniform(5, 60))
-            render_seed = seed * 100003 + index * 101 + k
+            render_seed = seeds.derive_seed(seed, "segment.synthetic.render", index, k)
             if backend == "toyworld":
                 result = render(ident, azimuth=azimuth, elevation=elevation, size=size, seed=render_seed)
                 image, labels = result.image, result.labels

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
+
+from data_manifests.seeds import rng
 
 from ..config import save_run_config, to_dict
 from ..data import DiffVERIDataset
@@ -52,7 +53,7 @@ class EpochSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n).tolist())
+        return iter(rng(self.seed, "pretrain.order", self.epoch).permutation(self.n).tolist())
 
     def __len__(self) -> int:
         return self.n

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from data_manifests import atomic_write_bytes
+from data_manifests.seeds import derive_seed
 
 from . import finetune as ft
 from .metrics import evaluate_rank, pairwise_distance, summarize
@@ -592,7 +593,7 @@ def _train_epoch(
         p * cfg.data.k,
         sampler,
         cfg.data.num_workers,
-        seed=cfg.seed + epoch,
+        seed=derive_seed(cfg.seed, "reid.finetune.loader", epoch),
     )
     stats = ft.train_one_epoch(
         model,
