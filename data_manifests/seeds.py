@@ -2,13 +2,14 @@
 
 ``derive_seed(seed, "purpose", *parts)`` is an integer seed and ``rng(seed, "purpose", *parts)`` a numpy
 ``Generator``; ``torch_generator`` wraps the integer for torch. The purpose says what the stream is for
-(``"toyworld.image"``, ``"reid.pk_sampler"``), the parts say which one (an identity index, an epoch, ...). Two
-purposes never share a stream, and the same ``(seed, purpose, parts)`` always gives the same stream.
+(``"toyworld.image"``, ``"reid.pk_sampler"``), the parts say which one (an identity index, an epoch, ...). The
+same ``(seed, purpose, parts)`` always gives the same stream, and a new purpose gets a stream of its own.
 
 A new purpose is derived by a hash (sha256 over the parts, so that neighbouring indices get unrelated streams). A
 stream whose numbers were fixed before it had a name (toy-world renders and identities, tests' expected values,
 committed results) keeps its old entropy through :data:`LEGACY`, so its values stay bit-identical while it is
-named like the others. Add new purposes without a ``LEGACY`` entry.
+named like the others (untagged ones, once ``default_rng(seed)`` in different commands, still coincide). Add new
+purposes without a ``LEGACY`` entry.
 
 The run-wide ``torch.manual_seed(seed)`` before a model is built (its initial weights) is the run seed itself,
 not a stream of this module.
@@ -31,7 +32,10 @@ MASK32 = 0xFFFFFFFF
 @dataclass(frozen=True)
 class Tag:
     """A numpy stream with entropy ``[seed & 0xFFFFFFFF, *parts, value]``; ``at``: the tag sits after the first
-    ``at`` parts instead of after all of them. ``value=None``: no tag (``[seed & 0xFFFFFFFF, *parts]``)."""
+    ``at`` parts instead of after all of them. ``value=None``: no tag (``[seed & 0xFFFFFFFF, *parts]``).
+
+    Some old streams used the seed unmasked; for every seed in ``[0, 2**32)`` (all the project's seeds) that is the
+    same stream, and a negative seed, which numpy refused, now works."""
 
     value: int | None
     at: int | None = None

@@ -4,8 +4,8 @@ Steps of :func:`render`: (1) a random camera (roll, distance and framing jitter)
 elevation; (2) back-face culling and the numpy z-buffer rasteriser; (3) Lambert shading of flat faces with a
 random light; (4) a random background (gradient, smooth noise, texture or a perspective road plane with the
 vehicle's shadow); (5) optional occluders, which hide the vehicle (their pixels are labelled background);
-(6) mild sensor noise. Everything random comes from ``numpy.random.default_rng([seed, ...])``, so the same
-arguments always give the same pixels.
+(6) mild sensor noise. Everything random comes from named streams ``data_manifests.seeds.rng(seed, purpose, ...)``,
+so the same arguments always give the same pixels.
 """
 
 from __future__ import annotations
