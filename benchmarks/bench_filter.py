@@ -62,14 +62,14 @@ def make_root(root: Path, images: list[np.ndarray]) -> None:
 
 
 class PerImage:
-    """The same detector, one ``model.predict`` call per image (the reference)."""
+    """The same detector, one ``predict`` call per image (the reference)."""
 
     def __init__(self, det):
         self.det = det
         self.ref, self.names = det.ref, det.names
 
     def predict(self, images):
-        return [self.det.predict_one(im) for im in images]
+        return [self.det.predict([im])[0] for im in images]
 
 
 def bench_filter(n: int, imgsz: int, batch: int, tmp: Path) -> tuple[float, float, dict]:
@@ -83,12 +83,12 @@ def bench_filter(n: int, imgsz: int, batch: int, tmp: Path) -> tuple[float, floa
     det = UltralyticsDetector(weights, imgsz=imgsz, conf=0.25)
     images = toy_images(n, 128)
     det.predict(images[:batch])  # warm-up (predictor set-up, first-call allocations)
-    det.predict_one(images[0])
+    det.predict(images[:1])
 
     # Prediction only, images in memory.
     t = time.perf_counter()
     for im in images:
-        det.predict_one(im)
+        det.predict([im])
     t_single = time.perf_counter() - t
     t = time.perf_counter()
     for i in range(0, n, batch):

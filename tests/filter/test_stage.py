@@ -111,7 +111,7 @@ def test_real_yolo_run_on_toy_world_images_through_the_stage_adapter(tmp_path):
     det = UltralyticsDetector(weights, imgsz=64, conf=0.001)
     imgs = [load_rgb(tmp_path / r["path"]) for r in dm.read_rows(tmp_path, "generations")]
     batched = det.predict(imgs)
-    single = [det.predict_one(im) for im in imgs]
+    single = [det.predict([im])[0] for im in imgs]
     for b, s in zip(batched, single):
         assert b.shape == s.shape
         np.testing.assert_allclose(b, s, rtol=1e-3, atol=1e-2)
