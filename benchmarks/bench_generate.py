@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,6 @@ from pathlib import Path
 # One thread by default: on a shared 2-core machine two threads per process oversubscribe the cores and a step
 # becomes ~10x slower (measured here), which would drown the overhead being measured.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_manifests.runtime import apply_offline_env  # noqa: E402
 

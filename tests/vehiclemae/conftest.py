@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from .synth import make_diffveri
+from pipeline.toyworld.synthetic import write_diffveri
 
 
 @pytest.fixture(scope="session")
 def diffveri_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 identities x 4 views at 64 px, written through data_manifests."""
-    return make_diffveri(tmp_path_factory.mktemp("diffveri"), n_identities=6, size=64)
+    return write_diffveri(tmp_path_factory.mktemp("diffveri"), identities=6, size=64)
 
 
 @pytest.fixture(autouse=True)
