@@ -17,7 +17,7 @@ from pipeline.generate.common import check_image, write_png
 from pipeline.generate.subjects import SubjectImportError, from_folder, import_subjects
 from tests.data_manifests.rows import example_row
 from tests.filter.synth import draw, known_detector, make_generations, png
-from tests.generate.conftest import draw_vehicle
+from tests.generate.helpers import draw_vehicle
 
 from .manifest_tools import bomb_png, raw_write
 

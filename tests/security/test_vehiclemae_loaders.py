@@ -17,7 +17,7 @@ import torch
 
 from pipeline.toyworld.synthetic import write_diffveri
 from tests.reid.layouts import make_veri
-from tests.vehiclemae.conftest import toy_config
+from tests.vehiclemae.helpers import toy_config
 from vehiclemae.cli import main
 from vehiclemae.engine import run_pretraining
 from vehiclemae.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint, set_rng_states
