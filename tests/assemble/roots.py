@@ -1,5 +1,9 @@
 """A small finished pipeline run for the assemble, flow, plan and progress tests: every table up to ``segments``,
-with one image dropped by the filter and one rejected by a reviewer (:func:`build_root`)."""
+with one image dropped by the filter and one rejected by a reviewer (:func:`build_root`).
+
+Why hand-made rows and not the toy world (:mod:`pipeline.toyworld.synthetic`): the tests need the fate of each image
+chosen (which stage drops it) and masks whose view fractions are known exactly, and they read nothing from pixels.
+"""
 
 from __future__ import annotations
 
