@@ -10,8 +10,9 @@ A whole world with splits and VeRi / VehicleID / YOLO exports is ``diffveri toyw
 (:func:`pipeline.toyworld.export.build_toyworld`). Everything here is deterministic for its arguments; paths in the
 rows are relative to ``root``.
 
+    >>> from pathlib import Path
     >>> from pipeline.toyworld.synthetic import write_diffveri
-    >>> root = write_diffveri(tmp / "data", identities=4, size=64)   # 4 identities x 4 views, status ok
+    >>> root = write_diffveri(Path("data/tiny"), identities=4, size=64)   # 4 identities x 4 views, split train
 """
 
 from __future__ import annotations
