@@ -87,6 +87,11 @@ LEGACY: dict[str, Layout] = {
     "toyworld.family.cue_tone": Tag(22, at=2),  # parts: index, family_size, face
     "toyworld.noise_bank": Tag(None),  # seed 20261124, no parts
     "toyworld.contact_sheet": Linear((1, 31, 1)),  # parts: row, column
+    "toyworld.synthetic.cameras": Tag(None),  # random_renders
+    "toyworld.synthetic.camera": Tag(1),  # write_annotated_world, parts: index
+    "toyworld.synthetic.render": Linear((100003, 101, 1)),  # write_annotated_world, parts: index, k
+    "toyworld.boxes.vehicle": Tag(None),  # parts: index
+    "toyworld.boxes.render": Tag(None),  # seed: the render seed
     # Dataset construction (pipeline).
     "generate.image": Unnamed(),  # parts: identity, view, index
     "generate.camera": Tag(1),  # seed: the image's seed
@@ -94,10 +99,6 @@ LEGACY: dict[str, Layout] = {
     "review.audit": Tag(0xA0D17),
     "review.sample": Tag(None),
     "review.guide_images": Tag(None),
-    "segment.synthetic.vehicle": Tag(None),  # parts: index
-    "segment.synthetic.camera": Tag(1),  # parts: index
-    "segment.synthetic.render": Linear((100003, 101, 1)),  # parts: index, k
-    "segment.synthetic.box_render": Tag(None),  # seed: the render seed
     "segment.annotation_sample": Tag(None),
     "segment.split": Tag(None),
     "segment.evaluate.samples": Tag(None),

@@ -44,10 +44,11 @@ OLD = {
     "review.audit": ((), lambda s: [s, 0xA0D17]),
     "review.sample": ((), lambda s: s),
     "review.guide_images": ((), lambda s: s),
-    "segment.synthetic.vehicle": ((4,), lambda s, i: [s, i]),
-    "segment.synthetic.camera": ((4,), lambda s, i: [s, i, 1]),
-    "segment.synthetic.render": ((4, 2), lambda s, i, k: s * 100003 + i * 101 + k),
-    "segment.synthetic.box_render": ((), lambda s: s),
+    "toyworld.synthetic.cameras": ((), lambda s: s),
+    "toyworld.synthetic.camera": ((4,), lambda s, i: [s, i, 1]),
+    "toyworld.synthetic.render": ((4, 2), lambda s, i, k: s * 100003 + i * 101 + k),
+    "toyworld.boxes.vehicle": ((4,), lambda s, i: [s, i]),
+    "toyworld.boxes.render": ((), lambda s: s),
     "segment.annotation_sample": ((), lambda s: s),
     "segment.split": ((), lambda s: s),
     "segment.evaluate.samples": ((), lambda s: s),
@@ -130,7 +131,7 @@ def test_subjects_random_is_the_old_one():
 
 def test_layouts_check_their_parts():
     with pytest.raises(ValueError, match="takes 2 parts"):
-        derive_seed(1, "segment.synthetic.render", 3)
+        derive_seed(1, "toyworld.synthetic.render", 3)
     assert Tag(21, at=2).entropy(1, (4, 5, 6)) == [1, 4, 5, 21, 6]
     assert Tag(None).entropy(2**32 + 3, (1,)) == [3, 1]
     assert Linear((1, 2)).seed(3, (4,)) == 11
