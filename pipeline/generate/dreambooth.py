@@ -31,6 +31,7 @@ import numpy as np
 import data_manifests as dm
 from data_manifests import Reason, Status
 from data_manifests import checkpoints as dm_checkpoints
+from data_manifests.schedule import lambda_schedule
 
 from .common import (
     MODEL_LOCK,
@@ -494,7 +495,6 @@ def train_identity(
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -533,11 +533,8 @@ def train_identity(
 
     # 3. Optimizer, LR schedule, accelerate wrapping; checkpoints save only what is trained.
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
-    lr_scheduler = get_scheduler(
-        "constant_with_warmup" if cfg.lr_warmup_steps else "constant",
-        optimizer=optimizer,
-        num_warmup_steps=cfg.lr_warmup_steps,
-    )
+    # Linear warmup from 0 over lr_warmup_steps, then constant (min_ratio 1: the cosine stays at the lr).
+    lr_scheduler = lambda_schedule(optimizer, total=cfg.steps, warmup=cfg.lr_warmup_steps, min_ratio=1.0)
     prepared = accelerator.prepare(*models, optimizer, lr_scheduler)
     models = list(prepared[: len(models)])
     optimizer, lr_scheduler = prepared[len(models)], prepared[len(models) + 1]

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from data_manifests import atomic_write_bytes, rle
 from data_manifests import checkpoints as ckpt
+from data_manifests.schedule import lambda_schedule
 
 from .annotations import ANNOTATION_REFS
 from .data import Annotated, label_map, load_annotated, read_image, split_by_identity
@@ -270,16 +271,6 @@ def evaluate_prepared(segmenter: ViewSegmenter, items: list[Prepared], batch_siz
 
 
 # ----------------------------------------------------------------------------------------------------------- loop
-def _lr_lambda(warmup: int, total: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
-
-
 def _set_trainable(segmenter: ViewSegmenter, train_image_encoder: bool, train_prompt_encoder: bool) -> list:
     sam = segmenter.sam
     for module, flag in ((sam.image_encoder, train_image_encoder), (sam.prompt_encoder, train_prompt_encoder)):
@@ -408,7 +399,8 @@ def finetune(
     # 2. Optimiser over the trainable parts; cosine schedule after a linear warm-up.
     params = _set_trainable(segmenter, train_image_encoder, train_prompt_encoder)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup_steps, steps))
+    # Per step (data_manifests.schedule): warmup from 1 / (warmup_steps + 1), then cosine to 0 at `steps`.
+    scheduler = lambda_schedule(optimizer, total=steps, warmup=warmup_steps, warmup_start=1.0)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     step, best, first_loss, history = 0, -1.0, float("nan"), []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from data_manifests.schedule import warmup_cosine
 from tests.reid.layouts import make_vehicleid, make_veri
 from vehiclemae.config import load_config
 from vehiclemae.reid import finetune as ft
@@ -32,7 +34,7 @@ def test_batch_hard_triplet_matches_a_direct_loop() -> None:
 def test_layer_decay_groups_and_schedule() -> None:
     backbone, spec = ft.build_backbone("scratch", "vehiclemae_vit_toy_patch8", 32)
     model = ft.ReIDModel(backbone, 5, spec)
-    groups = ft.param_groups(model, lr=1.0, weight_decay=0.05, layer_decay=0.5)
+    groups = ft.build_optimizer(model, "adamw", lr=1.0, weight_decay=0.05, layer_decay=0.5).param_groups
     depth = len(backbone.blocks)
     scales = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
     assert scales[id(backbone.patch_embed.proj.weight)] == pytest.approx(0.5 ** (depth + 1))
@@ -40,8 +42,9 @@ def test_layer_decay_groups_and_schedule() -> None:
     assert scales[id(model.classifier.weight)] == 1.0
     assert all(g["weight_decay"] == 0.0 for g in groups if any(p.ndim <= 1 for p in g["params"]))
     assert id(model.bottleneck.bias) not in scales  # frozen BNNeck bias
-    assert ft.warmup_cosine(0, 10, 2) < ft.warmup_cosine(1.9, 10, 2) <= 1.0
-    assert ft.warmup_cosine(10, 10, 2, min_ratio=0.01) == pytest.approx(0.01)
+    schedule = functools.partial(warmup_cosine, total=10, warmup=2, min_lr=0.01, warmup_start=1.0)  # as training
+    assert 0 < schedule(0) < schedule(1.9) <= 1.0
+    assert schedule(10) == pytest.approx(0.01)
 
 
 def test_build_backbone_from_export_and_errors(tmp_path) -> None:

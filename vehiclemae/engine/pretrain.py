@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from data_manifests.checkpoints import NO_RESUME_HINT, check_config, start_over
+from data_manifests.schedule import set_lr, warmup_cosine
 
 from ..config import save_run_config, to_dict
 from ..data import DiffVERIDataset
@@ -34,7 +35,7 @@ from ..ppmd import PPMDTeachers, ppmd_weight
 from .checkpoint import LAST, checkpoint_dir, find_last, load_checkpoint, save_checkpoint, set_rng_states
 from .config import PretrainConfig
 from .modes import BASELINE_MODES, EXTRA_INPUTS, build_baseline, check_mode, dataset_options, mode_hooks, mode_meta
-from .schedule import build_optimizer, cosine_lr, set_lr
+from .schedule import build_optimizer
 from .tracking import RunTrackers, parse_log_with
 
 log = logging.getLogger(__name__)
@@ -509,8 +510,8 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = True, stop_after_epoc
             accelerator.num_processes,
         )
 
-    lr_at = lambda e: cosine_lr(  # noqa: E731
-        e, lr=lr, min_lr=cfg.optim.min_lr, warmup_epochs=cfg.optim.warmup_epochs, epochs=cfg.epochs
+    lr_at = lambda e: warmup_cosine(  # noqa: E731 - per iteration, at the fractional epoch e
+        e, total=cfg.epochs, warmup=cfg.optim.warmup_epochs, lr=lr, min_lr=cfg.optim.min_lr
     )
     # The run's bar: every configured epoch's iterations, from where a resumed run starts (its ETA is the run's).
     run_bar = tqdm(
