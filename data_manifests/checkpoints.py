@@ -177,7 +177,11 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
-    """Dotted keys whose values differ between two nested configs, except ``ignore`` (a key or a section prefix)."""
+    """Dotted keys whose values differ between two nested configs, except ``ignore`` (a key or a section prefix).
+
+    Only keys present in both count: a key added since the checkpoint was written has a default that keeps the old
+    behaviour (and a removed key no longer means anything).
+    """
     ignored = tuple(ignore)
     old, new = flatten(saved), flatten(current)
 
@@ -190,7 +194,7 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ign
             return list(a) == list(b)
         return a == b
 
-    keys = sorted(k for k in old.keys() | new.keys() if kept(k))
+    keys = sorted(k for k in old.keys() & new.keys() if kept(k))
     return [k for k in keys if not same(old.get(k), new.get(k))]
 
 

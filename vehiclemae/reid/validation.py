@@ -35,7 +35,7 @@ class ValidationSplit:
     """The training samples left for training and the validation evaluation split.
 
     ``eval_split`` is ``{"name": "val", "query", "gallery"}`` (VeRi-776) or ``{"name": "val", "test"}``
-    (VehicleID), the layout :func:`vehiclemae.reid.runner.evaluate_model` reads; ``None`` when disabled.
+    (VehicleID), the layout :func:`vehiclemae.reid.evaluate.evaluate_model` reads; ``None`` when disabled.
     """
 
     train: list
