@@ -319,6 +319,17 @@ def _restore(
     return state["step"], state["best"], state["first_loss"]
 
 
+def _resume_point(out_dir: Path, resume: bool) -> Path | None:
+    """``checkpoints/checkpoint-last.pt`` to continue from, or ``None`` for a new run (``resume=False`` removes the
+    earlier run's checkpoints); a new run's ``metrics.jsonl`` starts empty."""
+    if not resume:
+        ckpt.start_over(out_dir, legacy=LEGACY_NAMES)
+    last_path = ckpt.find_last(out_dir, legacy=LEGACY_NAMES) if resume else None
+    if last_path is None:
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    return last_path
+
+
 def _keep_best(
     checkpoint: Path, segmenter: Any, step: int, val_result: dict[str, Any], best: float, sha: str
 ) -> tuple[float, str]:
@@ -419,13 +430,9 @@ def finetune(
     }  # fmt: skip
 
     # 3. Resume (or start over).
-    if not resume:
-        ckpt.start_over(out_dir, legacy=LEGACY_NAMES)
-    last_path = ckpt.find_last(out_dir, legacy=LEGACY_NAMES) if resume else None
+    last_path = _resume_point(out_dir, resume)
     if last_path is not None:
         step, best, first_loss = _restore(last_path, device, segmenter, optimizer, scheduler, gen, rng, train_config)
-    else:
-        (out_dir / "metrics.jsonl").unlink(missing_ok=True)  # a new run's log starts empty
 
     def save_last() -> None:
         payload = {
