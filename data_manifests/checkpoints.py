@@ -162,7 +162,7 @@ def start_over(out: str | os.PathLike, legacy: Iterable[str] = ()) -> None:
     if old:
         log.warning("starting over (--no-resume): removing the earlier run's %s", ", ".join(str(p) for p in old))
     for path in old:
-        path.unlink()
+        path.unlink(missing_ok=True)  # (every process of a distributed run may get here)
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
