@@ -116,7 +116,7 @@ def detector_dataset(world: Path, out: Path, per_identity: int, held_out: set[st
             label = world / "detection" / "labels" / split / f"{image.stem}.txt"
             _link(label, out / "labels" / split / f"scene_{image.stem}.txt")
     # 2. Single-vehicle renders with their exact boxes; held-out identities validate.
-    ok = pc.field("status") == "ok"
+    ok = pc.field("status") == dm.Status.OK
     gens = dm.read_rows(world, "generations", columns=["image_id", "identity_id", "path", "width", "height"], filter=ok)
     boxes = {r["image_id"]: r["bbox"] for r in dm.read_rows(world, "segments_gt", columns=["image_id", "bbox"])}
     taken: dict[str, int] = {}
@@ -169,7 +169,9 @@ def held_out_check(
     )
     segmenter, _ = load_segmenter(segmenter_weights)
     torch.set_num_threads(1)  # 2 threads crawl when another job holds a core (configs/pipeline/toy.yaml)
-    gens = [g for g in dm.read_rows(world, "generations") if g["identity_id"] in held_out and g["status"] == "ok"]
+    gens = [
+        g for g in dm.read_rows(world, "generations") if g["identity_id"] in held_out and g["status"] == dm.Status.OK
+    ]
     truths = dm.read_rows(world, "segments_gt", filter=pc.field("image_id").isin([g["image_id"] for g in gens]))
     # Images without truth that must be rejected: uniform noise, like the toy profile's untrained diffusion model.
     rng = np.random.default_rng([seed, 7])
@@ -185,7 +187,7 @@ def held_out_check(
         kept = []
         for g, image, boxes in zip(chunk, images, detector.predict(images), strict=True):
             verdict = judge(boxes, image.shape[:2], rules)
-            status, reason = ("ok", None) if verdict.kept else ("rejected", verdict.reason.value)  # type: ignore[union-attr]
+            status, reason = (dm.Status.OK, None) if verdict.kept else (dm.Status.REJECTED, verdict.reason.value)  # type: ignore[union-attr]
             detections.append({"image_id": g["image_id"], "status": status, "reason": reason})
             if verdict.kept:
                 kept.append((g["image_id"], image, verdict.bbox))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_manifests import VIEW_CLASSES_TOYWORLD, atomic_write_bytes, image_id, upsert
+from data_manifests import VIEW_CLASSES_TOYWORLD, Status, atomic_write_bytes, image_id, upsert
 from data_manifests.ids import sha256_file
 
 from .data import make_segment_row
@@ -170,7 +170,7 @@ def write_synthetic_world(
                     "path": rel,
                     "sha256": sha256_file(root / rel),
                     "model_ref": model_ref,
-                    "status": "ok",
+                    "status": Status.OK,
                 }
             )
             segments.append(

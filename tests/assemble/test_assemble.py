@@ -11,7 +11,9 @@ from PIL import Image
 
 import data_manifests as dm
 from data_manifests import rle
-from pipeline.assemble import CAMERA_OF_VIEW, assemble, assign_splits
+from data_manifests.rows import CAMERA_OF_VIEW
+from pipeline.assemble import assemble
+from pipeline.splits import assign_splits
 
 VIEWS = ("front", "rear", "left", "right", "front_left", "rear_right")
 
