@@ -36,6 +36,8 @@ import pyarrow.compute as pc
 
 import data_manifests as dm
 
+from .formats.yolo import data_yaml, label_line
+
 log = logging.getLogger(__name__)
 
 DETECTOR_FILE = "toy-yolo.pt"
@@ -86,13 +88,6 @@ def _link(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def _yolo_line(bbox: list[float], width: int, height: int) -> str:
-    """A YOLO label line ``cls cx cy w h`` (normalised) for class 0 from a pixel box ``(x1, y1, x2, y2)``."""
-    x1, y1, x2, y2 = bbox
-    cx, cy, w, h = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height
-    return f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
-
-
 def val_identities(identities: list[str], val_fraction: float, seed: int) -> set[str]:
     """The held-out identities: those :func:`pipeline.segment.data.split_by_identity` holds out of fine-tuning."""
     from types import SimpleNamespace
@@ -129,11 +124,9 @@ def detector_dataset(world: Path, out: Path, per_identity: int, held_out: set[st
         src = dm.inside_root(world, g["path"], f"generations[{g['image_id']}].path")
         _link(src, out / "images" / split / f"render_{g['image_id']}{src.suffix}")
         label = out / "labels" / split / f"render_{g['image_id']}.txt"
-        label.write_text(_yolo_line(bbox, int(g["width"]), int(g["height"])) + "\n")
-    (out / "data.yaml").write_text(
-        "# YOLO dataset written by `diffveri toy-models`: toy-world scenes + single-vehicle renders.\n"
-        "train: images/train\nval: images/val\nnames:\n  0: vehicle\n"
-    )
+        label.write_text(label_line(0, bbox, int(g["width"]), int(g["height"])) + "\n")
+    comment = "YOLO dataset written by `diffveri toy-models`: toy-world scenes + single-vehicle renders."
+    (out / "data.yaml").write_text(data_yaml(["vehicle"], [comment]))
     return out / "data.yaml"
 
 

@@ -44,6 +44,8 @@ class VehicleIDWriter:
         None for a view VehicleID never shows (the image is left out)."""
         if view not in VEHICLEID_VIEWS:
             return None
+        if vid < 1:
+            raise ValueError(f"{source}: VehicleID vids start at 1, got {vid}")
         name = f"{sum(len(v) for v in self.lines.values()) + 1:07d}"
         with dm.open_image(source) as image:
             rgb = image.convert("RGB")

@@ -53,6 +53,9 @@ class VeriWriter:
         """Write ``source`` (cut to ``box`` when given) as a JPEG into the folders of ``split``; returns its name."""
         if split not in FOLDERS_OF_SPLIT:
             raise ValueError(f"split must be one of {sorted(FOLDERS_OF_SPLIT)}, got {split!r}")
+        if vid < 1 or camera < 1 or frame < 0:
+            # readers take vid 0 / -1 for junk and distractor images; a real vehicle must not look like one
+            raise ValueError(f"{source}: VeRi vids and cameras start at 1, frames at 0; got {vid}, {camera}, {frame}")
         name = veri_name(vid, camera, frame)
         with dm.open_image(source) as image:
             rgb = image.convert("RGB")
