@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 import data_manifests as dm
+from data_manifests.toymeta import META_FILE, toy_meta_text
 from pipeline.formats.crop import vehicle_box
 from pipeline.formats.vehicleid import vehicleid_writer
 from pipeline.formats.veri import veri_name, veri_writer
@@ -24,8 +25,6 @@ from pipeline.formats.yolo import yolo_writer
 from .detection import render_scene, yolo_lines
 from .identity import CLASSES, COLOR_NAMES, ToyIdentity
 from .settings import DETECTION_CLASS_SETS, DETECTION_NAMES
-
-META_FORMAT = "toyworld-veri-meta-v1"  # VeRi/toyworld_meta.json, read by vehiclemae.reid.toymeta
 
 
 def _source(out: Path, row: dict[str, Any]) -> Path:
@@ -50,24 +49,25 @@ def export_veri(
     with veri_writer(out / "VeRi", quality) as writer:
         for row in rows:
             writer.add(_source(out, row), row["vid"], row["camera_id"], row["frame"], row["split"], _crop(row, crop))
-        meta = veri_meta(rows, identities, family_size)
-        writer.write_text("toyworld_meta.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        writer.write_text(META_FILE, toy_meta_text(family_size, *veri_meta(rows, identities)))
     return out / "VeRi"
 
 
-def veri_meta(rows: list[dict[str, Any]], identities: dict[str, ToyIdentity], family_size: int) -> dict[str, Any]:
-    """The content of ``VeRi/toyworld_meta.json`` (format ``toyworld-veri-meta-v1``)::
+def veri_meta(
+    rows: list[dict[str, Any]], identities: dict[str, ToyIdentity]
+) -> tuple[dict[str, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """The ``images`` and ``identities`` of ``VeRi/toyworld_meta.json`` (format ``toyworld-veri-meta-v1``, see
+    :mod:`vehiclemae.reid.toymeta`)::
 
-        {"format": "toyworld-veri-meta-v1", "family_size": K,
-         "images": {"<VeRi file name>": {"view": <INTENDED_VIEWS name>, "azimuth": float, "elevation": float}},
-         "identities": {"<vid>": {"identity_id": "toy0011", "family": "fam0002", "class_name": str,
-                                  "color_name": str, "dims": [length, width, height]}}}
+        images:     {"<VeRi file name>": {"view": <INTENDED_VIEWS name>, "azimuth": float, "elevation": float}}
+        identities: {<vid>: {"identity_id": "toy0011", "family": "fam0002", "class_name": str, "color_name": str,
+                             "dims": [length, width, height]}}
 
     ``images`` covers every image of ``image_train`` and ``image_test`` (the queries are in ``image_test`` too);
-    ``identities`` every vid of those names, keyed by the vid in decimal without padding. In the classic world an
-    identity's ``family`` is its own identity id."""
+    ``identities`` every vid of those names. In the classic world an identity's ``family`` is its own identity
+    id."""
     images: dict[str, dict[str, Any]] = {}
-    idents: dict[str, dict[str, Any]] = {}
+    idents: dict[int, dict[str, Any]] = {}
     for row in rows:
         camera = json.loads(row["provenance"])
         images[veri_name(row["vid"], row["camera_id"], row["frame"])] = {
@@ -76,14 +76,14 @@ def veri_meta(rows: list[dict[str, Any]], identities: dict[str, ToyIdentity], fa
             "elevation": camera["elevation"],
         }
         ident = identities[row["identity_id"]]
-        idents[str(row["vid"])] = {
+        idents[row["vid"]] = {
             "identity_id": ident.identity_id,
             "family": ident.family or ident.identity_id,
             "class_name": ident.class_name,
             "color_name": ident.color_name,
             "dims": [round(d, 4) for d in ident.dims],
         }
-    return {"format": META_FORMAT, "family_size": family_size, "images": images, "identities": idents}
+    return images, idents
 
 
 def export_vehicleid(
