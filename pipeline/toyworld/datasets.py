@@ -7,7 +7,7 @@ The toy world numbers VeRi/VehicleID vehicles by identity index + 1 (``vid``) an
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from pipeline.formats.vehicleid import vehicleid_writer
 from pipeline.formats.veri import veri_name, veri_writer
 from pipeline.formats.yolo import yolo_writer
 
-from .detection import render_scene, yolo_lines
+from .detection import Scene, render_scene, yolo_lines
 from .identity import CLASSES, COLOR_NAMES, ToyIdentity
 from .settings import DETECTION_CLASS_SETS, DETECTION_NAMES
 
@@ -133,9 +133,8 @@ def export_detection(
     n_val = max(1, n_images // 5)
     records: list[dict[str, Any]] = []
     with yolo_writer(out / "detection", names, comments, quality) as writer:
-        for k in tqdm(range(n_images), desc="toyworld detection", disable=not progress, leave=False):
+        for k, scene in _scenes(identities, n_images, size, seed, progress):
             split = "val" if k < n_val else "train"
-            scene = render_scene(identities, size, np.random.default_rng([seed & 0xFFFFFFFF, k, 8]))
             image = writer.add(split, f"{k:06d}", scene.image, yolo_lines(scene.vehicles, size, class_of))
             records.append(
                 {
@@ -147,6 +146,15 @@ def export_detection(
             )
         writer.write_text("scenes.jsonl", _jsonl(records))
     return out / "detection"
+
+
+def _scenes(
+    identities: list[ToyIdentity], n_images: int, size: int, seed: int, progress: bool
+) -> Iterator[tuple[int, Scene]]:
+    """The detection scenes ``(k, scene)``, each drawn from its own generator (deterministic per ``k``)."""
+    for k in tqdm(range(n_images), desc="toyworld detection", disable=not progress, leave=False):
+        scene = render_scene(identities, size, np.random.default_rng([seed & 0xFFFFFFFF, k, 8]))
+        yield k, scene
 
 
 def _jsonl(records: Iterable[dict[str, Any]]) -> str:
