@@ -17,7 +17,7 @@ from pipeline.assemble import assemble
 from pipeline.assemble_crops import crop_box
 from pipeline.assemble_real import view_from_name
 
-from .test_assemble import build_root
+from .roots import build_root
 
 
 def add_subject_photos(root: Path, n_ids: int) -> None:
