@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from data_manifests.checkpoints import add_resume_flags
+
 
 def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--config", required=required, help="profile YAML, e.g. configs/pipeline/toy.yaml")
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_config(p)
     p.add_argument("--root", required=True, help="data root with generations + the annotated masks table")
     p.add_argument("--gt-root", default=None, help="read the masks table from this root instead (paths from --root)")
-    p.add_argument("--no-resume", action="store_true", help="start from scratch even if OUT_DIR/last.pt exists")
+    add_resume_flags(p, "finetune.out_dir")
     p.set_defaults(handler=_finetune)
 
     p = ssub.add_parser("eval", help="per-class IoU and mIoU against ground truth, plus a comparison PNG")

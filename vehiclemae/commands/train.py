@@ -1,8 +1,10 @@
-"""``vehiclemae train --config configs/vehiclemae/<name>.yaml [--set key=value ...] [--resume]``."""
+"""``vehiclemae train --config configs/vehiclemae/<name>.yaml [--set key=value ...] [--no-resume]``."""
 
 from __future__ import annotations
 
 import argparse
+
+from data_manifests.checkpoints import add_resume_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,13 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set epochs=2 --set optim.batch_size=16 (repeatable)",
     )
-    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/checkpoint-last.pt")
+    add_resume_flags(parser, "output_dir")
     parser.add_argument(
         "--stop-after-epoch",
         type=int,
         default=None,
         metavar="E",
-        help="return after E epochs are done and checkpointed (e.g. to fit a job time limit); --resume continues",
+        help="return after E epochs are done and checkpointed (e.g. to fit a job time limit); a rerun continues",
     )
     parser.set_defaults(handler=_train)
 
@@ -39,6 +41,6 @@ def _train(args: argparse.Namespace) -> int:
     from ..engine import PretrainConfig, run_pretraining
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)
-    path = run_pretraining(cfg, resume=args.resume, stop_after_epoch=args.stop_after_epoch)
+    path = run_pretraining(cfg, resume=not args.no_resume, stop_after_epoch=args.stop_after_epoch)
     print(f"last checkpoint: {path}")
     return 0
