@@ -96,6 +96,7 @@ LEGACY: dict[str, Layout] = {
     "generate.image": Unnamed(),  # parts: identity, view, index
     "generate.camera": Tag(1),  # seed: the image's seed
     "generate.subjects": Linear((1,)),
+    "assemble.splits": Tag(None),
     "review.audit": Tag(0xA0D17),
     "review.sample": Tag(None),
     "review.guide_images": Tag(None),

@@ -41,6 +41,7 @@ OLD = {
     "generate.image": (("v0001", "front", 2), lambda s, i, v, n: _old_hash(s, i, v, n)),
     "generate.camera": ((), lambda s: [s, 1]),
     "generate.subjects": ((), lambda s: s),
+    "assemble.splits": ((), lambda s: s),
     "review.audit": ((), lambda s: [s, 0xA0D17]),
     "review.sample": ((), lambda s: s),
     "review.guide_images": ((), lambda s: s),
