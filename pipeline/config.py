@@ -62,7 +62,8 @@ class PipelineConfig:
     plan: PlanConfig = field(default_factory=PlanConfig)
 
 
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The profile ``path`` (a file, or ``toy`` / ``paper`` in configs/pipeline/) with ``overrides``, checked as a
-    :class:`PipelineConfig` and returned resolved (every default filled in) as plain values for the stages."""
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The profile ``path`` (a file, or ``toy`` / ``paper`` in configs/pipeline/; ``None``: the defaults) with
+    ``overrides``, checked as a :class:`PipelineConfig` and returned resolved (every default filled in) as plain
+    values for the stages."""
     return to_dict(_load(PipelineConfig, path, overrides, kind="pipeline"))

@@ -5,23 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from data_manifests.cli import add_config_options, print_config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from pipeline.stages import STAGES
 
     parser = sub.add_parser("run", help="run one pipeline stage on a data root")
     parser.add_argument("stage", choices=list(STAGES), metavar="STAGE", help=f"one of: {', '.join(STAGES)}")
-    parser.add_argument("--config", required=True, help="profile: toy, paper (configs/pipeline/) or a YAML path")
+    add_config_options(parser, "profile: toy, paper (configs/pipeline/) or a YAML path",
+                       example="synthesize.images_per_view=2")  # fmt: skip
     parser.add_argument("--root", required=True, help="data root (manifests are under ROOT/manifests)")
     parser.add_argument("--identities", default=None, help="comma-separated identity ids (default: all)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set synthesize.images_per_view=2 (repeatable)",
-    )
     parser.set_defaults(handler=_run)
 
 
@@ -30,6 +25,8 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.stages import get_stage
 
     config = load_config(args.config, args.overrides)
+    if print_config(args, config):
+        return 0
     identities = [i for i in args.identities.split(",") if i] if args.identities else None
     result = get_stage(args.stage)(config, Path(args.root), identities)
     print(result)
