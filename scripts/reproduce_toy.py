@@ -6,7 +6,7 @@
 ``configs/reproduce_toy.yaml``. Steps:
 
 1. Render the downstream benchmark world (its VeRi layout) and the disjoint pre-training world with
-   ``diffveri toyworld``; with ``pretrain_source: pipeline`` the pre-training table is assembled by the pipeline's
+   ``diffveri toy world``; with ``pretrain_source: pipeline`` the pre-training table is assembled by the pipeline's
    stages (subjects -> toy-world synthesis -> filter -> segment -> review -> assemble) like a user's real build.
 2. Training-free baselines (``vehiclemae baselines``): colour histogram, family-attribute oracle, chance.
 3. Per seed and condition: pre-train (``vehiclemae train`` + ``export``; equal steps and images for every condition),
@@ -103,8 +103,9 @@ class Experiment:
         self.sh(
             log,
             self.cli("diffveri"),
-            "toyworld",
-            "--out",
+            "toy",
+            "world",
+            "--root",
             out,
             *flags,
             # detection scenes only where the pipeline's toy detector is trained on them
@@ -135,7 +136,8 @@ class Experiment:
             self.sh(
                 "pipeline",
                 self.cli("diffveri"),
-                "toyworld-detector",
+                "toy",
+                "detector",
                 "--root",
                 self.pool,
                 "--out",

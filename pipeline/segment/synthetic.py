@@ -1,4 +1,4 @@
-"""Small annotated worlds for tests and benchmarks, written in the layout ``diffveri toyworld`` writes.
+"""Small annotated worlds for tests and benchmarks, written in the layout ``diffveri toy world`` writes.
 
 Two renderers: the project's toy world (``pipeline.toyworld.render``: meshes, scenes, exact view labels) and, so
 that tests need nothing else, box "vehicles": a box (random length/width/height and colour) seen by an
