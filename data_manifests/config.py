@@ -191,9 +191,7 @@ def inherit_seed(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(
-    cls: type[T], path: str | os.PathLike | None, overrides: Sequence[str] = (), *, kind: str
-) -> T:
+def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequence[str] = (), *, kind: str) -> T:
     """Defaults of ``cls`` <- YAML file at ``path`` (optional) <- overrides, checked as a whole.
 
     ``path`` is a file, or the short name of a profile in the project's ``configs/<kind>/`` (``toy``, ``paper``),

@@ -512,8 +512,8 @@ def _check_read_ids(table: str, arrow: pa.Table) -> None:
         index, column, value = bad[0]
         raise ManifestError(
             f"{table}: row {index} has {column}={value!r}, which is not a valid id ({ID_RULE}); the table was "
-            f"edited or damaged: fix or delete the row ({len(bad)} such value(s); `diffveri manifests validate --root ROOT` "
-            "lists them)"
+            f"edited or damaged: fix or delete the row ({len(bad)} such value(s); `diffveri manifests validate --root "
+            "ROOT` lists them)"
         )
 
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_manifests.config import apply_overrides, load_config as _load, section, to_dict
+from data_manifests.config import apply_overrides, section, to_dict
+from data_manifests.config import load_config as _load
 
 from .assemble import AssembleConfig
 from .filter.stage import FilterConfig

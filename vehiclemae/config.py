@@ -12,7 +12,8 @@ import os
 from collections.abc import Sequence
 from typing import TypeVar
 
-from data_manifests.config import apply_overrides, git_sha, load_config as _load, parse_names, save_run_config, to_dict
+from data_manifests.config import apply_overrides, git_sha, parse_names, save_run_config, to_dict
+from data_manifests.config import load_config as _load
 
 __all__ = ["apply_overrides", "git_sha", "load_config", "parse_names", "save_run_config", "to_dict"]
 
@@ -20,5 +21,5 @@ T = TypeVar("T")
 
 
 def load_config(cls: type[T], path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> T:
-    """Defaults of ``cls`` <- the YAML file ``path`` (optional; a file or a name in configs/vehiclemae/) <- overrides."""
+    """Defaults of ``cls`` <- YAML file ``path`` (optional; a file or a name in configs/vehiclemae/) <- overrides."""
     return _load(cls, path, overrides, kind="vehiclemae")

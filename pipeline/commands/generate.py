@@ -59,4 +59,3 @@ def _import(args: argparse.Namespace) -> int:
     n = subjects.import_subjects(Path(args.root), candidates, replace=args.replace)
     print(f"imported {n} subject(s) into {Path(args.root) / 'manifests' / 'subjects'}")
     return 0
-

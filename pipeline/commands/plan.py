@@ -1,4 +1,5 @@
-"""``diffveri plan --config C --images N [--root PILOT_ROOT]``: identities, images, GPU-hours, annotator-hours and storage per stage."""
+"""``diffveri plan --config C --images N [--root PILOT_ROOT]``: identities, images, GPU-hours, annotator-hours and
+storage per stage."""
 
 from __future__ import annotations
 

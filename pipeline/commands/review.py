@@ -13,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = rsub.add_parser("checks", help="score identity and view consistency of every kept image (review.checks)")
     p.add_argument("--root", required=True, help="data root")
-    add_config_options(p, "profile whose review.checks and segment sections are used", example="review.checks.enabled=true")
+    add_config_options(
+        p, "profile whose review.checks and segment sections are used", example="review.checks.enabled=true"
+    )
     p.add_argument("--overwrite", action="store_true", help="re-score images already scored by the same models")
     p.set_defaults(handler=_checks)
     p = rsub.add_parser("export", help="queue kept images into batches and write batch_<id>.csv/.html")

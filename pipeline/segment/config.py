@@ -1,5 +1,5 @@
 """The ``segment:`` config section as typed dataclasses (built only in the CLI / ``run_stage`` adapters), and the
-view SAM's architecture (:class:`ModelSpec`, saved in every checkpoint; here so that loading a profile needs no torch)."""
+view SAM's architecture (:class:`ModelSpec`, saved in every checkpoint; here so that a profile loads without torch)."""
 
 from __future__ import annotations
 

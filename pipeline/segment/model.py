@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any

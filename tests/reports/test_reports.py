@@ -257,7 +257,8 @@ def test_manifests_stats_charts_and_report_commands(tmp_path: Path, capsys: pyte
     assert "| DiffVERI (this root) | 8 |" in out
     for name in ("views", "identities", "sources", "resolution"):
         assert str(tmp_path / "reports" / "stats" / f"{name}.png") in out
-    assert main(["report", "filter", "--root", str(tmp_path), "--config", "toy", "--set", "review.uncertain_high=0.96"]) == 0
+    band = ["--set", "review.uncertain_high=0.96"]
+    assert main(["report", "filter", "--root", str(tmp_path), "--config", "toy", *band]) == 0
     out = capsys.readouterr().out
     assert "kept 7, no_vehicle 3, low_confidence 2, multiple_vehicles 1, failed/unreadable_image 1" in out
     assert "conf: 6 kept image(s) in the band [0.25, 0.96)" in out

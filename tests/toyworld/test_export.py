@@ -180,8 +180,8 @@ def test_worker_processes_give_identical_output(tmp_path: Path) -> None:
 
 
 def test_cli_runs_and_reports_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["toy", "world", "--root", str(tmp_path), "--identities", "2", "--images-per-identity", "2", "--size", "32"]
-    assert main([*args, "--detection-images", "1", "--no-progress", "--view-classes", "pven"]) == 0
+    args = ["toy", "world", "--root", str(tmp_path), "--identities", "2", "--images-per-identity", "2"]
+    assert main([*args, "--size", "32", "--detection-images", "1", "--no-progress", "--view-classes", "pven"]) == 0
     segs = dm.read_rows(tmp_path, "segments")
     assert segs and all(s["view_classes"] == list(dm.VIEW_CLASSES_PVEN) for s in segs)
     assert main(["toy", "world", "--root", str(tmp_path / "x"), "--identities", "1", "--no-progress"]) == 2
@@ -226,8 +226,8 @@ def test_yolo_trains_on_the_detection_set(world: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_default_cli_world_validates(tmp_path: Path) -> None:
-    args = ["toy", "world", "--root", str(tmp_path), "--identities", "12", "--images-per-identity", "16", "--size", "128"]
-    assert main([*args, "--no-progress"]) == 0
+    args = ["toy", "world", "--root", str(tmp_path), "--identities", "12", "--images-per-identity", "16"]
+    assert main([*args, "--size", "128", "--no-progress"]) == 0
     assert main(["manifests", "validate", "--root", str(tmp_path)]) == 0
     assert len(dm.read_rows(tmp_path, "generations")) == 12 * 16
 

@@ -146,8 +146,8 @@ def test_old_classic_world_settings_still_resume(tmp_path: Path) -> None:
     ],
 )
 def test_cli_reports_bad_family_flags(tmp_path: Path, capsys: pytest.CaptureFixture, flags, message) -> None:
-    args = ["toy", "world", "--root", str(tmp_path / "w"), "--images-per-identity", "2", "--size", "32", "--no-progress"]
-    assert main([*args, *flags]) == 2
+    args = ["toy", "world", "--root", str(tmp_path / "w"), "--images-per-identity", "2", "--size", "32"]
+    assert main([*args, "--no-progress", *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
