@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from data_manifests.config import load_config, section
 from pipeline.config import load_config as load_pipeline_config
@@ -99,3 +100,9 @@ def test_every_profile_under_configs_loads_strictly() -> None:
         cls = FinetuneConfig if path.stem.startswith("finetune") else PretrainConfig
         loaded.append(load_vehiclemae_config(cls, path))
     assert len(loaded) == len(list(root.glob("*/*.yaml"))) >= 7
+    # configs/reproduce_toy.yaml: its condition overrides and pipeline overrides are keys of the packages' configs
+    experiment = yaml.safe_load((root / "reproduce_toy.yaml").read_text())
+    for sets in experiment["conditions"].values():
+        load_vehiclemae_config(PretrainConfig, "toy", [f"{k}={v}" for k, v in (sets or {}).items()])
+    for profile in experiment["profiles"].values():
+        load_pipeline_config("toy", profile.get("pipeline_overrides") or [])

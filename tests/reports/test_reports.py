@@ -96,7 +96,9 @@ def test_report_bands_come_from_the_profile() -> None:
         bands["conf_band"] == (0.25, 0.7) and bands["identity_band"] == (0.4, 0.6) and bands["view_band"] == (0.3, 0.5)
     )
     with pytest.raises(ValueError, match="low < high"):
-        report_bands(load_config("toy", ["review.uncertain_low=0.8"]))
+        report_bands({"review": {"uncertain_low": 0.8}})
+    with pytest.raises(ValueError, match="uncertain_low < uncertain_high"):  # refused as soon as the profile loads
+        load_config("toy", ["review.uncertain_low=0.8"])
 
 
 def test_filter_report_without_detections_is_a_clear_error(tmp_path: Path) -> None:
