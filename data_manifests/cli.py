@@ -98,19 +98,17 @@ def add_deprecated_command(
     p.set_defaults(handler=run)
 
 
+def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def add_config_options(
     parser: argparse.ArgumentParser, help: str, *, required: bool = True, default: str | None = None, example: str = ""
 ) -> None:
     """``--config``, ``--set KEY=VALUE`` (repeatable) and ``--print-config``."""
     parser.add_argument("--config", required=required, default=default, help=help)
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a config value{f', e.g. --set {example}' if example else ''} (repeatable)",
-    )
+    add_set_option(parser, f"override a config value{f', e.g. --set {example}' if example else ''} (repeatable)")
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config (defaults, file, --set) as YAML and exit"
     )

@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from data_manifests.cli import add_set_option
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "reproduce_toy.yaml"
 PRETRAIN_CONFIG = ROOT / "configs" / "vehiclemae" / "toy.yaml"
@@ -476,13 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--protocols", default=None, help="comma-separated subset of the protocols (default: all, see the config)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile setting, e.g. --set pretrain.epochs=4 (recorded in results.json; repeatable)",
+    add_set_option(
+        parser, "override a profile setting, e.g. --set pretrain.epochs=4 (recorded in results.json; repeatable)"
     )
     parser.add_argument("--bin", default=str(Path(sys.executable).parent), help="folder of diffveri/vehiclemae")
     parser.add_argument(
