@@ -286,7 +286,7 @@ class Experiment:
             ",".join(FROZEN[p] for p in wanted),
             "--seed",
             seed,
-            "--json",
+            "--out",
             out,
         )
         result = json.loads(out.read_text())["results"]
@@ -368,7 +368,7 @@ class Experiment:
     def baselines(self) -> dict[str, Any]:
         out = self.runs / "baselines.json"
         if not out.is_file():
-            self.sh("baselines", self.cli("vehiclemae"), "baselines", "--root", self.world / "VeRi", "--json", out)
+            self.sh("baselines", self.cli("vehiclemae"), "baselines", "--root", self.world / "VeRi", "--out", out)
         res = json.loads(out.read_text())["results"]
         return {
             "hist_map": res["histogram"]["mAP"],

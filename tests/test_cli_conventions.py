@@ -124,6 +124,9 @@ def test_deprecated_options_warn_and_still_work(capsys: pytest.CaptureFixture[st
     assert (args.gt_root, args.out) == ("g", "p.png")
     args = parser.parse_args(["plan", "--config", "toy", "--images", "1", "--pilot", "pilot"])
     assert args.root == "pilot"
+    for command in (["baselines", "--root", "r"], ["probe", "--init", "scratch", "--root", "r"]):
+        assert vehiclemae_parser().parse_args([*command, "--json", "x.json"]).out == "x.json"
+        assert "warning: --json is deprecated and will be removed; use --out" in capsys.readouterr().err
 
 
 def test_deprecated_commands_warn_and_still_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
