@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_manifests.runtime import apply_offline_env  # noqa: E402
 
@@ -33,43 +30,33 @@ import data_manifests as dm  # noqa: E402
 
 
 def toy_images(n: int, size: int) -> list[np.ndarray]:
-    """Toy-world renders (one vehicle each) when the toy world is available, else drawn boxes."""
-    try:
-        from pipeline.toyworld import render, sample_identity
+    """Toy-world renders, one vehicle each (16 identities from random azimuths at elevation 15)."""
+    from pipeline.toyworld.synthetic import random_renders
 
-        rng = np.random.default_rng(0)
-        out = []
-        for k in range(n):
-            ident = sample_identity(seed=0, index=k % 16)
-            out.append(render(ident, azimuth=float(rng.uniform(0, 360)), elevation=15.0, size=size, seed=k).image)
-        return out
-    except ImportError:
-        from tests.filter.synth import draw
-
-        return [draw(k, size)[0] for k in range(n)]
+    return [r.image for r in random_renders(n, size, seed=0, identities=16, elevation=15.0)]
 
 
 def make_root(root: Path, images: list[np.ndarray]) -> None:
-    from tests.filter.synth import png
+    from pipeline.generate.common import write_png
 
     gens = []
     for k, img in enumerate(images):
         iid = dm.image_id("bench", "front", k, "bench")
         path = f"generations/{iid}.png"
-        dm.atomic_write_bytes(root / path, png(img))
+        write_png(root / path, img)
         gens.append({"image_id": iid, "identity_id": "bench", "intended_view": "front", "path": path, "status": "ok"})
     dm.upsert(root, "generations", gens)
 
 
 class PerImage:
-    """The same detector, one ``model.predict`` call per image (the reference)."""
+    """The same detector, one ``predict`` call per image (the reference)."""
 
     def __init__(self, det):
         self.det = det
         self.ref, self.names = det.ref, det.names
 
     def predict(self, images):
-        return [self.det.predict_one(im) for im in images]
+        return [self.det.predict([im])[0] for im in images]
 
 
 def bench_filter(n: int, imgsz: int, batch: int, tmp: Path) -> tuple[float, float, dict]:
@@ -83,12 +70,12 @@ def bench_filter(n: int, imgsz: int, batch: int, tmp: Path) -> tuple[float, floa
     det = UltralyticsDetector(weights, imgsz=imgsz, conf=0.25)
     images = toy_images(n, 128)
     det.predict(images[:batch])  # warm-up (predictor set-up, first-call allocations)
-    det.predict_one(images[0])
+    det.predict(images[:1])
 
     # Prediction only, images in memory.
     t = time.perf_counter()
     for im in images:
-        det.predict_one(im)
+        det.predict([im])
     t_single = time.perf_counter() - t
     t = time.perf_counter()
     for i in range(0, n, batch):

@@ -31,8 +31,6 @@ import psutil
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 PAPER_ROWS = 1_712_703
 VIEWS = ("front", "rear", "left", "right")
 

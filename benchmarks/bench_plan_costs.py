@@ -12,14 +12,10 @@ Ends with ``RESULT unet_forward=... vae_decode=... ...`` (FLOPs per unit, one fo
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_manifests.runtime import apply_offline_env  # noqa: E402
 

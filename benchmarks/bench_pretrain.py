@@ -14,31 +14,28 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from vehiclemae.data import DiffVERIDataset  # noqa: E402
-from vehiclemae.engine.schedule import build_optimizer  # noqa: E402
-from vehiclemae.models import ARCHS, build_vehiclemae  # noqa: E402
-from vehiclemae.models.clmae import build_clmae  # noqa: E402
-from vehiclemae.models.cmae import build_cmae  # noqa: E402
-from vehiclemae.ppmd import PPMDTeachers  # noqa: E402
+from vehiclemae.data import DiffVERIDataset
+from vehiclemae.engine.schedule import build_optimizer
+from vehiclemae.models import ARCHS, build_vehiclemae
+from vehiclemae.models.clmae import build_clmae
+from vehiclemae.models.cmae import build_cmae
+from vehiclemae.ppmd import PPMDTeachers
 
 
 def data_root(arg: str | None) -> Path:
     if arg:
         return Path(arg)
-    from tests.vehiclemae.synth import make_diffveri  # toy-world renders written through data_manifests
+    from pipeline.toyworld.synthetic import write_diffveri  # toy-world renders written through data_manifests
 
     root = Path(tempfile.mkdtemp(prefix="bench-pretrain-"))
     print(f"no --root given: rendering 16 identities x 4 views into {root}")
-    return make_diffveri(root, n_identities=16, size=128)
+    return write_diffveri(root, identities=16, size=128)
 
 
 MODES = ("mae", "vmim", "vehiclemae", "cmae", "clmae")

@@ -14,14 +14,10 @@ Ends with ``RESULT speedup=... max_abs_diff=...``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_manifests.runtime import apply_offline_env  # noqa: E402
 
@@ -34,22 +30,13 @@ from pipeline.segment.model import ModelSpec, build_segmenter, load_segmenter  #
 
 
 def make_inputs(n: int, size: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Toy-world renders (or box vehicles when the toy world is absent) and their true boxes."""
-    from pipeline.segment.synthetic import render_box, sample_box_vehicle, toyworld_available
+    """Toy-world renders from random cameras and their true boxes."""
+    from pipeline.toyworld.synthetic import random_renders
 
-    rng = np.random.default_rng(seed)
     images, boxes = [], []
-    for i in range(n):
-        az, el = float(rng.uniform(0, 360)), float(rng.uniform(5, 60))
-        if toyworld_available():
-            from pipeline.toyworld import render, sample_identity
-
-            r = render(sample_identity(seed=seed, index=i), azimuth=az, elevation=el, size=size, seed=i)
-            image, labels = r.image, r.labels
-        else:
-            image, labels = render_box(sample_box_vehicle(seed, i), az, el, size, seed=i)
-        ys, xs = np.nonzero(labels > 0)
-        images.append(image)
+    for r in random_renders(n, size, seed):
+        ys, xs = np.nonzero(r.labels > 0)
+        images.append(r.image)
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
     return images, np.asarray(boxes, dtype=np.float64)
 

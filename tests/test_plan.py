@@ -93,7 +93,7 @@ def test_paper_plan_from_the_cli(capsys: pytest.CaptureFixture) -> None:
 
 def test_pilot_measures_the_yields(tmp_path) -> None:
     from pipeline.plan import measure_pilot, with_pilot
-    from tests.assemble.test_assemble import build_root
+    from tests.assemble.roots import build_root
 
     build_root(tmp_path, n_ids=6, per_id=6)  # 36 generations, 1 dropped by the filter, 1 rejected by a reviewer
     measured = measure_pilot(tmp_path)

@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.assemble import assemble
 from pipeline.cli import main as diffveri_main
-from tests.assemble.test_assemble import build_root
-from tests.generate.test_subjects import _folder
+from tests.assemble.roots import build_root
+from tests.generate.helpers import photo_folder
 
 # tqdm's finished bar: "<desc>: 100%|██████████| n/n [elapsed<remaining, rate]".
 FINISHED = r"{desc}: 100%\|[^|]*\| {n}/{n} \[\d\d:\d\d<\d\d:\d\d"
@@ -38,7 +38,7 @@ def test_validate_draws_nothing_unless_asked(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_subjects_import_shows_check_hash_and_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src = _folder(tmp_path, ids=("car1", "car2"), n=3)
+    src = photo_folder(tmp_path, ids=("car1", "car2"), n=3)
     argv = ["subjects", "import", "--root", str(tmp_path / "root"), "--from", "folder", str(src)]
     assert diffveri_main(argv) == 0
     err = capsys.readouterr().err

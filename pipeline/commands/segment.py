@@ -193,9 +193,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from pipeline.segment.synthetic import write_synthetic_world
+    from pipeline.toyworld.synthetic import write_annotated_world
 
-    ids = write_synthetic_world(
+    ids = write_annotated_world(
         Path(args.root), args.identities, args.images_per_identity, args.size, args.seed, args.backend
     )
     print(f"wrote {len(ids)} annotated images under {args.root}")

@@ -227,11 +227,6 @@ class UltralyticsDetector:
         results = self.model.predict(bgr, stream=True, batch=len(bgr), **self._kwargs)
         return [boxes_from_results(r) for r in results]
 
-    def predict_one(self, image: np.ndarray) -> np.ndarray:
-        """One image per call (the reference of the benchmark)."""
-        results = self.model.predict(np.ascontiguousarray(image[..., ::-1]), **self._kwargs)
-        return boxes_from_results(results[0])
-
 
 DETECTORS = ("ultralytics",)
 

@@ -457,13 +457,11 @@ def train_identity(
     seed: int,
     progress_bar: bool = True,
     stop_at: int | None = None,
-    timings: dict[str, float] | None = None,
 ) -> tuple[dict[str, Any], int, float]:
     """Train one identity's adapter; resumes from the newest checkpoint in ``work_dir/checkpoints``.
 
     ``stop_at``: end this run after that optimizer step with a checkpoint (for preemptible jobs; a later call
-    resumes from it). ``timings``, if given, receives ``loop_seconds``, ``loop_cpu_seconds`` and ``loop_steps``
-    (the training loop alone, without loading; for benchmarks).
+    resumes from it).
 
     Returns ``(trained state dict, steps done, final loss)``; the final loss is the mean over the accumulation
     micro-steps of the last optimizer step. Raises ``FloatingPointError`` on a non-finite loss.
@@ -537,7 +535,6 @@ def train_identity(
     # 5. The loop: optimizer steps x accumulation micro-steps, every draw from a per-(step, micro) seed.
     end_step = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
     bar = tqdm(range(start_step, end_step), desc=f"dreambooth {work_dir.name}", disable=not progress_bar, leave=False)
-    loop_start, loop_cpu_start = time.perf_counter(), time.process_time()
     for step in bar:
         micro_losses = []
         for micro in range(cfg.gradient_accumulation):
@@ -576,13 +573,6 @@ def train_identity(
         done = step + 1
         if (done % cfg.checkpoint_every == 0 and done < cfg.steps) or done == stop_at:
             _save_checkpoint(accelerator, ckpt_dir, done, {"step": done, "loss": last_loss}, cfg.keep_checkpoints)
-
-    if timings is not None:
-        timings.update(
-            loop_seconds=time.perf_counter() - loop_start,
-            loop_cpu_seconds=time.process_time() - loop_cpu_start,
-            loop_steps=float(end_step - start_step),
-        )
 
     # 6. What to save.
     state = adapter_state(

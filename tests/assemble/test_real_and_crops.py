@@ -16,7 +16,7 @@ from pipeline.assemble import CAMERA_OF_VIEW, REAL_CAMERA, assemble
 from pipeline.assemble_crops import crop_box
 from pipeline.assemble_real import view_from_name
 
-from .test_assemble import build_root
+from .roots import build_root
 
 
 def add_subject_photos(root: Path, n_ids: int) -> None:

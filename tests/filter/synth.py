@@ -1,4 +1,9 @@
-"""Small synthetic data for the filter and review tests: drawn "vehicles" (boxes with windows) and manifests."""
+"""Drawn "vehicles" (flat boxes with a window band) for the filter and review tests, and a detector that knows them.
+
+Why not the toy world (:mod:`pipeline.toyworld.synthetic`, which these tests use for renders with exact boxes): the
+rule tests need boxes at chosen places and sizes (``draw(seed, boxes=[...])``), and :class:`KnownBoxesDetector`
+recognises images by the hash of their pixels, so the expected rows of these tests are tied to these exact drawings.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +41,11 @@ def png(img: np.ndarray) -> bytes:
 
 
 def write_yolo_dataset(out: Path, n_train: int = 12, n_val: int = 4, size: int = 96) -> Path:
-    """A tiny YOLO dataset (one class, "car") with train/val/test splits; returns the data.yaml path."""
+    """A tiny YOLO dataset (one class, "car") with train/val/test splits; returns the data.yaml path.
+
+    (The toy world's YOLO export, ``diffveri toy world``, has no test split and names its class "vehicle": the
+    ``toy detector`` test checks a report on a test split of "car" boxes.)
+    """
     for split, n, offset in (("train", n_train, 0), ("val", n_val, 1000), ("test", n_val, 2000)):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
@@ -143,49 +152,3 @@ def known_detector(root: Path, truth: dict[str, list], conf: float = 0.9) -> Kno
         img = load_rgb(root / r["path"])
         table[KnownBoxesDetector.key(img)] = [[*map(float, b), conf, 0.0] for b in truth[r["image_id"]]]
     return KnownBoxesDetector(table)
-
-
-def make_toy_generations(root: Path, n_identities: int = 2, per_identity: int = 3, size: int = 128) -> dict[str, list]:
-    """Like :func:`make_generations` with toy-world renders (the renderer's exact boxes as truth)."""
-    from pipeline.toyworld import VIEW_ANGLES, render, sample_identity
-
-    views = list(VIEW_ANGLES)
-    subjects, gens, truth = [], [], {}
-    for k in range(n_identities):
-        ident = sample_identity(seed=0, index=k)
-        iid0 = ident.identity_id
-        ref_path = f"subjects/{iid0}/0.png"
-        dm.atomic_write_bytes(root / ref_path, png(render(ident, 30.0, 15.0, size=size, seed=0).image))
-        subjects.append(
-            {
-                "identity_id": iid0,
-                "class_name": ident.class_name,
-                "instance_images": [ref_path],
-                "source": "toyworld",
-                "status": "ok",
-            }
-        )
-        for j in range(per_identity):
-            view = views[j % len(views)]
-            r = render(ident, *VIEW_ANGLES[view], size=size, seed=j + 1)
-            iid = dm.image_id(iid0, view, j + 1, "toyworld:test")
-            path = f"generations/{iid0}/{iid}.png"
-            dm.atomic_write_bytes(root / path, png(r.image))
-            truth[iid] = [tuple(r.bbox)]
-            gens.append(
-                {
-                    "image_id": iid,
-                    "identity_id": iid0,
-                    "intended_view": view,
-                    "seed": j + 1,
-                    "width": size,
-                    "height": size,
-                    "path": path,
-                    "sha256": dm.sha256_file(root / path),
-                    "model_ref": "toyworld:test",
-                    "status": "ok",
-                }
-            )
-    dm.upsert(root, "subjects", subjects)
-    dm.upsert(root, "generations", gens)
-    return truth

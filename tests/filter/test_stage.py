@@ -10,8 +10,9 @@ import pytest
 import data_manifests as dm
 from pipeline.filter import FilterRules, UltralyticsDetector, filter_images
 from pipeline.filter.stage import load_rgb
+from pipeline.toyworld.synthetic import write_generations
 
-from .synth import draw, known_detector, make_generations, make_toy_generations, png
+from .synth import draw, known_detector, make_generations, png
 
 RULES = FilterRules(min_area=0.02, vehicle_classes=None)
 
@@ -94,7 +95,7 @@ def test_real_yolo_run_on_toy_world_images_through_the_stage_adapter(tmp_path):
 
     from pipeline.filter import run_stage
 
-    make_toy_generations(tmp_path, n_identities=1, per_identity=3)
+    write_generations(tmp_path, identities=1, per_identity=3)
     weights = tmp_path / "models" / "rand.pt"
     weights.parent.mkdir(parents=True)
     YOLO("yolo11n.yaml").save(str(weights))
@@ -111,7 +112,7 @@ def test_real_yolo_run_on_toy_world_images_through_the_stage_adapter(tmp_path):
     det = UltralyticsDetector(weights, imgsz=64, conf=0.001)
     imgs = [load_rgb(tmp_path / r["path"]) for r in dm.read_rows(tmp_path, "generations")]
     batched = det.predict(imgs)
-    single = [det.predict_one(im) for im in imgs]
+    single = [det.predict([im])[0] for im in imgs]
     for b, s in zip(batched, single):
         assert b.shape == s.shape
         np.testing.assert_allclose(b, s, rtol=1e-3, atol=1e-2)
@@ -127,7 +128,7 @@ def test_toy_world_renders_with_their_true_boxes_are_kept(tmp_path):
     from pipeline.config import load_config, section
     from pipeline.filter import FilterConfig
 
-    truth = make_toy_generations(tmp_path, n_identities=2, per_identity=4)
+    truth = write_generations(tmp_path, identities=2, per_identity=4)
     cfg = section(load_config(Path(__file__).parents[2] / "configs/pipeline/toy.yaml"), "filter", FilterConfig)
     counts = filter_images(root=tmp_path, detector=known_detector(tmp_path, truth), rules=cfg.rules(), progress=False)
     rows = dm.read_rows(tmp_path, "detections")

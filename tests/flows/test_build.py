@@ -7,7 +7,7 @@ import yaml
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from flows.build import build_diffveri, make_task_runner, shards_of, stage_cache_key, stage_code_version
-from tests.assemble.test_assemble import build_root
+from tests.assemble.roots import build_root
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline" / "toy.yaml"
 

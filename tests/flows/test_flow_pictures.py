@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from flows.build import build_diffveri
 from pipeline.reports import identity_grids, stats_charts
-from tests.assemble.test_assemble import build_root
+from tests.assemble.roots import build_root
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline" / "toy.yaml"
 

@@ -80,7 +80,7 @@ def test_stage_logs_and_progress_reach_the_flow_run_logs(tmp_path: Path, prefect
     from prefect.runtime import flow_run
 
     from flows.build import build_diffveri
-    from tests.assemble.test_assemble import build_root
+    from tests.assemble.roots import build_root
 
     build_root(tmp_path)
 

@@ -9,7 +9,7 @@ import pytest
 import data_manifests as dm
 from pipeline.cli import main as diffveri_main
 
-from .conftest import make_toy_subjects
+from .helpers import make_toy_subjects
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline" / "toy.yaml"
 

@@ -223,7 +223,7 @@ def test_identities_trained_in_threads_match_a_sequential_run(models: ModelsConf
     """Shards of the Prefect flow may run in threads of one process; accelerate's global state must not leak."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .conftest import make_toy_subjects
+    from .helpers import make_toy_subjects
 
     cfg = DreamBoothConfig(**{**FAST, "gradient_accumulation": 2, "num_class_images": 1})
     seq, par = tmp_path / "seq", tmp_path / "par"

@@ -17,20 +17,12 @@ from pipeline.generate.subjects import (
     import_subjects,
 )
 
-from .conftest import draw_vehicle
-
-
-def _folder(tmp_path: Path, ids: tuple[str, ...] = ("car1", "car2"), n: int = 3) -> Path:
-    src = tmp_path / "photos"
-    for i, ident in enumerate(ids):
-        for k in range(n):
-            write_png(src / ident / f"{k}.png", draw_vehicle(10 * i + k, 24))
-    return src
+from .helpers import draw_vehicle, photo_folder
 
 
 def test_folder_import_copies_photos_and_writes_valid_rows(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    n = import_subjects(root, from_folder(_folder(tmp_path), class_name="sedan", per_identity=2))
+    n = import_subjects(root, from_folder(photo_folder(tmp_path), class_name="sedan", per_identity=2))
     assert n == 2
     rows = dm.read_rows(root, "subjects")
     assert [r["identity_id"] for r in rows] == ["car1", "car2"]
@@ -40,12 +32,12 @@ def test_folder_import_copies_photos_and_writes_valid_rows(tmp_path: Path) -> No
     assert len({r["token"] for r in rows}) == 2
     assert dm.validate(root) == []
     # Re-importing keeps tokens (DreamBooth adapters stay bound to them).
-    import_subjects(root, from_folder(_folder(tmp_path), class_name="sedan", per_identity=2))
+    import_subjects(root, from_folder(photo_folder(tmp_path), class_name="sedan", per_identity=2))
     assert {r["token"] for r in dm.read_rows(root, "subjects")} == {r["token"] for r in rows}
 
 
 def test_unreadable_and_missing_photos_refuse_the_whole_import(tmp_path: Path) -> None:
-    src = _folder(tmp_path)
+    src = photo_folder(tmp_path)
     (src / "car2" / "1.png").write_bytes(b"garbage")
     root = tmp_path / "root"
     with pytest.raises(SubjectImportError) as err:
@@ -53,7 +45,7 @@ def test_unreadable_and_missing_photos_refuse_the_whole_import(tmp_path: Path) -
     assert f"car2: instance image {src / 'car2' / '1.png'} is not a readable image" in str(err.value)
     assert "nothing written" in str(err.value)
     assert not dm.list_tables(root) and not (root / "subjects").exists()
-    candidates = from_folder(_folder(tmp_path / "b"))
+    candidates = from_folder(photo_folder(tmp_path / "b"))
     candidates[0].files.append(tmp_path / "gone.png")
     with pytest.raises(SubjectImportError, match=f"car1: instance image {tmp_path / 'gone.png'} does not exist"):
         import_subjects(root, candidates)
@@ -61,7 +53,7 @@ def test_unreadable_and_missing_photos_refuse_the_whole_import(tmp_path: Path) -
 
 
 def test_duplicate_identity_ids_are_refused(tmp_path: Path) -> None:
-    src = _folder(tmp_path, ids=("Car1", "car1"))
+    src = photo_folder(tmp_path, ids=("Car1", "car1"))
     with pytest.raises(SubjectImportError, match="'car1': duplicate identity id \\(also 'Car1'\\)"):
         import_subjects(tmp_path / "root", from_folder(src))
     assert not dm.list_tables(tmp_path / "root")
@@ -100,7 +92,7 @@ def test_vehicleid_layout(tmp_path: Path) -> None:
 
 def test_cli_import_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "root"
-    src = _folder(tmp_path)
+    src = photo_folder(tmp_path)
     assert (
         diffveri_main(["subjects", "import", "--root", str(root), "--from", "folder", str(src), "--identities", "1"])
         == 0

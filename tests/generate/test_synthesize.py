@@ -14,7 +14,7 @@ from pipeline.generate.common import ModelsConfig, model_sha256
 from pipeline.generate.dreambooth import DreamBoothConfig, run_dreambooth
 from pipeline.generate.synthesize import SynthesizeConfig, load_prompt_bank, run_synthesize
 
-from .conftest import make_toy_subjects
+from .helpers import make_toy_subjects
 
 TOY = dict(width=32, height=32, batch_size=4, toyworld_background=False)
 

@@ -1,5 +1,9 @@
 """A tiny VeRi-776 layout with a ``toyworld_meta.json`` (views per image, families per identity) for the view-aware
-protocols; the images come from :func:`tests.reid.layouts.make_veri`."""
+protocols; the images come from :func:`tests.reid.layouts.make_veri`.
+
+Why not a toy world export: the view-aware tests need each query's gallery built by hand (one same-view positive,
+a same-camera junk image, cross-view positives, chosen families), which a rendered world only has by chance.
+"""
 
 from __future__ import annotations
 

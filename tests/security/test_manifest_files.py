@@ -197,7 +197,7 @@ def test_a_full_disk_is_one_line_from_diffveri_and_leaves_no_temp_file(tmp_path,
 
     from pipeline.cli import main as diffveri
     from pipeline.generate.common import write_png
-    from tests.generate.conftest import draw_vehicle
+    from tests.generate.helpers import draw_vehicle
 
     src = tmp_path / "src" / "toy0001"
     src.mkdir(parents=True)

@@ -17,7 +17,7 @@ from pipeline.generate.common import check_image, write_png
 from pipeline.generate.subjects import SubjectImportError, from_folder, import_subjects
 from tests.data_manifests.rows import example_row
 from tests.filter.synth import draw, known_detector, make_generations, png
-from tests.generate.conftest import draw_vehicle
+from tests.generate.helpers import draw_vehicle
 
 from .manifest_tools import bomb_png, raw_write
 
@@ -139,10 +139,10 @@ def test_every_entry_point_makes_pil_itself_raise_over_the_limit(tmp_path: Path)
 
 # ------------------------------------------------------------------------------- pre-training data and DreamBooth
 def test_pretraining_data_refuses_a_bomb_with_the_row_named(tmp_path: Path) -> None:
-    from tests.vehiclemae.synth import make_diffveri
+    from pipeline.toyworld.synthetic import write_diffveri
     from vehiclemae.data import DiffVERIDataset
 
-    root = make_diffveri(tmp_path / "data", n_identities=2, size=32)
+    root = write_diffveri(tmp_path / "data", identities=2, size=32)
     dataset = DiffVERIDataset(root, img_size=32)
     victim = root / dataset.rows[0]["path"]
     victim.write_bytes(bomb_png())

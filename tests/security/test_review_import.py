@@ -14,11 +14,17 @@ import data_manifests as dm
 from pipeline.cli import main as diffveri
 from pipeline.review import COLUMNS, export_batches, import_review_csv
 from pipeline.review import importer as review_importer
-from tests.review.conftest import root  # noqa: F401 - the fixture: 2 identities x 4 kept images
+from tests.review.helpers import reviewed_root
 
 
 @pytest.fixture
-def batch(root: Path, tmp_path: Path) -> tuple[str, Path]:  # noqa: F811
+def root(tmp_path: Path) -> Path:
+    """2 identities x 4 kept images, as in the review tests."""
+    return reviewed_root(tmp_path / "data")
+
+
+@pytest.fixture
+def batch(root: Path, tmp_path: Path) -> tuple[str, Path]:
     [bid] = export_batches(root, tmp_path / "out", "all", 100)
     return bid, tmp_path / "out" / f"batch_{bid}.csv"
 
@@ -49,7 +55,7 @@ def _reviews(data_root: Path, batch_id: str) -> dict[str, dict]:
 
 # ------------------------------------------------------------------------------------------------------ concurrency
 def test_two_imports_of_one_batch_at_the_same_time_keep_both_decisions(
-    root: Path,  # noqa: F811
+    root: Path,
     batch: tuple[str, Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -103,7 +109,7 @@ def _import_cli(path: Path, data_root: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_a_stray_quote_that_swallows_rows_is_refused_with_its_line(
-    root: Path,  # noqa: F811
+    root: Path,
     batch: tuple[str, Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -124,7 +130,7 @@ def test_a_stray_quote_that_swallows_rows_is_refused_with_its_line(
 
 
 def test_an_unclosed_quote_that_swallows_the_rest_of_the_file_is_refused(
-    root: Path,  # noqa: F811
+    root: Path,
     batch: tuple[str, Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -139,7 +145,7 @@ def test_an_unclosed_quote_that_swallows_the_rest_of_the_file_is_refused(
 
 
 def test_a_cell_over_the_csv_field_limit_is_a_problem_not_a_traceback(
-    root: Path,  # noqa: F811
+    root: Path,
     batch: tuple[str, Path],
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -12,7 +12,7 @@ import data_manifests as dm
 from pipeline.cli import main as diffveri
 from pipeline.generate.common import write_png
 from pipeline.generate.subjects import SubjectImportError, from_folder, import_subjects
-from tests.generate.conftest import draw_vehicle
+from tests.generate.helpers import draw_vehicle
 
 
 def _photos(src: Path, ident: str, seed: int, n: int = 2) -> Path:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.toyworld.synthetic import write_diffveri
 from tests.reid.layouts import make_veri
-from tests.vehiclemae.conftest import toy_config
-from tests.vehiclemae.synth import make_diffveri
+from tests.vehiclemae.helpers import toy_config
 from vehiclemae.cli import main
 from vehiclemae.engine import run_pretraining
 
@@ -35,7 +35,7 @@ def _small_threads_and_fresh_accelerate():
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 1-epoch toy pre-training run folder."""
     base = tmp_path_factory.mktemp("cli-errors")
-    root = make_diffveri(base / "data", n_identities=4, size=32)
+    root = write_diffveri(base / "data", identities=4, size=32)
     cfg = toy_config(root, base / "run", epochs=1, **{"model.img_size": 32})
     run_pretraining(cfg)
     return base / "run"
@@ -83,7 +83,7 @@ def test_damaged_encoder_files_are_one_line_errors(run: Path, tmp_path: Path, ca
 
 
 def test_non_finite_loss_is_a_one_line_error(tmp_path: Path, capsys) -> None:
-    root = make_diffveri(tmp_path / "data", n_identities=4, size=32)
+    root = write_diffveri(tmp_path / "data", identities=4, size=32)
     argv = ["train", "--config", TOY, "--set", f"data.root={root}", "--set", f"output_dir={tmp_path / 'run'}"]
     argv += ["--set", "epochs=1", "--set", "optim.batch_size=8", "--set", "model.img_size=32"]
     code = main([*argv, "--set", "method.view_loss_weight=.nan"])
@@ -127,7 +127,7 @@ def test_a_new_run_never_writes_into_an_earlier_runs_folder(run: Path, tmp_path:
 
 
 def test_a_resumed_runs_log_reads_like_a_straight_one(tmp_path: Path) -> None:
-    root = make_diffveri(tmp_path / "data", n_identities=4, size=32)
+    root = write_diffveri(tmp_path / "data", identities=4, size=32)
     cfg = toy_config(root, tmp_path / "run", epochs=2, **{"model.img_size": 32})
     run_pretraining(cfg, stop_after_epoch=1)
     log = tmp_path / "run" / "log.jsonl"

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.toyworld.synthetic import write_diffveri
 from tests.reid.layouts import make_veri
-from tests.vehiclemae.conftest import toy_config
-from tests.vehiclemae.synth import make_diffveri
+from tests.vehiclemae.helpers import toy_config
 from vehiclemae.cli import main
 from vehiclemae.engine import run_pretraining
 from vehiclemae.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint, set_rng_states
@@ -44,7 +44,7 @@ def _small_threads_and_fresh_accelerate():
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(diffveri root, run folder after 1 of 2 pre-training epochs) — tiny, shared by the module."""
     base = tmp_path_factory.mktemp("security-vehiclemae")
-    root = make_diffveri(base / "diffveri", n_identities=6, size=64)
+    root = write_diffveri(base / "diffveri", identities=6, size=64)
     run = base / "run"
     cfg = toy_config(root, run, **dict(s.split("=") for s in PRETRAIN_SETS))
     run_pretraining(cfg, stop_after_epoch=1)

@@ -8,7 +8,7 @@ import numpy as np
 
 from data_manifests import VIEW_CLASSES_PVEN, read_rows, upsert
 from pipeline.segment.model import ModelSpec, ViewSegmenter, build_segmenter, save_segmenter
-from pipeline.segment.synthetic import write_synthetic_world
+from pipeline.toyworld.synthetic import write_annotated_world
 
 TINY = dict(
     img_size=64, patch_size=8, embed_dim=32, depth=1, num_heads=2, prompt_dim=32, decoder_depth=1,
@@ -28,8 +28,9 @@ def tiny_segmenter(seed: int = 0, classes: tuple[str, ...] = VIEW_CLASSES_PVEN, 
 
 
 def annotated_root(root: Path, identities: int = 3, images: int = 2, size: int = 64, seed: int = 0) -> list[str]:
-    """A box-vehicle world (fast, no dependency on the toy world) with images, generations and segments."""
-    return write_synthetic_world(root, identities, images, size=size, seed=seed, backend="boxes")
+    """A box-vehicle world (fast; pixels independent of the toy world's renderer) with images, generations and
+    segments."""
+    return write_annotated_world(root, identities, images, size=size, seed=seed, backend="boxes")
 
 
 def pipeline_root(root: Path, identities: int = 3, images: int = 2, size: int = 64) -> list[str]:

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from .synth import make_diffveri
+from pipeline.toyworld.synthetic import write_diffveri
 
 
 @pytest.fixture(scope="session")
 def diffveri_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 identities x 4 views at 64 px, written through data_manifests."""
-    return make_diffveri(tmp_path_factory.mktemp("diffveri"), n_identities=6, size=64)
+    return write_diffveri(tmp_path_factory.mktemp("diffveri"), identities=6, size=64)
 
 
 @pytest.fixture(autouse=True)
@@ -24,22 +24,3 @@ def _small_threads_and_fresh_accelerate():
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-
-
-def toy_config(root: Path, out: Path, **overrides):
-    """The toy profile shrunk for tests (tiny decoder, small batches, no logging noise)."""
-    from vehiclemae.config import load_config
-    from vehiclemae.engine import PretrainConfig
-
-    sets = {
-        "data.root": str(root),
-        "output_dir": str(out),
-        "epochs": 2,
-        "optim.batch_size": 8,
-        "optim.warmup_epochs": 1,
-        "log_every": 1,
-        "checkpoint_every": 1,
-        **overrides,
-    }
-    cfg_path = Path(__file__).resolve().parents[2] / "configs" / "vehiclemae" / "toy.yaml"
-    return load_config(PretrainConfig, cfg_path, [f"{k}={v}" for k, v in sets.items()])

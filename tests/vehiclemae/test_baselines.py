@@ -15,7 +15,7 @@ from vehiclemae.masking import make_masks, num_visible
 from vehiclemae.models.clmae import build_clmae, curriculum_factor
 from vehiclemae.models.cmae import build_cmae, cmae_momentum
 
-from .conftest import toy_config
+from .helpers import toy_config
 
 TINY = dict(
     encoder_name="vehiclemae_vit_toy_patch8",

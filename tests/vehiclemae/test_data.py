@@ -13,11 +13,10 @@ import torch
 from PIL import Image
 
 from data_manifests import VIEW_CLASSES_TOYWORLD, read_rows, rle, write_table
+from pipeline.toyworld.synthetic import write_diffveri
 from vehiclemae.data import DiffVERIDataset, PKSampler
 from vehiclemae.data.diffveri import COLUMNS
 from vehiclemae.data.rowstore import RowStore, RowStoreWriter
-
-from .synth import make_diffveri
 
 
 def test_items_shapes_and_consistency(diffveri_root: Path) -> None:
@@ -158,7 +157,7 @@ def test_no_vehicle_crop_keeps_items_unchanged(diffveri_root: Path) -> None:
 def _mixed_table(root: Path) -> list[dict]:
     """Rows in shuffled id order: ok train rows (one without masks, one without a vehicle mask), a failed row and a
     row of another split (both left out)."""
-    base = make_diffveri(root, n_identities=3, size=32)
+    base = write_diffveri(root, identities=3, size=32)
     rows = read_rows(base, "diffveri")
     rows[0]["view_rles"], rows[0]["view_classes"] = [], []
     rows[1]["vehicle_rle"] = None
@@ -195,10 +194,10 @@ def test_rows_equal_the_old_dict_decoding_row_for_row(tmp_path: Path) -> None:
 
 
 def test_pickled_dataset_is_small_and_gives_the_same_items(tmp_path: Path) -> None:
-    make_diffveri(tmp_path / "small", n_identities=2, size=32)
+    write_diffveri(tmp_path / "small", identities=2, size=32)
     rows = read_rows(tmp_path / "small", "diffveri")
     big = [{**r, "image_id": f"{r['image_id']}{k:03d}"} for k in range(300) for r in rows]  # 2400 rows
-    make_diffveri(tmp_path / "big", n_identities=2, size=32)
+    write_diffveri(tmp_path / "big", identities=2, size=32)
     write_table(tmp_path / "big", "diffveri", big)
     sizes = {}
     for name in ("small", "big"):

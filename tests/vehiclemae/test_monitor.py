@@ -16,7 +16,7 @@ from vehiclemae.engine.checkpoint import load_checkpoint
 from vehiclemae.models import create_encoder
 from vehiclemae.monitor import CollapseMonitor, effective_rank, encoder_stats, select_probe
 
-from .conftest import toy_config
+from .helpers import toy_config
 
 
 def test_effective_rank_of_known_matrices() -> None:

@@ -12,7 +12,7 @@ from vehiclemae.engine import run_pretraining
 from vehiclemae.engine.checkpoint import load_checkpoint
 from vehiclemae.engine.tracking import flat_config, parse_log_with
 
-from .conftest import toy_config
+from .helpers import toy_config
 
 SMALL = {"epochs": 2, "model.img_size": 32, "monitor.probe_size": 0}
 

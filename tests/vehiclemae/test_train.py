@@ -15,7 +15,7 @@ from vehiclemae.masking import make_masks
 from vehiclemae.models import build_vehiclemae
 from vehiclemae.ppmd import PPMDTeachers, ppmd_weight
 
-from .conftest import toy_config
+from .helpers import toy_config
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
