@@ -103,12 +103,32 @@ def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
+class _RootOverride(argparse.Action):
+    """``--root R`` for a command whose data root is a config key: the override ``KEY=R``."""
+
+    def __init__(self, *args: Any, key: str, **kwargs: Any) -> None:
+        self.key = key
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None):
+        namespace.overrides = [*(namespace.overrides or []), f"{self.key}={values}"]
+
+
 def add_config_options(
-    parser: argparse.ArgumentParser, help: str, *, required: bool = True, default: str | None = None, example: str = ""
+    parser: argparse.ArgumentParser,
+    help: str,
+    *,
+    required: bool = True,
+    default: str | None = None,
+    example: str = "",
+    root_key: str | None = None,
 ) -> None:
-    """``--config``, ``--set KEY=VALUE`` (repeatable) and ``--print-config``."""
+    """``--config``, ``--set KEY=VALUE`` (repeatable) and ``--print-config``; with ``root_key``, also ``--root R``
+    (the same as ``--set ROOT_KEY=R``) for commands whose data root is a config key."""
     parser.add_argument("--config", required=required, default=default, help=help)
     add_set_option(parser, f"override a config value{f', e.g. --set {example}' if example else ''} (repeatable)")
+    if root_key:
+        parser.add_argument("--root", action=_RootOverride, key=root_key, help=f"data root (= --set {root_key}=ROOT)")
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config (defaults, file, --set) as YAML and exit"
     )

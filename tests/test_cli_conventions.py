@@ -85,6 +85,9 @@ def test_print_config_shows_the_resolved_vehiclemae_config(capsys: pytest.Captur
     assert vehiclemae_main(["train", "--config", "toy", "--set", "optim.blr=1e-4", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["optim"]["blr"] == 1e-4 and printed["output_dir"] == "runs/vehiclemae-toy"
+    assert printed["data"]["root"] == "data/toy"
+    assert vehiclemae_main(["train", "--config", "toy", "--root", "data/other", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["root"] == "data/other"  # --root = --set data.root
     argv = ["finetune", "--config", "finetune_toy", "--mode", "unsupervised", "--print-config"]
     assert vehiclemae_main(argv) == 0
     printed = yaml.safe_load(capsys.readouterr().out)

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "split is evaluated once at the end.",
     )
     add_config_options(parser, "experiment: a name in configs/vehiclemae/ (finetune_toy, finetune_veri776) or a YAML "
-                       "path", example="optim.epochs=2 --set model.init=export")  # fmt: skip
+                       "path", example="optim.epochs=2 --set model.init=export", root_key="data.root")  # fmt: skip
     parser.add_argument("--mode", choices=("supervised", "unsupervised"), default=None, help="overrides the config")
     parser.add_argument("--output-dir", default=None, help="overrides output_dir")
     parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last.pth")

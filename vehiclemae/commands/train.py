@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train ...` (or torchrun). The run folder is the config key output_dir.",
     )
     add_config_options(parser, "experiment: a name in configs/vehiclemae/ (toy, paper) or a YAML path",
-                       example="epochs=2 --set optim.batch_size=16")  # fmt: skip
+                       example="epochs=2 --set optim.batch_size=16", root_key="data.root")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/checkpoint-last.pt")
     parser.add_argument(
         "--stop-after-epoch",
