@@ -44,8 +44,8 @@ step "6/7 VehicleMAE pre-training on the assembled DiffVERI table, export, evalu
 RUN="$DATA/runs/vehiclemae-demo"
 # One torch thread: with another job on one of the two cores, two threads spin-wait and a step takes ~8 s, not 0.3.
 export OMP_NUM_THREADS=1
-$BIN/vehiclemae train --config configs/vehiclemae/toy.yaml --set data.root="$DATA" --set output_dir="$RUN" \
-  $( [ -f "$RUN/checkpoints/checkpoint-last.pt" ] && echo --resume )
+# (A re-run resumes from $RUN/checkpoints/checkpoint-last.pt.)
+$BIN/vehiclemae train --config configs/vehiclemae/toy.yaml --set data.root="$DATA" --set output_dir="$RUN"
 $BIN/vehiclemae export --checkpoint "$RUN" --out "$RUN/encoder.safetensors"
 $BIN/vehiclemae eval --checkpoint "$RUN/encoder.safetensors" --dataset veri776 --root "$DATA/world/VeRi" \
   --json "$RUN/eval_veri_toy.json"

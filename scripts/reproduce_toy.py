@@ -237,7 +237,6 @@ class Experiment:
             "log_every": 1,  # one JSON line per step: the budget (steps, images seen) is read back from it
             **overrides,
         }
-        resume = ["--resume"] if (out / "checkpoints" / "checkpoint-last.pt").is_file() else []
         t0 = self.step(f"pre-train {condition} seed {seed} ({budget['epochs']} epochs)")
         self.sh(
             f"pretrain-{condition}-seed{seed}",
@@ -246,8 +245,7 @@ class Experiment:
             "--config",
             PRETRAIN_CONFIG,
             *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")],
-            *resume,
-        )
+        )  # an interrupted run resumes from its checkpoints/checkpoint-last.pt
         self.sh(
             f"pretrain-{condition}-seed{seed}", self.cli("vehiclemae"), "export", "--checkpoint", out, "--out", encoder
         )
@@ -315,7 +313,6 @@ class Experiment:
             mode,
             "--output-dir",
             out,
-            "--resume",
             "--set",
             f"data.root={self.world / 'VeRi'}",
             "--set",

@@ -24,7 +24,7 @@ ck=$OUT/checkpoints/checkpoint-$(printf %04d "$EPOCHS").pt
 if [ ! -f "$ck" ]; then
   $R .venv/bin/vehiclemae train --config configs/vehiclemae/toy.yaml --set output_dir="$OUT" --set data.root="$POOL" \
     --set "data.splits=[train,query,gallery]" --set epochs="$EPOCHS" --set checkpoint_every="$EPOCHS" \
-    --set seed="$SEED" "${sets[@]}" $( [ -f "$OUT/checkpoints/checkpoint-last.pt" ] && echo --resume ) \
+    --set seed="$SEED" "${sets[@]}" \
     > "$OUT.log" 2>&1 || { echo "pre-training $NAME failed; see $OUT.log" >&2; exit 1; }
 fi
 [ -f "$OUT/encoder.safetensors" ] || $R .venv/bin/vehiclemae export --checkpoint "$ck" --out "$OUT/encoder.safetensors" >/dev/null

@@ -90,7 +90,7 @@ def test_every_profile_under_configs_loads_strictly() -> None:
     """Every YAML under configs/ loads with its loader: unknown keys and mistyped values there are errors."""
     from vehiclemae.config import load_config as load_vehiclemae_config
     from vehiclemae.engine.config import PretrainConfig
-    from vehiclemae.reid.runner import FinetuneConfig
+    from vehiclemae.reid.config import FinetuneConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
     loaded = []

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from data_manifests.checkpoints import add_resume_flags
 from data_manifests.cli import add_alias, add_config_options, print_config
 
 
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_options(p, "profile: toy, paper or a YAML path", example="segment.finetune.steps=100")
     p.add_argument("--root", required=True, help="data root with generations + the annotated masks table")
     p.add_argument("--gt-root", default=None, help="read the masks table from this root instead (paths from --root)")
-    p.add_argument("--no-resume", action="store_true", help="start from scratch even if OUT_DIR/last.pt exists")
+    add_resume_flags(p, "finetune.out_dir")
     p.set_defaults(handler=_finetune)
 
     p = ssub.add_parser("eval", help="per-class IoU and mIoU against ground truth, plus a comparison PNG")

@@ -7,8 +7,9 @@ For each identity of the ``subjects`` table:
 3. train: the batch concatenates ``batch_size`` instance examples (prompt ``a photo of <token> <class>``) and,
    with prior preservation, as many class examples (``a photo of a <class>``); the loss is the instance MSE plus
    ``prior_weight`` times the class-half MSE (:func:`dreambooth_loss`);
-4. checkpoint every ``checkpoint_every`` optimizer steps with ``accelerator.save_state`` (a crash resumes from
-   the last step exactly: batch choice, noise and timesteps come from per-step seeds, not from a global RNG);
+4. checkpoint every ``checkpoint_every`` optimizer steps to ``<identity folder>/checkpoints/checkpoint-last.pt``
+   (docs/architecture.md, "Checkpoints and resume"; a crash resumes from the last step exactly: batch choice, noise
+   and timesteps come from per-step seeds, not from a global RNG);
 5. save the adapter as safetensors (``unet.`` / ``text_encoder.`` prefixed peft keys, the LoRA config in the
    metadata), hash it, and upsert one ``dreambooth`` row. A failed identity becomes a ``failed`` row with a
    reason and the next identity goes on.
@@ -18,10 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ import numpy as np
 
 import data_manifests as dm
 from data_manifests import Reason, Status
+from data_manifests import checkpoints as dm_checkpoints
+from data_manifests.schedule import lambda_schedule
 
 from .common import (
     MODEL_LOCK,
@@ -85,7 +86,7 @@ class DreamBoothConfig:
     class_guidance: float = 7.5
     class_batch_size: int = 4
     checkpoint_every: int = 10
-    keep_checkpoints: int = 1
+    keep_checkpoints: int = 1  # no effect (deprecated): one checkpoint-last.pt is kept per identity
     mixed_precision: str = "no"
     cpu: bool = False
     strict_inputs: bool = True
@@ -325,26 +326,76 @@ def load_adapter(pipe, path: Path, adapter_name: str) -> Callable[[], None]:
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
-def _latest_checkpoint(directory: Path) -> tuple[int, Path] | None:
-    found = []
-    for p in directory.glob("step-*"):
-        if p.is_dir() and (p / "progress.json").is_file():
-            found.append((int(p.name.split("-")[1]), p))
-    return max(found) if found else None
+CHECKPOINT_FORMAT = "diffveri-dreambooth-v1"
+# Settings that do not change what is trained: a resumed identity may differ from its checkpoint in these (`steps`
+# may grow: the schedule is constant after its warmup).
+RESUME_IGNORES = ("steps", "checkpoint_every", "keep_checkpoints", "strict_inputs", "cpu", "torch_threads",
+                  "class_batch_size")  # fmt: skip
 
 
-def _save_checkpoint(accelerator, directory: Path, step: int, progress: dict[str, Any], keep: int) -> None:
-    """``save_state`` into a temporary folder, then rename: a crash never leaves a checkpoint that looks whole."""
-    tmp = directory / f".tmp-{uuid.uuid4().hex[:8]}"
-    accelerator.save_state(str(tmp))
-    (tmp / "progress.json").write_text(json.dumps(progress))
-    final = directory / f"step-{step:07d}"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    older = sorted(p for p in directory.glob("step-*") if p != final)  # zero-padded names sort by step
-    for old in older[: max(0, len(older) + 1 - keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+def _trained_states(accelerator: Any, models: list, lora: bool) -> list[dict[str, Any]]:
+    """What is trained, per model: the LoRA weights (``lora``) or the full state dict."""
+    from peft.utils import get_peft_model_state_dict
+
+    states = []
+    for model in models:
+        inner = accelerator.unwrap_model(model)
+        state = get_peft_model_state_dict(inner, save_embedding_layers=False) if lora else inner.state_dict()
+        states.append({k: v.detach().clone() for k, v in state.items()})
+    return states
+
+
+def _load_trained_states(accelerator: Any, models: list, states: list[dict[str, Any]], lora: bool) -> None:
+    from peft.utils import set_peft_model_state_dict
+
+    for model, state in zip(models, states, strict=True):
+        inner = accelerator.unwrap_model(model)
+        if lora:
+            set_peft_model_state_dict(inner, state)
+        else:
+            inner.load_state_dict(state)
+
+
+def _save_checkpoint(work_dir: Path, accelerator: Any, models: list, optimizer: Any, lr_scheduler: Any,
+                     lora: bool, progress: dict[str, Any]) -> None:  # fmt: skip
+    """``work_dir/checkpoints/checkpoint-last.pt``: trained weights, AdamW, schedule, scaler, step, loss, RNG states."""
+    payload = {
+        "models": _trained_states(accelerator, models, lora),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": lr_scheduler.state_dict(),
+        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+        **progress,
+    }
+    dm_checkpoints.save_checkpoint(dm_checkpoints.last_path(work_dir), payload, format=CHECKPOINT_FORMAT)
+
+
+def _restore(last: Path, accelerator: Any, models: list, optimizer: Any, lr_scheduler: Any, lora: bool,
+             config: dict[str, Any]) -> tuple[int, float]:  # fmt: skip
+    """Load a checkpoint written by :func:`_save_checkpoint`; returns ``(step, loss)``."""
+    state = dm_checkpoints.load_checkpoint(
+        last, format=CHECKPOINT_FORMAT, what="DreamBooth checkpoint", fix=dm_checkpoints.NO_RESUME_HINT
+    )
+    dm_checkpoints.check_config(last, state.get("config"), config, RESUME_IGNORES)
+    _load_trained_states(accelerator, models, state["models"], lora)
+    optimizer.load_state_dict(state["optimizer"])
+    lr_scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
+    dm_checkpoints.set_rng_states(state["rng"])
+    return int(state["step"]), float(state["loss"])
+
+
+def _resume_point(work_dir: Path, resume: bool) -> Path | None:
+    """The identity's ``checkpoint-last.pt`` to continue from; ``resume=False`` removes it. Checkpoint folders of
+    earlier versions (``checkpoints/step-NNNNNNN``, accelerate's format) are not read: the identity starts over."""
+    if not resume:
+        dm_checkpoints.start_over(work_dir)
+    old = sorted(dm_checkpoints.checkpoint_dir(work_dir).glob("step-*"))
+    if old:
+        logger.warning("%s: old checkpoint folders %s are not read; removing them", work_dir, [p.name for p in old])
+        for path in old:
+            shutil.rmtree(path, ignore_errors=True)
+    return dm_checkpoints.find_last(work_dir) if resume else None
 
 
 # ----------------------------------------------------------------------------------------------------------- training
@@ -415,36 +466,6 @@ def _prepare_data(
     return instance, klass, input_ids, frozen_embeddings
 
 
-def _register_checkpoint_hooks(accelerator: Any, lora: bool) -> None:
-    """Checkpoints hold only what is trained: the LoRA weights (``lora``) or the full UNet/text encoder, as
-    ``model_<i>.safetensors``; accelerate is told not to write the full models again."""
-    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-    from safetensors.torch import load_file, save_file
-
-    def save_hook(hook_models: list, weights: list, output_dir: str) -> None:
-        for i, model in enumerate(hook_models):
-            inner = accelerator.unwrap_model(model)
-            state = get_peft_model_state_dict(inner, save_embedding_layers=False) if lora else inner.state_dict()
-            save_file(
-                {k: v.detach().contiguous() for k, v in state.items()},
-                os.path.join(output_dir, f"model_{i}.safetensors"),
-            )
-            if weights:
-                weights.pop()  # we saved it ourselves: accelerate must not write the full model again
-
-    def load_hook(hook_models: list, input_dir: str) -> None:
-        for i in range(len(hook_models)):
-            model = accelerator.unwrap_model(hook_models.pop(0))
-            state = load_file(os.path.join(input_dir, f"model_{i}.safetensors"))
-            if lora:
-                set_peft_model_state_dict(model, state)
-            else:
-                model.load_state_dict(state)
-
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
-
-
 def train_identity(
     *,
     base_model: Path,
@@ -457,8 +478,10 @@ def train_identity(
     seed: int,
     progress_bar: bool = True,
     stop_at: int | None = None,
+    resume: bool = True,
 ) -> tuple[dict[str, Any], int, float]:
-    """Train one identity's adapter; resumes from the newest checkpoint in ``work_dir/checkpoints``.
+    """Train one identity's adapter; resumes from ``work_dir/checkpoints/checkpoint-last.pt`` when it exists
+    (``resume=False`` starts over).
 
     ``stop_at``: end this run after that optimizer step with a checkpoint (for preemptible jobs; a later call
     resumes from it).
@@ -470,13 +493,11 @@ def train_identity(
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
     from transformers import CLIPTextModel, CLIPTokenizer
 
     # 1. Accelerator (mixed precision, gradient accumulation) and the models.
-    ckpt_dir = work_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last = _resume_point(work_dir, resume)
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.gradient_accumulation,
@@ -510,26 +531,21 @@ def train_identity(
 
     # 3. Optimizer, LR schedule, accelerate wrapping; checkpoints save only what is trained.
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.adam_weight_decay)
-    lr_scheduler = get_scheduler(
-        "constant_with_warmup" if cfg.lr_warmup_steps else "constant",
-        optimizer=optimizer,
-        num_warmup_steps=cfg.lr_warmup_steps,
-    )
+    # Linear warmup from 0 over lr_warmup_steps, then constant (min_ratio 1: the cosine stays at the lr).
+    lr_scheduler = lambda_schedule(optimizer, total=cfg.steps, warmup=cfg.lr_warmup_steps, min_ratio=1.0)
     prepared = accelerator.prepare(*models, optimizer, lr_scheduler)
     models = list(prepared[: len(models)])
     optimizer, lr_scheduler = prepared[len(models)], prepared[len(models) + 1]
     unet_p = models[0]
     text_p = models[1] if train_text else None
 
-    _register_checkpoint_hooks(accelerator, lora=cfg.mode == "lora")
+    lora = cfg.mode == "lora"
+    config = {**asdict(cfg), "identity_seed": seed, "instance_prompt": instance_prompt, "class_prompt": class_prompt}
 
-    # 4. Resume from the newest checkpoint.
+    # 4. Resume from the last checkpoint.
     start_step, last_loss = 0, float("nan")
-    latest = _latest_checkpoint(ckpt_dir)
-    if latest is not None:
-        accelerator.load_state(str(latest[1]))
-        progress = json.loads((latest[1] / "progress.json").read_text())
-        start_step, last_loss = int(progress["step"]), float(progress["loss"])
+    if last is not None:
+        start_step, last_loss = _restore(last, accelerator, models, optimizer, lr_scheduler, lora, config)
         logger.info("resuming %s from step %d", work_dir.name, start_step)
 
     # 5. The loop: optimizer steps x accumulation micro-steps, every draw from a per-(step, micro) seed.
@@ -572,7 +588,8 @@ def train_identity(
         bar.set_postfix(loss=f"{last_loss:.4f}")
         done = step + 1
         if (done % cfg.checkpoint_every == 0 and done < cfg.steps) or done == stop_at:
-            _save_checkpoint(accelerator, ckpt_dir, done, {"step": done, "loss": last_loss}, cfg.keep_checkpoints)
+            progress = {"step": done, "loss": last_loss, "config": config}
+            _save_checkpoint(work_dir, accelerator, models, optimizer, lr_scheduler, lora, progress)
 
     # 6. What to save.
     state = adapter_state(
@@ -633,8 +650,12 @@ def run_dreambooth(
     cfg: DreamBoothConfig,
     identities: list[str] | None = None,
     progress_bar: bool = True,
+    resume: bool = True,
 ) -> list[IdentityResult]:
     """Train every selected identity that has no ``ok`` dreambooth row yet; returns one result per identity.
+
+    An identity interrupted in an earlier run continues from its ``checkpoints/checkpoint-last.pt``; ``resume=False``
+    starts it over.
 
     Raises :class:`InputError` (before writing anything) for duplicate or unknown identities and, with
     ``cfg.strict_inputs``, for any missing or unreadable instance image; without it those identities get a
@@ -733,6 +754,7 @@ def run_dreambooth(
                     cfg=cfg,
                     seed=derive_seed(cfg.seed, "dreambooth", ident),
                     progress_bar=progress_bar,
+                    resume=resume,
                 )
             # 5. Save, hash, record; the checkpoints are no longer needed.
             lora_path = work_dir / ("unet.safetensors" if cfg.mode == "full" else "lora.safetensors")
@@ -785,8 +807,9 @@ def run_dreambooth(
     return results
 
 
-def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None):
-    """``diffveri run dreambooth``: the config dict becomes typed sections here, and only here."""
+def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None, resume: bool = True):
+    """``diffveri run dreambooth``: the config dict becomes typed sections here, and only here. ``resume=False``
+    (``--no-resume``) starts interrupted identities over instead of continuing from their checkpoints."""
     from pipeline.config import section
     from pipeline.stages import StageResult
 
@@ -795,7 +818,8 @@ def run_stage(config: dict[str, Any], root: Path, identities: list[str] | None):
     import_model_libraries()
     cfg = section(config, "dreambooth", DreamBoothConfig)
     set_torch_threads(cfg.torch_threads)
-    results = run_dreambooth(root=root, models=section(config, "models", ModelsConfig), cfg=cfg, identities=identities)
+    models = section(config, "models", ModelsConfig)
+    results = run_dreambooth(root=root, models=models, cfg=cfg, identities=identities, resume=resume)
     counts = {"processed": 0, "skipped": 0, "failed": 0}
     for r in results:
         counts["processed" if r.status == Status.OK else "skipped" if r.status == "skipped" else "failed"] += 1

@@ -1,5 +1,5 @@
-"""Fine-tuning the view SAM on annotated masks: Dice + cross-entropy, box jitter, AdamW, atomic checkpoints,
-validation IoU per class.
+"""Fine-tuning the view SAM on annotated masks: Dice + cross-entropy, box jitter, AdamW, atomic checkpoints
+(``OUT_DIR/checkpoints/checkpoint-last.pt``, docs/architecture.md "Checkpoints and resume"), validation IoU per class.
 
 ``finetune`` is the loop; ``train_step`` / ``evaluate_items`` are the pieces tests call directly.
 """
@@ -7,7 +7,6 @@ validation IoU per class.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import logging
 import math
@@ -24,7 +23,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from data_manifests import atomic_write_bytes, rle
-from data_manifests.safe_load import load_torch_file
+from data_manifests import checkpoints as ckpt
+from data_manifests.schedule import lambda_schedule
 
 from .annotations import ANNOTATION_REFS
 from .data import Annotated, label_map, load_annotated, read_image, split_by_identity
@@ -34,6 +34,11 @@ from .model import ModelSpec, ViewSegmenter, build_segmenter, load_segmenter, sa
 log = logging.getLogger(__name__)
 
 IGNORE = -1  # label of padding pixels (outside the resized image)
+CHECKPOINT_FORMAT = "diffveri-segment-finetune-v1"
+LEGACY_NAMES = {"last.pt": ckpt.LAST}  # OUT_DIR/last.pt of earlier versions, moved into checkpoints/ on resume
+# Arguments that do not change what is trained: a resumed run may differ from its checkpoint in these (`steps` may
+# grow: a run can be extended; the cosine then follows the new length from where it resumes).
+RESUME_IGNORES = ("steps", "max_minutes", "eval_every", "checkpoint_every", "num_threads", "device")
 
 
 @dataclass
@@ -266,28 +271,12 @@ def evaluate_prepared(segmenter: ViewSegmenter, items: list[Prepared], batch_siz
 
 
 # ----------------------------------------------------------------------------------------------------------- loop
-def _lr_lambda(warmup: int, total: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
-
-
 def _set_trainable(segmenter: ViewSegmenter, train_image_encoder: bool, train_prompt_encoder: bool) -> list:
     sam = segmenter.sam
     for module, flag in ((sam.image_encoder, train_image_encoder), (sam.prompt_encoder, train_prompt_encoder)):
         module.requires_grad_(flag)
     sam.mask_decoder.requires_grad_(True)
     return [p for p in sam.parameters() if p.requires_grad]
-
-
-def _torch_bytes(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
 
 
 @dataclass
@@ -309,10 +298,15 @@ def _restore(
     scheduler: Any,
     gen: torch.Generator,
     rng: np.random.Generator,
+    train_config: dict[str, Any],
 ) -> tuple[int, float, float]:
-    """Load ``last.pt`` into the model, optimiser, schedule and generators; returns ``(step, best, first_loss)``."""
-    # weights_only: a crafted last.pt is refused before anything in it runs (it holds tensors and plain values).
-    state = load_torch_file(last_path, map_location=device, fix="delete it or pass --no-resume")
+    """Load ``checkpoint-last.pt`` into the model, optimiser, schedule and generators; returns
+    ``(step, best, first_loss)``."""
+    # weights_only: a crafted checkpoint is refused before anything in it runs (it holds tensors and plain values).
+    state = ckpt.load_checkpoint(last_path, map_location=device, fix="delete it or pass --no-resume")
+    if state.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:  # files of earlier versions carry no tag
+        raise ValueError(f"{last_path} is not a view-SAM fine-tuning checkpoint; {ckpt.NO_RESUME_HINT}")
+    ckpt.check_config(last_path, state.get("config"), train_config, RESUME_IGNORES)
     try:
         segmenter.sam.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -323,6 +317,17 @@ def _restore(
     rng.bit_generator.state = state["rng"]
     log.info("resumed from %s at step %d", last_path, state["step"])
     return state["step"], state["best"], state["first_loss"]
+
+
+def _resume_point(out_dir: Path, resume: bool) -> Path | None:
+    """``checkpoints/checkpoint-last.pt`` to continue from, or ``None`` for a new run (``resume=False`` removes the
+    earlier run's checkpoints); a new run's ``metrics.jsonl`` starts empty."""
+    if not resume:
+        ckpt.start_over(out_dir, legacy=LEGACY_NAMES)
+    last_path = ckpt.find_last(out_dir, legacy=LEGACY_NAMES) if resume else None
+    if last_path is None:
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    return last_path
 
 
 def _keep_best(
@@ -378,9 +383,11 @@ def finetune(
     config_snapshot: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune a view SAM on ``root``'s annotated masks; writes ``checkpoint`` (best validation view mIoU, or the
-    last weights without a validation split) and ``out_dir/{last.pt, metrics.jsonl, config.yaml, result.json}``.
+    last weights without a validation split) and ``out_dir/{checkpoints/checkpoint-last.pt, metrics.jsonl, config.yaml,
+    result.json}``.
 
-    Resumes from ``out_dir/last.pt`` when it exists (``resume=True``): weights, optimiser, schedule, RNG and step.
+    Resumes from ``out_dir/checkpoints/checkpoint-last.pt`` when it exists: weights, optimiser, schedule, RNG and step
+    (a checkpoint trained with other settings is an error naming them); ``resume=False`` starts over.
     Trains on rows whose ``segmenter_ref`` starts with one of ``refs`` (human annotations and exact renderer masks by
     default; the segmenter's own ``sam:`` predictions in the same table are left out).
     """
@@ -403,35 +410,44 @@ def finetune(
     # 2. Optimiser over the trainable parts; cosine schedule after a linear warm-up.
     params = _set_trainable(segmenter, train_image_encoder, train_prompt_encoder)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup_steps, steps))
+    # Per step (data_manifests.schedule): warmup from 1 / (warmup_steps + 1), then cosine to 0 at `steps`.
+    scheduler = lambda_schedule(optimizer, total=steps, warmup=warmup_steps, warmup_start=1.0)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     step, best, first_loss, history = 0, -1.0, float("nan"), []
     out_dir.mkdir(parents=True, exist_ok=True)
-    last_path = out_dir / "last.pt"
     if config_snapshot is not None:
         atomic_write_bytes(out_dir / "config.yaml", yaml.safe_dump(config_snapshot, sort_keys=False).encode())
+    train_config = {
+        "view_classes": list(view_classes), "model": dataclasses.asdict(model), "table": table,
+        "refs": list(refs) if refs is not None else None, "train_image_encoder": train_image_encoder,
+        "train_prompt_encoder": train_prompt_encoder, "steps": steps, "max_minutes": max_minutes,
+        "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
+        "grad_clip": grad_clip, "dice_weight": dice_weight, "view_weight": view_weight, "box_jitter": box_jitter,
+        "hflip": hflip, "scale_jitter": scale_jitter, "translate": translate, "color_jitter": color_jitter,
+        "val_fraction": val_fraction, "eval_every": eval_every, "checkpoint_every": checkpoint_every,
+        "num_threads": num_threads, "seed": seed, "device": device,
+    }  # fmt: skip
 
-    # 3. Resume.
-    if resume and last_path.is_file():
-        step, best, first_loss = _restore(last_path, device, segmenter, optimizer, scheduler, gen, rng)
+    # 3. Resume (or start over).
+    last_path = _resume_point(out_dir, resume)
+    if last_path is not None:
+        step, best, first_loss = _restore(last_path, device, segmenter, optimizer, scheduler, gen, rng, train_config)
 
     def save_last() -> None:
-        atomic_write_bytes(
-            last_path,
-            _torch_bytes(
-                {
-                    "model": segmenter.sam.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "gen": gen.get_state(),
-                    "rng": rng.bit_generator.state,
-                    "step": step,
-                    "best": best,
-                    "first_loss": first_loss,
-                }
-            ),
-        )
+        payload = {
+            "model": segmenter.sam.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "gen": gen.get_state(),
+            "rng": rng.bit_generator.state,
+            "step": step,
+            "best": best,
+            "first_loss": first_loss,
+            "config": train_config,
+        }
+        # No global RNG states: every draw comes from `gen` and `rng`, which the payload holds.
+        ckpt.save_checkpoint(ckpt.last_path(out_dir), payload, format=CHECKPOINT_FORMAT, rng=False)
 
     def log_metrics(record: dict[str, Any]) -> None:
         history.append(record)

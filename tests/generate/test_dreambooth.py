@@ -111,11 +111,18 @@ def test_resume_from_checkpoint_is_exact(toy_root: Path, tiny_model: Path, tmp_p
     )
     straight, steps, loss = train_identity(work_dir=tmp_path / "a", **kwargs)
     _, partial_steps, _ = train_identity(work_dir=tmp_path / "b", stop_at=1, **kwargs)
-    assert partial_steps == 1 and (tmp_path / "b" / "checkpoints" / "step-0000001").is_dir()
+    assert partial_steps == 1 and (tmp_path / "b" / "checkpoints" / "checkpoint-last.pt").is_file()
     resumed, steps_b, loss_b = train_identity(work_dir=tmp_path / "b", **kwargs)
     assert steps == steps_b == 2 and loss_b == pytest.approx(loss, rel=1e-6)
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6)
+    # a checkpoint trained with other settings is refused, naming them; resume=False starts over
+    train_identity(work_dir=tmp_path / "c", stop_at=1, **kwargs)
+    other = DreamBoothConfig(**{**FAST, "steps": 2, "gradient_accumulation": 2, "prior_preservation": False, "rank": 2})
+    with pytest.raises(ValueError, match=r"rank: .*--no-resume"):
+        train_identity(work_dir=tmp_path / "c", **{**kwargs, "cfg": other})
+    _, steps_c, _ = train_identity(work_dir=tmp_path / "c", resume=False, stop_at=1, **{**kwargs, "cfg": other})
+    assert steps_c == 1
 
 
 def _tables(root: Path) -> list[str]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from data_manifests.schedule import warmup_cosine
 from tests.reid.layouts import make_vehicleid, make_veri
 from vehiclemae.config import load_config
 from vehiclemae.reid import finetune as ft
-from vehiclemae.reid.runner import FinetuneConfig, load_model, run
+from vehiclemae.reid.checkpoints import load_model
+from vehiclemae.reid.config import FinetuneConfig
+from vehiclemae.reid.runner import run
 
 
 def test_batch_hard_triplet_matches_a_direct_loop() -> None:
@@ -30,7 +34,7 @@ def test_batch_hard_triplet_matches_a_direct_loop() -> None:
 def test_layer_decay_groups_and_schedule() -> None:
     backbone, spec = ft.build_backbone("scratch", "vehiclemae_vit_toy_patch8", 32)
     model = ft.ReIDModel(backbone, 5, spec)
-    groups = ft.param_groups(model, lr=1.0, weight_decay=0.05, layer_decay=0.5)
+    groups = ft.build_optimizer(model, "adamw", lr=1.0, weight_decay=0.05, layer_decay=0.5).param_groups
     depth = len(backbone.blocks)
     scales = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
     assert scales[id(backbone.patch_embed.proj.weight)] == pytest.approx(0.5 ** (depth + 1))
@@ -38,8 +42,9 @@ def test_layer_decay_groups_and_schedule() -> None:
     assert scales[id(model.classifier.weight)] == 1.0
     assert all(g["weight_decay"] == 0.0 for g in groups if any(p.ndim <= 1 for p in g["params"]))
     assert id(model.bottleneck.bias) not in scales  # frozen BNNeck bias
-    assert ft.warmup_cosine(0, 10, 2) < ft.warmup_cosine(1.9, 10, 2) <= 1.0
-    assert ft.warmup_cosine(10, 10, 2, min_ratio=0.01) == pytest.approx(0.01)
+    schedule = functools.partial(warmup_cosine, total=10, warmup=2, min_lr=0.01, warmup_start=1.0)  # as training
+    assert 0 < schedule(0) < schedule(1.9) <= 1.0
+    assert schedule(10) == pytest.approx(0.01)
 
 
 def test_build_backbone_from_export_and_errors(tmp_path) -> None:
@@ -97,9 +102,9 @@ def test_supervised_finetune_overfits_a_tiny_set(tmp_path) -> None:
     assert rows[-1]["loss"] < 0.6 * rows[0]["loss"]
     assert rows[-1]["acc"] >= 0.9  # the 4 training identities are memorised
     assert {"mAP", "Rank-1", "mINP"} <= set(result["last"])
-    for name in ("best.pth", "last.pth", "config.yaml", "result.json"):
+    for name in ("checkpoints/checkpoint-best.pt", "checkpoints/checkpoint-last.pt", "config.yaml", "result.json"):
         assert (tmp_path / "run" / name).is_file()
-    model, size = load_model(tmp_path / "run" / "last.pth")
+    model, size = load_model(tmp_path / "run" / "checkpoints" / "checkpoint-last.pt")
     assert size == 32 and model(torch.zeros(2, 3, 32, 32)).shape == (2, 96)
 
 
@@ -110,10 +115,12 @@ def test_unsupervised_finetune_runs_with_pseudo_labels(tmp_path) -> None:
     rows = [json.loads(x) for x in (tmp_path / "un" / "metrics.jsonl").read_text().splitlines()]
     assert all("clusters" in r for r in rows)
     assert result["mode"] == "unsupervised"
-    with pytest.raises(ValueError, match="pass --resume"):
+    cfg.optim.lr *= 2
+    with pytest.raises(ValueError, match=r"optim\.lr: .*--no-resume"):  # a rerun resumes, with the same config only
         run(cfg)
+    cfg.optim.lr /= 2
     cfg.optim.epochs = 3
-    run(cfg, resume=True)  # continues after epoch 1: one more row
+    run(cfg)  # resumes after epoch 1: one more row
     rows = [json.loads(x) for x in (tmp_path / "un" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2]
 
@@ -260,8 +267,8 @@ def _fingerprint(model: torch.nn.Module) -> str:
 
 @pytest.mark.parametrize("dataset", ["veri776", "vehicleid"])
 def test_best_model_is_chosen_on_validation_not_test(tmp_path, monkeypatch, dataset) -> None:
-    """Scripted metrics where validation and test disagree: best.pth and result.json follow validation; the test
-    split is evaluated only at the end, once for the chosen model and once for the last epoch."""
+    """Scripted metrics where validation and test disagree: the best checkpoint and result.json follow validation;
+    the test split is evaluated only at the end, once for the chosen model and once for the last epoch."""
     from vehiclemae.reid import runner
     from vehiclemae.reid.runner import describe_result
 
@@ -305,7 +312,7 @@ def test_best_model_is_chosen_on_validation_not_test(tmp_path, monkeypatch, data
     assert result["best"][key] == 5.0 and result["best"]["epoch"] == 1 and result["best"]["val"][key] == 50.0
     assert result["last"][key] == 60.0 and result["last"]["epoch"] == 3
     assert json.loads((tmp_path / "run" / "result.json").read_text()) == json.loads(json.dumps(result))
-    best_model, _ = load_model(tmp_path / "run" / "best.pth")
+    best_model, _ = load_model(tmp_path / "run")  # a run folder stands for its best checkpoint
     assert epoch_of[_fingerprint(best_model)] == 1
     assert describe_result(result).startswith(f"best epoch 1 chosen on 2 validation identities (val {key} 50.0); test")
     # the validation identities were never trained on and are not test identities
@@ -337,7 +344,7 @@ def test_resume_gives_the_straight_runs_result(tmp_path) -> None:
     straight = run(_tiny_config(root, tmp_path / "a", **sets))
     stopped = run(_tiny_config(root, tmp_path / "b", **sets), stop_after_epoch=2)
     assert stopped == {"stopped": True, "epochs_done": 2, "epochs": 3} and not (tmp_path / "b" / "result.json").exists()
-    resumed = run(_tiny_config(root, tmp_path / "b", **sets), resume=True)
+    resumed = run(_tiny_config(root, tmp_path / "b", **sets))  # resumes automatically
     assert resumed == straight
     assert (tmp_path / "a" / "result.json").read_text() == (tmp_path / "b" / "result.json").read_text()
     assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
@@ -359,14 +366,14 @@ def test_without_validation_best_is_the_last_epoch(tmp_path, caplog) -> None:
     cfg.eval.num_trials = 2
     with caplog.at_level("WARNING", logger="vehiclemae.reid.runner"):
         result = run(cfg)
-    assert "best.pth will be the LAST epoch" in caplog.text
+    assert "best checkpoint will be the LAST epoch" in caplog.text
     assert result["selection"] == "last_epoch" and result["val_identities"] == 0 and result["best_epoch"] == 1
     assert result["best"]["val"] is None and result["best"] == result["last"]  # one test evaluation, reported twice
     assert {"Rank-1", "Rank-5", "mAP"} <= set(result["best"])
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and not any("val" in r for r in rows)
-    model, _ = load_model(tmp_path / "run" / "best.pth")
-    last, _ = load_model(tmp_path / "run" / "last.pth")
+    model, _ = load_model(tmp_path / "run" / "checkpoints" / "checkpoint-best.pt")
+    last, _ = load_model(tmp_path / "run" / "checkpoints" / "checkpoint-last.pt")
     assert _fingerprint(model) == _fingerprint(last)
 
 
@@ -374,7 +381,7 @@ def test_too_many_validation_identities_is_a_clear_error(tmp_path) -> None:
     root = make_veri(tmp_path / "VeRi", train_ids=4, test_ids=2, cams=2, per_cam=2)
     with pytest.raises(ValueError, match=r"val_identities=0.7 holds out 3 of the 4 training identities, leaving 1"):
         run(_tiny_config(root, tmp_path / "run", **{"data.val_identities": 0.7}))
-    assert not (tmp_path / "run" / "last.pth").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "checkpoint-last.pt").exists()
 
 
 def test_validation_holds_out_whole_families_on_toy_world_roots() -> None:

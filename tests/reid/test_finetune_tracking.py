@@ -9,7 +9,8 @@ import torch
 
 from tests.reid.layouts import make_veri
 from vehiclemae.config import load_config
-from vehiclemae.reid.runner import FinetuneConfig, run
+from vehiclemae.reid.config import FinetuneConfig
+from vehiclemae.reid.runner import run
 
 
 def _config(root: Path, out: Path, log_with: str) -> FinetuneConfig:
@@ -40,8 +41,8 @@ def test_finetune_logs_scalars_and_retrieval_pictures_without_changing_the_run(t
     torch.manual_seed(0)
     logged = run(_config(root, tmp_path / "tb", "tensorboard"))
     assert json.dumps(plain, sort_keys=True, default=float) == json.dumps(logged, sort_keys=True, default=float)
-    a = torch.load(tmp_path / "none" / "last.pth", weights_only=False)["model"]
-    b = torch.load(tmp_path / "tb" / "last.pth", weights_only=False)["model"]
+    a = torch.load(tmp_path / "none" / "checkpoints" / "checkpoint-last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "tb" / "checkpoints" / "checkpoint-last.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "none" / "tensorboard").exists()
     acc = EventAccumulator(str(tmp_path / "tb" / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()

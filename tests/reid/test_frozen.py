@@ -54,7 +54,7 @@ def test_tokens_exclude_prefix_and_use_final_norm(toy_root, encoder_file) -> Non
     assert spec["img_size"] == 32 and spec["model_name"] == "vehiclemae_vit_toy_patch8"
     samples = load_veri776(toy_root).query[:3]
     tokens = extract_tokens(model, samples, 32, batch_size=2)
-    from vehiclemae.reid.runner import eval_loader
+    from vehiclemae.reid.evaluate import eval_loader
 
     images = torch.cat([b["image"] for b in eval_loader(samples, 32, 8)])
     with torch.no_grad():

@@ -1,9 +1,9 @@
 """The pipeline loads checkpoints without running code from them.
 
 Entry points: the filter's detector weights (``filter.weights`` → ``UltralyticsDetector`` / ``load_yolo``, also used
-by ``diffveri toyworld-detector``) and ``diffveri segment finetune``'s resume from ``OUT_DIR/last.pt``. Crafted files
-are refused with one line naming the file, the marker their payload would create never appears, and real
-checkpoints of each kind still load.
+by ``diffveri toy detector``) and ``diffveri segment finetune``'s resume from
+``OUT_DIR/checkpoints/checkpoint-last.pt``. Crafted files are refused with one line naming the file, the marker their
+payload would create never appears, and real checkpoints of each kind still load.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def annotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_segment_finetune_resume_refuses_a_crafted_last_pt(annotated, tmp_path, how) -> None:
     out = tmp_path / "run"
     marker = tmp_path / "ran"
-    crafted = write_payload(out / "last.pt", marker, how, around={"step": 1})
+    crafted = write_payload(out / "checkpoints" / "checkpoint-last.pt", marker, how, around={"step": 1})
     with pytest.raises(ValueError) as exc:
         finetune(steps=2, **_finetune_kwargs(annotated, out))
     message = str(exc.value)
@@ -145,8 +145,8 @@ def test_segment_finetune_resume_reports_a_damaged_last_pt(annotated, tmp_path) 
     good = tmp_path / "good.pt"
     torch.save({"model": {"w": torch.randn(64, 64)}}, good)
     out = tmp_path / "run"
-    out.mkdir()
-    write_damaged(out / "last.pt", "truncated", good)
+    (out / "checkpoints").mkdir(parents=True)
+    write_damaged(out / "checkpoints" / "checkpoint-last.pt", "truncated", good)
     with pytest.raises(ValueError, match="not a readable checkpoint.*--no-resume"):
         finetune(steps=2, **_finetune_kwargs(annotated, out))
 
@@ -154,6 +154,7 @@ def test_segment_finetune_resume_reports_a_damaged_last_pt(annotated, tmp_path) 
 def test_segment_finetune_checkpoint_round_trip(annotated, tmp_path) -> None:
     out = tmp_path / "run"
     assert finetune(steps=1, **_finetune_kwargs(annotated, out)).steps == 1
-    assert torch.serialization.get_unsafe_globals_in_checkpoint(out / "last.pt") == []
+    last = out / "checkpoints" / "checkpoint-last.pt"
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(last) == []
     assert finetune(steps=2, **_finetune_kwargs(annotated, out)).steps == 2  # resumed at step 1
-    assert torch.load(out / "last.pt", map_location="cpu", weights_only=True)["step"] == 2
+    assert torch.load(last, map_location="cpu", weights_only=True)["step"] == 2

@@ -1,8 +1,9 @@
 """vehiclemae loads checkpoints weights-only: crafted files are refused before anything in them runs.
 
-Entry points: ``load_checkpoint`` (``vehiclemae train --resume``, ``export``, ``viz-recon``), ``runner.load_model``
-(``vehiclemae eval``) and ``runner.run(resume=True)`` (``vehiclemae finetune --resume``). Real checkpoints of each
-kind still load, and so do pre-training checkpoints written before the RNG state was stored in plain form.
+Entry points: ``load_checkpoint`` (``vehiclemae train`` resuming, ``export``, ``viz-recon``),
+``reid.checkpoints.load_model`` (``vehiclemae eval``) and ``reid.runner.run`` (``vehiclemae finetune`` resuming).
+Real checkpoints of each kind still load, and so do pre-training checkpoints written before the RNG state was
+stored in plain form.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from vehiclemae.cli import main
 from vehiclemae.engine import run_pretraining
 from vehiclemae.engine.checkpoint import FORMAT, load_checkpoint, save_checkpoint, set_rng_states
 from vehiclemae.reid import finetune as ft
-from vehiclemae.reid.runner import CHECKPOINT_FORMAT, load_model, save_reid_checkpoint
+from vehiclemae.reid.checkpoints import CHECKPOINT_FORMAT, load_model, save_reid_checkpoint
 
 from .payloads import HOWS, write_damaged, write_payload, write_plain_pickle_payload
 
@@ -152,7 +153,7 @@ def _reid_model() -> ft.ReIDModel:
 
 
 def test_eval_refuses_a_crafted_reid_checkpoint(tmp_path: Path, capsys) -> None:
-    """`vehiclemae eval` (runner.load_model): refused before the dataset is even read; marker absent."""
+    """`vehiclemae eval` (reid.checkpoints.load_model): refused before the dataset is even read; marker absent."""
     marker = tmp_path / "ran"
     crafted = write_payload(tmp_path / "best.pth", marker, around={"format": CHECKPOINT_FORMAT})
     with pytest.raises(ValueError) as exc:
@@ -181,18 +182,27 @@ def _finetune_argv(root: Path, out: Path) -> list[str]:
     return ["finetune", "--config", str(config), "--output-dir", str(out), *[a for s in sets for a in ("--set", s)]]
 
 
-def test_finetune_resume_refuses_a_crafted_last_pth_and_resumes_a_real_one(tmp_path: Path, capsys) -> None:
+def test_finetune_resume_refuses_a_crafted_last_checkpoint_and_resumes_a_real_one(tmp_path: Path, capsys) -> None:
     root = make_veri(tmp_path / "VeRi", train_ids=4, test_ids=2, cams=2, per_cam=2)
     marker = tmp_path / "ran"
     crafted_run = tmp_path / "crafted"
-    crafted = write_payload(crafted_run / "last.pth", marker, around={"format": CHECKPOINT_FORMAT, "epoch": 0})
-    assert main([*_finetune_argv(root, crafted_run), "--resume"]) == 2
+    crafted = write_payload(
+        crafted_run / "checkpoints" / "checkpoint-last.pt", marker, around={"format": CHECKPOINT_FORMAT, "epoch": 0}
+    )
+    assert main(_finetune_argv(root, crafted_run)) == 2
     err = capsys.readouterr().err
     assert str(crafted) in err and "not a safe checkpoint" in err
     assert not marker.exists()
-    # a real last.pth: stop after one epoch, resume for the second
+    # ... also under the old name last.pth (moved into checkpoints/ for one release, then refused all the same)
+    old_run = tmp_path / "old"
+    write_payload(old_run / "last.pth", marker, around={"format": CHECKPOINT_FORMAT, "epoch": 0})
+    with pytest.warns(FutureWarning, match="old checkpoint name"):
+        assert main(_finetune_argv(root, old_run)) == 2
+    assert "not a safe checkpoint" in capsys.readouterr().err and not marker.exists()
+    # a real checkpoint: stop after one epoch, resume for the second
     real = tmp_path / "real"
+    last = real / "checkpoints" / "checkpoint-last.pt"
     assert main([*_finetune_argv(root, real), "--stop-after-epoch", "1"]) == 0
-    assert torch.serialization.get_unsafe_globals_in_checkpoint(real / "last.pth") == []
-    assert main([*_finetune_argv(root, real), "--resume"]) == 0
-    assert torch.load(real / "last.pth", map_location="cpu", weights_only=True)["epoch"] == 1
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(last) == []
+    assert main(_finetune_argv(root, real)) == 0
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1

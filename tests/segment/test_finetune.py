@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from data_manifests import VIEW_CLASSES_PVEN, VIEW_CLASSES_TOYWORLD
@@ -140,9 +141,10 @@ def test_finetune_writes_checkpoints_and_resumes(tmp_path):
         batch_size=2, eval_every=2, checkpoint_every=2, val_fraction=0.25, train_image_encoder=True,
     )  # fmt: skip
     first = finetune(steps=2, **kwargs)
-    assert first.steps == 2 and (out / "last.pt").is_file() and (out / "result.json").is_file()
+    last = out / "checkpoints" / "checkpoint-last.pt"
+    assert first.steps == 2 and last.is_file() and (out / "result.json").is_file()
     assert first.val is not None and set(first.val["iou"]) == set(VIEW_CLASSES_PVEN)
-    state = torch.load(out / "last.pt", weights_only=False)
+    state = torch.load(last, weights_only=False)
     assert state["step"] == 2
     second = finetune(steps=4, **kwargs)  # resumes at step 2, runs 2 more
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -150,3 +152,8 @@ def test_finetune_writes_checkpoints_and_resumes(tmp_path):
     assert second.steps == 4
     model, sha = load_segmenter(out / "sam.pt")
     assert sha == second.sha256 and model.view_classes == VIEW_CLASSES_PVEN
+    # a checkpoint trained with other settings is refused, naming them; resume=False (--no-resume) starts over
+    with pytest.raises(ValueError, match=r"lr: .*--no-resume"):
+        finetune(steps=4, **{**kwargs, "lr": 1e-3})
+    assert finetune(steps=2, resume=False, **{**kwargs, "lr": 1e-3}).steps == 2
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2]

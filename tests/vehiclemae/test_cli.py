@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -17,7 +18,8 @@ def test_train_export_viz(diffveri_root: Path, tmp_path: Path, capsys) -> None:
     sets = [f"data.root={diffveri_root}", f"output_dir={run}", "epochs=2", "optim.batch_size=8", "model.img_size=32"]
     args = ["train", "--config", str(config), *[x for s in sets for x in ("--set", s)]]
     assert main([*args, "--stop-after-epoch", "1"]) == 0
-    assert main([*args, "--resume"]) == 0
+    with pytest.warns(FutureWarning, match="--resume is deprecated"):
+        assert main([*args, "--resume"]) == 0  # a rerun resumes; --resume is a deprecated no-op
     ck = run / "checkpoints" / "checkpoint-last.pt"
     assert (run / "config.yaml").is_file() and ck.is_file()
 
@@ -47,6 +49,7 @@ def test_train_export_viz(diffveri_root: Path, tmp_path: Path, capsys) -> None:
         assert img.format == "PNG" and img.width > img.height
 
     # errors are reported with exit code 2 and a message naming the fix
-    assert main(["train", "--config", str(config), *[x for s in sets for x in ("--set", s)]]) == 2
-    assert "pass --resume" in capsys.readouterr().err
+    changed = [*sets, "optim.blr=1e-3"]
+    assert main(["train", "--config", str(config), *[x for s in changed for x in ("--set", s)]]) == 2
+    assert "optim.blr" in (err := capsys.readouterr().err) and "--no-resume" in err
     assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2

@@ -84,7 +84,7 @@ def test_reid_export_is_pickle_free_and_evaluates_like_the_checkpoint(tmp_path: 
 
     from vehiclemae.cli import main
     from vehiclemae.reid import finetune as ft
-    from vehiclemae.reid.runner import load_model, save_reid_checkpoint
+    from vehiclemae.reid.checkpoints import load_model, save_reid_checkpoint
 
     torch.manual_seed(0)
     backbone, spec = ft.build_backbone("scratch", "vehiclemae_vit_toy_patch8", 32)

@@ -26,7 +26,7 @@ def test_resume_is_exact(diffveri_root: Path, tmp_path: Path) -> None:
     """2 epochs straight == 1 epoch + resume + 1 epoch: identical weights, optimiser and teachers on the CPU."""
     straight = run_pretraining(toy_config(diffveri_root, tmp_path / "a", epochs=2))
     run_pretraining(toy_config(diffveri_root, tmp_path / "b", epochs=2), stop_after_epoch=1)
-    resumed = run_pretraining(toy_config(diffveri_root, tmp_path / "b", epochs=2), resume=True)
+    resumed = run_pretraining(toy_config(diffveri_root, tmp_path / "b", epochs=2))  # resumes automatically
     a, b = load_checkpoint(straight), load_checkpoint(resumed)
     assert a["epoch"] == b["epoch"] == 2 and a["global_step"] == b["global_step"]
     for key in a["model"]:
@@ -46,9 +46,16 @@ def test_resume_is_exact(diffveri_root: Path, tmp_path: Path) -> None:
     # resuming with another model is refused, naming the difference
     with pytest.raises(ValueError, match="different model.*mode"):
         run_pretraining(toy_config(diffveri_root, tmp_path / "b", epochs=3, **{"method.mode": "vmim"}), resume=True)
-    # a second run into the same folder without --resume is refused
-    with pytest.raises(ValueError, match="pass --resume"):
-        run_pretraining(toy_config(diffveri_root, tmp_path / "a", epochs=3))
+    # resuming with another training config is refused, naming the key and the way out
+    with pytest.raises(ValueError, match=r"optim\.blr: .*--no-resume"):
+        run_pretraining(toy_config(diffveri_root, tmp_path / "a", epochs=3, **{"optim.blr": 1e-3}))
+    # --no-resume starts over: the earlier checkpoints are removed, the new run writes its own
+    run_pretraining(toy_config(diffveri_root, tmp_path / "a", epochs=1), resume=False)
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == [
+        "checkpoint-0001.pt",
+        "checkpoint-last.pt",
+    ]
+    assert load_checkpoint(tmp_path / "a")["epoch"] == 1
 
 
 def test_teacher_is_previous_epoch_and_gets_no_gradient(diffveri_root: Path, tmp_path: Path) -> None:

@@ -17,7 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Prints a table in the paper's format and writes the metrics as JSON.",
     )
     parser.add_argument(
-        "--checkpoint", required=True, help="best.pth/last.pth of `vehiclemae finetune`, or .safetensors"
+        "--checkpoint",
+        required=True,
+        help="a `vehiclemae finetune` run folder (its checkpoints/checkpoint-best.pt) or checkpoint, an export-reid "
+        "folder, or .safetensors",
     )
     parser.add_argument("--dataset", required=True, choices=("veri776", "vehicleid"))
     parser.add_argument("--root", required=True, help="dataset root (VeRi/ or VehicleID_V1.0/)")
@@ -58,14 +61,16 @@ def format_table(rows: list[tuple[str, dict]], dataset: str) -> str:
 
 def _eval(args: argparse.Namespace) -> int:
     from data_manifests import atomic_write_bytes
+    from data_manifests.checkpoints import run_name
 
+    from ..reid.checkpoints import load_model
     from ..reid.data import vehicleid_test_sizes
-    from ..reid.runner import evaluate_model, load_model, load_split
+    from ..reid.evaluate import evaluate_model, load_split
 
     ckpt = Path(args.checkpoint)
     model, size = load_model(ckpt, args.img_size)
     rerank = {"k1": args.k1, "k2": args.k2, "lambda_value": args.lambda_value} if args.rerank else None
-    name = args.name or ckpt.parent.name
+    name = args.name or run_name(ckpt)
     sizes = [None]
     if args.dataset == "vehicleid":
         sizes = [args.test_size] if args.test_size else vehicleid_test_sizes(args.root) or [None]

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from data_manifests.checkpoints import add_resume_flags
 from data_manifests.cli import add_config_options, print_config
 
 
@@ -13,28 +14,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "finetune",
         help="fine-tune an encoder for vehicle Re-ID (VeRi-776 / VehicleID), supervised or unsupervised",
-        description="Writes config.yaml, best.pth, last.pth, metrics.jsonl and result.json into output_dir. best.pth "
-        "is chosen on validation identities held out of the training identities (data.val_identities); the test "
-        "split is evaluated once at the end.",
+        description="Writes config.yaml, checkpoints/checkpoint-best.pt and checkpoint-last.pt, metrics.jsonl and "
+        "result.json into output_dir; a rerun resumes from checkpoint-last.pt (docs/architecture.md, Checkpoints and "
+        "resume). The best checkpoint is chosen on validation identities held out of the training identities "
+        "(data.val_identities); the test split is evaluated once at the end.",
     )
     add_config_options(parser, "experiment: a name in configs/vehiclemae/ (finetune_toy, finetune_veri776) or a YAML "
                        "path", example="optim.epochs=2 --set model.init=export", root_key="data.root")  # fmt: skip
     parser.add_argument("--mode", choices=("supervised", "unsupervised"), default=None, help="overrides the config")
     parser.add_argument("--output-dir", default=None, help="overrides output_dir")
-    parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last.pth")
+    add_resume_flags(parser, "output_dir")
     parser.add_argument(
         "--stop-after-epoch",
         type=int,
         default=None,
         metavar="E",
-        help="return after E epochs are done and checkpointed (no test evaluation); continue later with --resume",
+        help="return after E epochs are done and checkpointed (no test evaluation); a rerun continues",
     )
     parser.set_defaults(handler=_finetune)
 
 
 def _finetune(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..reid.runner import FinetuneConfig, describe_result, run
+    from ..reid.config import FinetuneConfig
+    from ..reid.runner import describe_result, run
 
     overrides = list(args.overrides)
     if args.mode:
@@ -44,9 +47,9 @@ def _finetune(args: argparse.Namespace) -> int:
     cfg = load_config(FinetuneConfig, args.config, overrides)
     if print_config(args, cfg):
         return 0
-    result = run(cfg, resume=args.resume, stop_after_epoch=args.stop_after_epoch)
+    result = run(cfg, resume=not args.no_resume, stop_after_epoch=args.stop_after_epoch)
     if result.get("stopped"):
-        print(f"stopped after {result['epochs_done']} of {result['epochs']} epochs; continue with --resume")
+        print(f"stopped after {result['epochs_done']} of {result['epochs']} epochs; the same command again continues")
         return 0
     print(json.dumps(result, indent=2, default=float))
     # Last, so it is the line a reader sees: which split chose the model, and its test metrics.

@@ -5,7 +5,6 @@ On a toy-world root (``toyworld_meta.json``) the t-SNE figure has a second row c
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from ..reid import finetune as ft
-    from ..reid.plots import plot_distance_distributions, plot_tsne
-    from ..reid.runner import eval_loader, load_model, load_split
+    from data_manifests.checkpoints import run_name
 
-    labels = args.label or [Path(c).parent.name for c in args.checkpoint]
+    from ..reid import finetune as ft
+    from ..reid.checkpoints import load_model
+    from ..reid.evaluate import eval_loader, load_split
+    from ..reid.plots import plot_distance_distributions, plot_tsne
+
+    labels = args.label or [run_name(c) for c in args.checkpoint]
     if len(labels) != len(args.checkpoint):
         raise ValueError(f"{len(labels)} --label for {len(args.checkpoint)} --checkpoint")
     split = load_split(args.dataset, args.root)

@@ -1,9 +1,10 @@
-"""``vehiclemae train --config configs/vehiclemae/<name>.yaml [--set key=value ...] [--resume]``."""
+"""``vehiclemae train --config configs/vehiclemae/<name>.yaml [--set key=value ...] [--no-resume]``."""
 
 from __future__ import annotations
 
 import argparse
 
+from data_manifests.checkpoints import add_resume_flags
 from data_manifests.cli import add_config_options, print_config
 
 
@@ -16,13 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_config_options(parser, "experiment: a name in configs/vehiclemae/ (toy, paper) or a YAML path",
                        example="epochs=2 --set optim.batch_size=16", root_key="data.root")  # fmt: skip
-    parser.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/checkpoint-last.pt")
+    add_resume_flags(parser, "output_dir")
     parser.add_argument(
         "--stop-after-epoch",
         type=int,
         default=None,
         metavar="E",
-        help="return after E epochs are done and checkpointed (e.g. to fit a job time limit); --resume continues",
+        help="return after E epochs are done and checkpointed (e.g. to fit a job time limit); a rerun continues",
     )
     parser.set_defaults(handler=_train)
 
@@ -34,6 +35,6 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     if print_config(args, cfg):
         return 0
-    path = run_pretraining(cfg, resume=args.resume, stop_after_epoch=args.stop_after_epoch)
+    path = run_pretraining(cfg, resume=not args.no_resume, stop_after_epoch=args.stop_after_epoch)
     print(f"last checkpoint: {path}")
     return 0

@@ -1,75 +1,40 @@
-"""Atomic training checkpoints: model, optimiser, scaler, schedule position, PPMD teachers and RNG states.
+"""Pre-training checkpoints: model, optimiser, scaler, schedule position, PPMD teachers and RNG states.
 
-A checkpoint is one ``torch.save`` file written through a temporary file and ``os.replace``; a crash while writing
-leaves the previous checkpoint intact. ``checkpoint-last.pt`` is what ``--resume`` reads.
-
-Checkpoints hold tensors and plain Python values only (the numpy RNG state is stored as lists), and every file is
-read with ``torch.load(weights_only=True)`` (:func:`load_checkpoint_file`): a crafted pickle cannot run code here.
+The writer, the reader and the run-folder convention are :mod:`data_manifests.checkpoints` (``docs/architecture.md``,
+"Checkpoints and resume"); this module adds the pre-training format tag and reads checkpoints written before RNG
+states were stored as plain values.
 """
 
 from __future__ import annotations
 
-import io
-import logging
 import os
-import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from data_manifests import atomic_write_bytes
+from data_manifests import checkpoints as ck
+from data_manifests.checkpoints import LAST, checkpoint_dir, find_last, rng_states, set_rng_states
 from data_manifests.safe_load import load_torch_file
 
-log = logging.getLogger(__name__)
-LAST = "checkpoint-last.pt"
 FORMAT = "vehiclemae-checkpoint-v1"
 
-
-def checkpoint_dir(output_dir: str | os.PathLike) -> Path:
-    return Path(output_dir) / "checkpoints"
-
-
-def rng_states() -> dict[str, Any]:
-    """Global RNG states (python, numpy, torch CPU and CUDA) so that a resumed run draws what the straight one would.
-
-    All plain values (ints, floats, lists, tensors): numpy's MT19937 key becomes a list, so that the checkpoint loads
-    with ``weights_only=True`` and needs no numpy type on the allow-list.
-    """
-    numpy_state = np.random.get_state(legacy=False)
-    numpy_state["state"] = {"key": numpy_state["state"]["key"].tolist(), "pos": int(numpy_state["state"]["pos"])}
-    states: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": numpy_state,
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Restore :func:`rng_states` (or the ``np.random.get_state()`` tuple of checkpoints written before it)."""
-    random.setstate(states["python"])
-    numpy_state = states["numpy"]
-    if isinstance(numpy_state, dict):
-        key = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
-        numpy_state = {**numpy_state, "state": {**numpy_state["state"], "key": key}}
-    np.random.set_state(numpy_state)
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+__all__ = [
+    "FORMAT",
+    "LAST",
+    "checkpoint_dir",
+    "find_last",
+    "load_checkpoint",
+    "load_checkpoint_file",
+    "resolve_checkpoint",
+    "rng_states",
+    "save_checkpoint",
+    "set_rng_states",
+]
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (plus format tag and RNG states) atomically to ``path``."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "rng": rng_states(), **payload}, buffer)
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return ck.save_checkpoint(path, payload, format=FORMAT)
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -91,6 +56,8 @@ def _legacy_numpy_rng_globals() -> list[Any]:
     (``_reconstruct`` is named ``numpy.core.multiarray`` by numpy 1 and ``numpy._core.multiarray`` by numpy 2.) An array
     of any other dtype is still refused: its dtype class is not on the list.
     """
+    import numpy as np
+
     reconstruct = np.zeros(1).__reduce__()[0]
     names = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct")
     return [*((reconstruct, name) for name in names), np.ndarray, np.dtype, type(np.dtype(np.uint32))]
@@ -111,16 +78,14 @@ def load_checkpoint_file(
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (on the CPU), with an error that says what is wrong.
 
-    ``path`` may be a run folder (``output_dir``): its last checkpoint is read. Loading is weights-only
-    (:func:`load_checkpoint_file`); checkpoints of earlier versions, whose numpy RNG state is an array, still load.
+    ``path`` may be a run folder (``output_dir``): its last checkpoint is read. Loading is weights-only; checkpoints
+    of earlier versions, whose numpy RNG state is an array, still load.
     """
     path = resolve_checkpoint(path)
-    payload = load_checkpoint_file(path, allow=_legacy_numpy_rng_globals())
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a vehiclemae training checkpoint (expected format {FORMAT})")
-    return payload
-
-
-def find_last(output_dir: str | os.PathLike) -> Path | None:
-    path = checkpoint_dir(output_dir) / LAST
-    return path if path.is_file() else None
+    return ck.load_checkpoint(
+        path,
+        format=FORMAT,
+        what="vehiclemae training checkpoint",
+        allow=_legacy_numpy_rng_globals(),
+        fix="load only checkpoints written by vehiclemae",
+    )

@@ -22,6 +22,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from data_manifests.checkpoints import NO_RESUME_HINT, check_config, start_over
+from data_manifests.schedule import set_lr, warmup_cosine
+
 from ..config import save_run_config, to_dict
 from ..data import DiffVERIDataset
 from ..models import build_vehiclemae
@@ -32,7 +35,7 @@ from ..ppmd import PPMDTeachers, ppmd_weight
 from .checkpoint import LAST, checkpoint_dir, find_last, load_checkpoint, save_checkpoint, set_rng_states
 from .config import PretrainConfig
 from .modes import BASELINE_MODES, EXTRA_INPUTS, build_baseline, check_mode, dataset_options, mode_hooks, mode_meta
-from .schedule import build_optimizer, cosine_lr, set_lr
+from .schedule import build_optimizer
 from .tracking import RunTrackers, parse_log_with
 
 log = logging.getLogger(__name__)
@@ -153,7 +156,7 @@ def train_one_epoch(
                 raise NonFiniteLossError(
                     f"non-finite loss at epoch {epoch}, iteration {it} (global step {global_step}): {detail}. "
                     "Lower optim.blr, keep optim.clip_grad set, or use mixed_precision=bf16 instead of fp16; "
-                    "resume from the last checkpoint with --resume after changing the config."
+                    "then start over with --no-resume (a changed config does not resume this run's checkpoint)."
                 )
             # 2. Backward; accelerate divides by the accumulation steps and syncs gradients on the last micro-batch.
             accelerator.backward(loss)
@@ -375,8 +378,8 @@ def restore(
     changed = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v}
     if changed:
         raise ValueError(
-            f"--resume: {last} was trained with a different model (checkpoint vs config: {changed}); "
-            "resume with the run's own config (its config.yaml) or start a new output_dir"
+            f"{last} was trained with a different model (checkpoint vs config: {changed}); "
+            f"resume with the run's own config (its config.yaml), or {NO_RESUME_HINT}"
         )
     accelerator.unwrap_model(model).load_state_dict(ck["model"])
     optimizer.load_state_dict(ck["optimizer"])
@@ -412,35 +415,43 @@ def measure_collapse(monitor: CollapseMonitor | None, model: VehicleMAE, epoch: 
     return monitor.measure(encoders, epoch)
 
 
+# Keys that do not change what is trained: a resumed run may differ from its checkpoint in these (the run length
+# `epochs` too: a run may be extended; the schedule then follows the new length from where it resumes).
+RESUME_IGNORES = (
+    "output_dir",
+    "epochs",
+    "log_every",
+    "log_with",
+    "log_images_every",
+    "checkpoint_every",
+    "data.num_workers",
+    "monitor",
+)
+
+
 def _check_run_folder(out: Path, resume: bool) -> Path | None:
-    """The last checkpoint to resume from (``None`` for a new run); a new run never starts in a folder holding an
-    earlier run's checkpoints or logs (it would overwrite ``checkpoint-0001.pt`` and mix the logs)."""
+    """The last checkpoint to resume from (``None`` for a new run). ``resume=False`` removes the earlier run's
+    checkpoints; a folder holding numbered checkpoints but no ``checkpoint-last.pt`` is refused (a new run would
+    overwrite ``checkpoint-0001.pt`` and mix the logs)."""
+    if not resume:
+        start_over(out)
+        return None
     last = find_last(out)
-    if last is not None and not resume:
-        raise ValueError(f"{out} already holds {last.name}; pass --resume to continue it or choose another output_dir")
-    if resume and last is None:
-        numbered = sorted(checkpoint_dir(out).glob("checkpoint-*.pt"))
-        hint = (
-            f"; it holds {numbered[-1].name}: copy it to {LAST} to resume from there"
-            if numbered
-            else "; start without --resume"
-        )
-        raise FileNotFoundError(f"--resume: no {LAST} under {checkpoint_dir(out)}{hint}")
     earlier = sorted(checkpoint_dir(out).glob("checkpoint-*.pt"))
-    if not resume and earlier:
-        # (An earlier attempt that never finished an epoch has nothing to keep: its partial log is replaced.)
+    if last is None and earlier:
         raise ValueError(
-            f"{out} holds checkpoints of an earlier run ({', '.join(f.name for f in earlier[:3])}); a new run there "
-            "would overwrite them and mix the logs. Choose another output_dir, or move that folder away"
+            f"{out} holds checkpoints of an earlier run ({', '.join(f.name for f in earlier[:3])}) but no {LAST}: "
+            f"copy it to {LAST} to resume from {earlier[-1].name}, or {NO_RESUME_HINT}"
         )
     return last
 
 
-def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epoch: int | None = None) -> Path:
+def run_pretraining(cfg: PretrainConfig, *, resume: bool = True, stop_after_epoch: int | None = None) -> Path:
     """Pre-train per ``cfg``; returns the path of the last checkpoint. The one place the config becomes arguments.
 
-    ``stop_after_epoch=e`` returns after epoch ``e`` is done and checkpointed (as if the job were interrupted there,
-    e.g. by a cluster time limit); ``resume=True`` later continues the same schedule exactly.
+    A run continues from ``output_dir/checkpoints/checkpoint-last.pt`` when it exists (the same schedule, exactly);
+    ``resume=False`` (``--no-resume``) starts over. ``stop_after_epoch=e`` returns after epoch ``e`` is done and
+    checkpointed (as if the job were interrupted there, e.g. by a cluster time limit).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -477,12 +488,13 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
 
     # 3. Resume: restore everything the straight run would hold at this point.
     start_epoch, global_step = 0, 0
-    if resume:
+    if last is not None:
         ck = load_checkpoint(last)
         start_epoch, global_step = restore(ck, last, meta, accelerator, model, optimizer, teachers)
+        check_config(last, ck.get("config"), to_dict(cfg), RESUME_IGNORES)
     # The collapse probe runs on the main process only, after each epoch (it draws no random numbers).
     monitor = build_monitor(cfg, dataset) if accelerator.is_main_process else None
-    if monitor is not None and resume:
+    if monitor is not None and last is not None:
         monitor.load_state_dict(ck.get("monitor"))
     if accelerator.is_main_process:
         save_run_config(cfg, out)
@@ -498,8 +510,8 @@ def run_pretraining(cfg: PretrainConfig, *, resume: bool = False, stop_after_epo
             accelerator.num_processes,
         )
 
-    lr_at = lambda e: cosine_lr(  # noqa: E731
-        e, lr=lr, min_lr=cfg.optim.min_lr, warmup_epochs=cfg.optim.warmup_epochs, epochs=cfg.epochs
+    lr_at = lambda e: warmup_cosine(  # noqa: E731 - per iteration, at the fractional epoch e
+        e, total=cfg.epochs, warmup=cfg.optim.warmup_epochs, lr=lr, min_lr=cfg.optim.min_lr
     )
     # The run's bar: every configured epoch's iterations, from where a resumed run starts (its ETA is the run's).
     run_bar = tqdm(

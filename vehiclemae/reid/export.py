@@ -1,4 +1,4 @@
-"""A fine-tuned Re-ID model (``best.pth`` / ``last.pth`` of ``vehiclemae finetune``) as a shareable folder::
+"""A fine-tuned Re-ID model (``checkpoints/checkpoint-best.pt`` of ``vehiclemae finetune``) as a shareable folder::
 
     DIR/model.safetensors   the whole model's weights: backbone.* (timm ViT), bottleneck.* (BNNeck), classifier.*
     DIR/config.json         format, the backbone spec, num_classes, the feature the model returns, preprocessing,
@@ -39,15 +39,13 @@ def export_reid(checkpoint: str | os.PathLike, out: str | os.PathLike, *, force:
     """Write the folder for a fine-tuning checkpoint (written into a temporary sibling, then renamed into place)."""
     from safetensors.torch import save_file
 
-    from ..engine.checkpoint import load_checkpoint_file
-    from .runner import CHECKPOINT_FORMAT, IMAGENET_MEAN, IMAGENET_STD
+    from .checkpoints import load_reid_checkpoint, resolve_run
+    from .evaluate import IMAGENET_MEAN, IMAGENET_STD
 
     out = Path(out)
     if out.exists() and not force:
         raise ValueError(f"{out} already exists; pass --force to replace it, or choose another --out")
-    payload = load_checkpoint_file(checkpoint)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{checkpoint} is not a Re-ID checkpoint of `vehiclemae finetune` (best.pth / last.pth)")
+    payload = load_reid_checkpoint(resolve_run(checkpoint))
     spec = dict(payload["spec"])
     config = {
         "format": FORMAT,

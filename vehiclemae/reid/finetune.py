@@ -3,7 +3,8 @@
 Supervised (TransReID / "bag of tricks" recipe): a ViT backbone's class-token feature goes through a BNNeck
 (BatchNorm1d with a frozen bias); the pre-BN feature takes a batch-hard triplet loss, the post-BN feature a
 label-smoothed cross-entropy via a bias-free classifier; PK batches; warmup + cosine learning rate; optional
-layer-wise lr decay. Evaluation uses the post-BN feature.
+layer-wise lr decay (the schedule and parameter groups are :mod:`data_manifests.schedule`). Evaluation uses the
+post-BN feature.
 
 Unsupervised (cluster-contrast recipe, as used by the paper's † unsupervised rows): each epoch the training images'
 features are clustered with DBSCAN on the k-reciprocal Jaccard distance; un-clustered images are left out for the
@@ -16,7 +17,6 @@ Everything here takes explicit arguments; ``vehiclemae.commands.finetune`` turns
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from data_manifests.schedule import param_groups, prefixed_group_matcher, set_lr, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,11 @@ class ReIDModel(nn.Module):
             return bn
         return (self.classifier(bn) if self.classifier is not None else None), feat, bn
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """The backbone's timm layer groups (for layer-wise lr decay); its final norm, the BNNeck and the classifier
+        form the last layer (MAE's convention)."""
+        return prefixed_group_matcher(self.backbone.group_matcher(coarse), "backbone.")
+
     def reset_classifier(self, num_classes: int) -> None:
         dim = self.bottleneck.num_features
         self.num_classes = int(num_classes)
@@ -153,65 +160,17 @@ class ClusterMemory(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------- optimiser
-def param_groups(model: ReIDModel, lr: float, weight_decay: float, layer_decay: float = 1.0) -> list[dict[str, Any]]:
-    """Parameter groups with no weight decay on 1-D params/tokens and optional layer-wise lr decay.
-
-    With ``layer_decay < 1`` the lr of ViT layer ``i`` (0 = patch/pos embeddings, ``L`` = last block, ``L + 1`` =
-    final norm, BNNeck and classifier) is scaled by ``layer_decay ** (L + 1 - i)`` (BEiT/MAE fine-tuning).
-    """
-    blocks = getattr(model.backbone, "blocks", None)
-    num_layers = len(blocks) if blocks is not None else 0
-
-    def layer_id(name: str) -> int:
-        if name.startswith("backbone."):
-            sub = name[len("backbone.") :]
-            if sub.startswith(("cls_token", "pos_embed", "patch_embed", "reg_token", "norm_pre")):
-                return 0
-            if sub.startswith("blocks."):
-                return int(sub.split(".")[1]) + 1
-        return num_layers + 1
-
-    groups: dict[tuple[int, bool], dict[str, Any]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        no_decay = param.ndim <= 1 or name.endswith((".bias", "cls_token", "pos_embed"))
-        lid = layer_id(name)
-        key = (lid, no_decay)
-        if key not in groups:
-            scale = layer_decay ** (num_layers + 1 - lid) if layer_decay < 1.0 else 1.0
-            groups[key] = {
-                "params": [],
-                "weight_decay": 0.0 if no_decay else weight_decay,
-                "lr_scale": scale,
-                "lr": lr * scale,
-            }
-        groups[key]["params"].append(param)
-    return list(groups.values())
-
-
 def build_optimizer(
     model: ReIDModel, name: str, lr: float, weight_decay: float, layer_decay: float = 1.0
 ) -> torch.optim.Optimizer:
-    groups = param_groups(model, lr, weight_decay, layer_decay)
+    """AdamW or SGD over :func:`data_manifests.schedule.param_groups` with layer-wise lr decay (``layer_decay < 1``;
+    1 keeps every ``lr_scale`` at 1): no weight decay on 1-D parameters, tokens and position embeddings."""
+    groups = param_groups(model, weight_decay=weight_decay, layer_decay=layer_decay)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=0.9)
     raise ValueError(f"optim.optimizer must be 'adamw' or 'sgd', got {name!r}")
-
-
-def warmup_cosine(step: float, total: float, warmup: float, min_ratio: float = 0.01) -> float:
-    """LR multiplier at ``step`` (fractional epochs or iterations): linear warmup, then cosine to ``min_ratio``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / (warmup + 1)
-    progress = min(1.0, (step - warmup) / max(total - warmup, 1e-8))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 # ----------------------------------------------------------------------------------------------- loops
@@ -240,7 +199,9 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """One epoch of supervised (ID + triplet) or, with ``memory``, unsupervised (cluster contrast + triplet) training.
 
-    The lr follows :func:`warmup_cosine` per iteration. Returns mean ``loss``, ``id``, ``triplet``, ``acc``, ``lr``.
+    The lr follows :func:`data_manifests.schedule.warmup_cosine` per iteration (the warmup starts at
+    ``1 / (warmup_epochs + 1)``, so the first iteration already learns; the cosine ends at ``min_lr_ratio``).
+    Returns mean ``loss``, ``id``, ``triplet``, ``acc``, ``lr``.
     Stops with an error on a non-finite loss (a diverged run is not worth continuing).
     """
     model.train()
@@ -252,7 +213,9 @@ def train_one_epoch(
     for it, batch in enumerate(tqdm(loader, total=n_iters, desc=f"epoch {epoch}", leave=False)):
         if it >= n_iters:
             break
-        lr = base_lr * warmup_cosine(epoch + it / n_iters, epochs, warmup_epochs, min_lr_ratio)
+        lr = base_lr * warmup_cosine(
+            epoch + it / n_iters, total=epochs, warmup=warmup_epochs, min_lr=min_lr_ratio, warmup_start=1.0
+        )
         set_lr(optimizer, lr)
         images, labels = batch["image"].to(device), batch["label"].to(device)
         logits, feat, bn = model(images)

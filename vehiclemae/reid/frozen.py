@@ -85,7 +85,7 @@ def extract_tokens(
 ) -> dict[str, Any]:
     """Frozen features of ``samples`` (dataset order): ``cls (N, D)`` the final normed class token (``None`` if the
     model has none), ``mean (N, D)`` the mean of the final normed patch tokens, ``pids``, ``camids`` ``(N,)``."""
-    from .runner import eval_loader
+    from .evaluate import eval_loader
 
     model.eval().to(device)
     prefix = int(getattr(model, "num_prefix_tokens", 1))

@@ -1,6 +1,6 @@
 """Validation identities for fine-tuning: held out from the training identities, never drawn from the test set.
 
-``vehiclemae finetune`` chooses ``best.pth`` on these identities; the test split is evaluated once at the end.
+``vehiclemae finetune`` chooses its best checkpoint on these identities; the test split is evaluated once at the end.
 The split is a pure function of ``(samples, dataset, val_identities, seed)``, so a resumed run sees the same one.
 
 * ``data.val_identities``: a fraction in (0, 1) of the training identities (rounded, at least 1), an integer count
@@ -35,7 +35,7 @@ class ValidationSplit:
     """The training samples left for training and the validation evaluation split.
 
     ``eval_split`` is ``{"name": "val", "query", "gallery"}`` (VeRi-776) or ``{"name": "val", "test"}``
-    (VehicleID), the layout :func:`vehiclemae.reid.runner.evaluate_model` reads; ``None`` when disabled.
+    (VehicleID), the layout :func:`vehiclemae.reid.evaluate.evaluate_model` reads; ``None`` when disabled.
     """
 
     train: list
@@ -61,7 +61,7 @@ def count_val_identities(value: float | int, num_ids: int) -> int:
         raise ValueError(
             f"data.val_identities={value!r} holds out {n_val} of the {num_ids} training identities, leaving "
             f"{num_ids - n_val} to train on; training needs at least 2. Lower data.val_identities, or set it to 0 "
-            "to train on every identity (best.pth is then the last epoch)"
+            "to train on every identity (the best checkpoint is then the last epoch)"
         )
     return n_val
 
