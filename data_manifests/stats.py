@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .enums import AUTO_REVIEWER, Decision
+from .enums import AUTO_REVIEWER, Decision, Status
 from .store import list_tables, read_table
 
 
@@ -24,7 +24,7 @@ def status_counts(root: str | os.PathLike, table: str) -> dict[str, int]:
 
 def dataset_row(root: str | os.PathLike, table: str = "diffveri") -> dict[str, Any]:
     """The columns of the paper's dataset comparison table for the final dataset (``ok`` rows only)."""
-    arrow = read_table(root, table, filter=pc.field("status") == "ok")
+    arrow = read_table(root, table, filter=pc.field("status") == Status.OK)
     n = arrow.num_rows
     views = {}
     if n and "dominant_view" in arrow.column_names:
@@ -78,7 +78,7 @@ def review_coverage(root: str | os.PathLike) -> dict[str, Any]:
         "share_seen": round(len(seen) / images, 4) if images else None,
     }
     if "diffveri" in list_tables(root):
-        ids = read_table(root, "diffveri", columns=["image_id"], filter=pc.field("status") == "ok")["image_id"]
+        ids = read_table(root, "diffveri", columns=["image_id"], filter=pc.field("status") == Status.OK)["image_id"]
         in_dataset = set(ids.to_pylist())
         out["dataset_images"] = len(in_dataset)
         out["dataset_seen_by_a_person"] = len(in_dataset & seen)

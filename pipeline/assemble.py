@@ -14,32 +14,27 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.compute as pc
 from tqdm import tqdm
 
 import data_manifests as dm
-from data_manifests import rle
+from data_manifests import Status
+from data_manifests.enums import ImageSource
+from data_manifests.rows import CAMERA_OF_VIEW, diffveri_row
 from data_manifests.stats import dataset_row
 
 from .assemble_crops import crop_row
 from .assemble_real import real_rows
-from .splits import assign_query_gallery
+from .formats.crop import vehicle_box
+from .formats.veri import veri_writer
+from .splits import assign_splits
 from .stages import StageResult
 
 log = logging.getLogger(__name__)
-
-# One virtual camera per intended viewpoint, as in VeRi-776 where cameras see vehicles from different angles.
-CAMERA_OF_VIEW: dict[str, int] = {view: i + 1 for i, view in enumerate(dm.INTENDED_VIEWS)}
-REAL_CAMERA = len(CAMERA_OF_VIEW) + 1  # real photos whose view is unknown
 
 
 @dataclass
@@ -62,7 +57,7 @@ def _accepted(root: Path) -> set[str]:
 
 def _candidates(root: Path) -> list[dict[str, Any]]:
     """Rows of every image that passed all stages, joined across the stage tables."""
-    ok = pc.field("status") == "ok"
+    ok = pc.field("status") == Status.OK
     gens = {r["image_id"]: r for r in dm.read_rows(root, "generations", filter=ok)}
     kept = {r["image_id"]: r for r in dm.read_rows(root, "detections", filter=ok)}
     segs = {r["image_id"]: r for r in dm.read_rows(root, "segments", filter=ok)}
@@ -77,108 +72,46 @@ def _candidates(root: Path) -> list[dict[str, Any]]:
         g, d, s = gens[image_id], kept[image_id], segs[image_id]
         review = reviews.get(image_id) or {}
         view = review.get("view_label") or g["intended_view"]
-        rows.append(
-            {
-                "image_id": image_id,
-                "identity_id": g["identity_id"],
-                "source": "synthetic",
-                "detector_bbox": d["bbox"],  # used for the crop, not stored
-                "class_name": (subjects.get(g["identity_id"]) or {}).get("class_name"),
-                "camera_id": CAMERA_OF_VIEW[view],
-                "path": g["path"],
-                "width": g["width"],
-                "height": g["height"],
-                "view_label": view,
-                "dominant_view": s["dominant_view"],
-                "vehicle_rle": s["vehicle_rle"],
-                "view_classes": s["view_classes"],
-                "view_rles": s["view_rles"],
-                "provenance": json.dumps(
-                    {
-                        "model_ref": g["model_ref"],
-                        "seed": g["seed"],
-                        "prompt": g["prompt"],
-                        "lora_sha256": g["lora_sha256"],
-                        "detector_ref": d["detector_ref"],
-                        "detector_conf": d["conf"],
-                        "segmenter_ref": s["segmenter_ref"],
-                        "reviewer": review.get("reviewer"),
-                    },
-                    sort_keys=True,
-                ),
-                "status": "ok",
-            }
+        row = diffveri_row(
+            image_id=image_id,
+            identity_id=g["identity_id"],
+            class_name=(subjects.get(g["identity_id"]) or {}).get("class_name"),
+            camera_id=CAMERA_OF_VIEW[view],
+            path=g["path"],
+            width=g["width"],
+            height=g["height"],
+            view_label=view,
+            masks=s,
+            source=ImageSource.SYNTHETIC,
+            provenance={
+                "model_ref": g["model_ref"],
+                "seed": g["seed"],
+                "prompt": g["prompt"],
+                "lora_sha256": g["lora_sha256"],
+                "detector_ref": d["detector_ref"],
+                "detector_conf": d["conf"],
+                "segmenter_ref": s["segmenter_ref"],
+                "reviewer": review.get("reviewer"),
+            },
         )
+        rows.append({**row, "detector_bbox": d["bbox"]})  # the box is used for the crop, not stored
     return rows
 
 
-def assign_splits(
-    rows: list[dict[str, Any]], test_identity_fraction: float, queries_per_identity: int, seed: int
-) -> list[dict[str, Any]]:
-    """Set ``split`` on every row: identity-disjoint train/test; test identities give queries and gallery.
-
-    A test image becomes a query only if its identity keeps a gallery image on another camera, so every query is
-    answerable under the VeRi-776 protocol (same-camera gallery matches are ignored there).
-    """
-    if not 0 <= test_identity_fraction <= 1:
-        raise ValueError(f"test_identity_fraction must be in [0, 1], got {test_identity_fraction}")
-    rng = np.random.default_rng(seed)
-    identities = sorted({r["identity_id"] for r in rows})
-    rng.shuffle(identities)
-    test = set(identities[: int(round(len(identities) * test_identity_fraction))])
-    return assign_query_gallery(rows, test, queries_per_identity, rng)
-
-
-def _mask_box(vehicle_rle: dict[str, Any]) -> tuple[int, int, int, int] | None:
-    mask = rle.decode(vehicle_rle)
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
 def export_veri(root: Path, rows: list[dict[str, Any]], margin: float, out: Path | None = None) -> Path:
-    """Write a VeRi-776-style folder (vehicle crops named ``{vid:04d}_c{cam:03d}_{frame:08d}_0.jpg``).
-
-    The folder is built under a temporary name and swapped in whole, so a crash never leaves half an export.
-    """
+    """Write a VeRi-776 folder (:mod:`pipeline.formats.veri`), by default ``ROOT/export/VeRi``: vids number the
+    identities in id order, frames number the images in id order. Rows that are crops already (or have no mask)
+    are exported as they are; full images are cut to the vehicle box plus ``margin`` (edges rounded as
+    :func:`pipeline.formats.crop.vehicle_box` describes)."""
     out = out or root / "export" / "VeRi"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-veri-", dir=out.parent))
     vids = {identity: i + 1 for i, identity in enumerate(sorted({r["identity_id"] for r in rows}))}
-    names: dict[str, list[str]] = defaultdict(list)
     ordered = sorted(rows, key=lambda r: r["image_id"])
-    for frame, row in enumerate(tqdm(ordered, desc="assemble VeRi export", unit="img")):
-        name = f"{vids[row['identity_id']]:04d}_c{row['camera_id']:03d}_{frame:08d}_0.jpg"
-        with dm.open_image(dm.inside_root(root, row["path"], f"diffveri[{row['image_id']}].path")) as source:
-            image = source.convert("RGB")
-        # Rows that are crops already are exported as they are; full images are cut to the vehicle box.
-        box = _mask_box(row["vehicle_rle"]) if row.get("crop_box") is None and row.get("vehicle_rle") else None
-        if box is not None:
-            x1, y1, x2, y2 = box
-            mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-            image = image.crop(
-                (max(0, x1 - mx), max(0, y1 - my), min(image.width, x2 + mx), min(image.height, y2 + my))
-            )
-        # As in VeRi-776, image_test holds every test image, the queries too.
-        targets = ["image_train"] if row["split"] == "train" else ["image_test"]
-        if row["split"] == "query":
-            targets.append("image_query")
-        for folder in targets:
-            (tmp / folder).mkdir(exist_ok=True)
-            image.save(tmp / folder / name, quality=95)
-            names[folder].append(name)
-    for folder in ("image_train", "image_query", "image_test"):
-        (tmp / folder).mkdir(exist_ok=True)
-        listing = folder.replace("image_", "name_") + ".txt"
-        (tmp / listing).write_text("".join(f"{n}\n" for n in sorted(names[folder])))
-    if out.exists():
-        old = out.with_name(f".old-{out.name}-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+    with veri_writer(out, quality=95) as writer:
+        for frame, row in enumerate(tqdm(ordered, desc="assemble VeRi export", unit="img")):
+            source = dm.inside_root(root, row["path"], f"diffveri[{row['image_id']}].path")
+            full = row.get("crop_box") is None and row.get("vehicle_rle")
+            box = vehicle_box(row["vehicle_rle"], margin, round_edges=True) if full else None
+            writer.add(source, vids[row["identity_id"]], row["camera_id"], frame, row["split"], box)
     return out
 
 
@@ -241,7 +174,7 @@ def assemble(
         rows = [crop_row(root, r, boxes[r["image_id"]], crop_margin, crop_format) for r in bar]
     # 3. Real-synthetic: the subject photos of the dataset's identities.
     if include_real:
-        rows += real_rows(root, {r["identity_id"] for r in rows}, CAMERA_OF_VIEW, REAL_CAMERA)
+        rows += real_rows(root, {r["identity_id"] for r in rows})
     # 4. Identity-disjoint splits over real and synthetic rows together, deterministic for the seed.
     rows = assign_splits(rows, test_identity_fraction, queries_per_identity, seed)
     # 5. The table is derived data: replace it whole so removed images disappear too.

@@ -4,8 +4,8 @@ The paper's DiffVERI is real-synthetic: the few real photos DreamBooth learnt an
 too. Every ``ok`` subject photo of an identity that has at least one synthetic image enters as a ``source: real``
 row. Its view label comes from the photo's original file name when that names a view (the toy world writes
 ``front_left.png``; name folder photos ``rear.jpg``, ``front-2.jpg`` ... to label them), else it stays null; its
-virtual camera is the view's camera, or :data:`REAL_CAMERA` without a view. Real rows carry no masks (nobody
-segmented the photos) unless a ``segments`` row exists for their id. The row id is
+virtual camera is the view's camera, or :data:`data_manifests.rows.REAL_CAMERA` without a view. Real rows carry
+no masks (nobody segmented the photos) unless a ``segments`` row exists for their id. The row id is
 ``image_id(identity, "real", k, "real:<photo sha256>")``, stable across runs.
 """
 
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import data_manifests as dm
-from data_manifests import INTENDED_VIEWS
+from data_manifests import INTENDED_VIEWS, Status
+from data_manifests.enums import ImageSource
+from data_manifests.rows import MASK_COLUMNS, camera_of, diffveri_row
 
 # A photo's view: its file name is the view, optionally followed by "-" or "_" and anything (longest view first).
 _VIEW_NAME = re.compile(
@@ -31,12 +33,12 @@ def view_from_name(name: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
-def real_rows(root: Path, identities: set[str], cameras: dict[str, int], real_camera: int) -> list[dict[str, Any]]:
+def real_rows(root: Path, identities: set[str]) -> list[dict[str, Any]]:
     """``diffveri`` rows (without ``split``) for the subject photos of ``identities``."""
     rows = []
     segments = {}
     for r in dm.read_rows(root, "subjects"):
-        if r["identity_id"] not in identities or r["status"] != "ok":
+        if r["identity_id"] not in identities or r["status"] != Status.OK:
             continue
         attributes = json.loads(r["attributes"] or "{}")
         originals = attributes.get("source_files") or []
@@ -49,31 +51,26 @@ def real_rows(root: Path, identities: set[str], cameras: dict[str, int], real_ca
             view = view or view_from_name(rel)
             with dm.open_image(path) as image:  # the header only: size, no decode
                 width, height = image.size
-            rows.append(
-                {
-                    "image_id": image_id,
-                    "identity_id": r["identity_id"],
-                    "class_name": r["class_name"],
-                    "camera_id": cameras[view] if view else real_camera,
-                    "path": rel,
-                    "width": width,
-                    "height": height,
-                    "view_label": view,
+            row = diffveri_row(
+                image_id=image_id,
+                identity_id=r["identity_id"],
+                class_name=r["class_name"],
+                camera_id=camera_of(view),
+                path=rel,
+                width=width,
+                height=height,
+                view_label=view,
+                source=ImageSource.REAL,
+                provenance={
                     "source": "real",
-                    "provenance": json.dumps(
-                        {
-                            "source": "real",
-                            "subject_source": r["source"],
-                            "photo": rel,
-                            "sha256": sha,
-                            "original": originals[k] if k < len(originals) else None,
-                        },
-                        sort_keys=True,
-                    ),  # fmt: skip
-                    "status": "ok",
-                }
+                    "subject_source": r["source"],
+                    "photo": rel,
+                    "sha256": sha,
+                    "original": originals[k] if k < len(originals) else None,
+                },
             )
-            segments[image_id] = rows[-1]
+            rows.append(row)
+            segments[image_id] = row
     _attach_masks(root, segments)
     return rows
 
@@ -84,14 +81,9 @@ def _attach_masks(root: Path, rows: dict[str, dict[str, Any]]) -> None:
         return
     import pyarrow.compute as pc
 
-    wanted = (pc.field("status") == "ok") & pc.field("image_id").isin(list(rows))
+    wanted = (pc.field("status") == Status.OK) & pc.field("image_id").isin(list(rows))
     for s in dm.read_rows(root, "segments", filter=wanted):
         row = rows[s["image_id"]]
         if s["vehicle_rle"] is None or list(s["vehicle_rle"]["size"]) != [row["height"], row["width"]]:
             continue
-        row.update(
-            vehicle_rle=s["vehicle_rle"],
-            view_classes=s["view_classes"],
-            view_rles=s["view_rles"],
-            dominant_view=s["dominant_view"],
-        )
+        row.update({k: s[k] for k in MASK_COLUMNS})

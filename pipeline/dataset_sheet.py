@@ -67,7 +67,7 @@ def dataset_sheet(root: Path, out: Path, per_row: int = 8, size: int = 128) -> P
         root,
         "diffveri",
         columns=["image_id", "identity_id", "path", "dominant_view", "vehicle_rle", "view_classes", "view_rles"],
-        filter=pc.field("status") == "ok",
+        filter=pc.field("status") == dm.Status.OK,
     )
     rows = [r for r in rows if r["view_rles"] and r["vehicle_rle"] is not None]  # real photos carry no masks
     if not rows:

@@ -256,7 +256,7 @@ def measure_pilot(root: Path) -> dict[str, float]:
 
     gens = rows("generations", ["image_id", "status"])
     dets = rows("detections", ["image_id", "status"])
-    kept = {d["image_id"] for d in dets if d["status"] == "ok"}
+    kept = {d["image_id"] for d in dets if d["status"] == dm.Status.OK}
     decided: dict[str, bool] = {}  # image -> decided by a person
     for r in rows("reviews", ["image_id", "decision", "reviewer"]):
         if r["image_id"] in kept and r["decision"] in ("accept", "reject"):
@@ -265,10 +265,10 @@ def measure_pilot(root: Path) -> dict[str, float]:
     segs = [r for r in rows("segments", ["image_id", "status", "segmenter_ref"]) if not is_human(r["segmenter_ref"])]
     accepted = accepted_image_ids(root) & set(decided) if decided else set()
     figures = {
-        "synthesize": _share(sum(g["status"] == "ok" for g in gens), len(gens)),
+        "synthesize": _share(sum(g["status"] == dm.Status.OK for g in gens), len(gens)),
         "filter": _share(len(kept), len(dets)),
         "review": _share(len(accepted), len(decided)),
-        "segment": _share(sum(r["status"] == "ok" for r in segs), len(segs)),
+        "segment": _share(sum(r["status"] == dm.Status.OK for r in segs), len(segs)),
         "review_share": _share(sum(decided.values()), len(decided)),
     }
     return {k: round(v, 4) for k, v in figures.items() if v is not None}

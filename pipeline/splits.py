@@ -1,4 +1,8 @@
-"""Re-ID splits shared by the toy world and the assembled dataset (the VeRi-776 protocol)."""
+"""Re-ID splits shared by the toy world and the assembled dataset (the VeRi-776 protocol).
+
+:func:`assign_query_gallery` is the protocol; :func:`assign_splits` draws the test identities by a fraction (the
+assemble stage), :func:`pipeline.toyworld.splits.assign_family_splits` by whole families (the toy world).
+"""
 
 from __future__ import annotations
 
@@ -39,3 +43,20 @@ def assign_query_gallery(
         for q in queries:
             q["split"] = "query"
     return rows
+
+
+def assign_splits(
+    rows: list[dict[str, Any]], test_identity_fraction: float, queries_per_identity: int, seed: int
+) -> list[dict[str, Any]]:
+    """Set ``split`` on every row: identity-disjoint train/test; test identities give queries and gallery.
+
+    A test image becomes a query only if its identity keeps a gallery image on another camera, so every query is
+    answerable under the VeRi-776 protocol (same-camera gallery matches are ignored there).
+    """
+    if not 0 <= test_identity_fraction <= 1:
+        raise ValueError(f"test_identity_fraction must be in [0, 1], got {test_identity_fraction}")
+    rng = np.random.default_rng(seed)
+    identities = sorted({r["identity_id"] for r in rows})
+    rng.shuffle(identities)
+    test = set(identities[: int(round(len(identities) * test_identity_fraction))])
+    return assign_query_gallery(rows, test, queries_per_identity, rng)

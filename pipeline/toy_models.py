@@ -36,6 +36,8 @@ import pyarrow.compute as pc
 
 import data_manifests as dm
 
+from .formats.yolo import data_yaml, label_line
+
 log = logging.getLogger(__name__)
 
 DETECTOR_FILE = "toy-yolo.pt"
@@ -86,13 +88,6 @@ def _link(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def _yolo_line(bbox: list[float], width: int, height: int) -> str:
-    """A YOLO label line ``cls cx cy w h`` (normalised) for class 0 from a pixel box ``(x1, y1, x2, y2)``."""
-    x1, y1, x2, y2 = bbox
-    cx, cy, w, h = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height
-    return f"0 {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
-
-
 def val_identities(identities: list[str], val_fraction: float, seed: int) -> set[str]:
     """The held-out identities: those :func:`pipeline.segment.data.split_by_identity` holds out of fine-tuning."""
     from types import SimpleNamespace
@@ -116,7 +111,7 @@ def detector_dataset(world: Path, out: Path, per_identity: int, held_out: set[st
             label = world / "detection" / "labels" / split / f"{image.stem}.txt"
             _link(label, out / "labels" / split / f"scene_{image.stem}.txt")
     # 2. Single-vehicle renders with their exact boxes; held-out identities validate.
-    ok = pc.field("status") == "ok"
+    ok = pc.field("status") == dm.Status.OK
     gens = dm.read_rows(world, "generations", columns=["image_id", "identity_id", "path", "width", "height"], filter=ok)
     boxes = {r["image_id"]: r["bbox"] for r in dm.read_rows(world, "segments_gt", columns=["image_id", "bbox"])}
     taken: dict[str, int] = {}
@@ -129,11 +124,9 @@ def detector_dataset(world: Path, out: Path, per_identity: int, held_out: set[st
         src = dm.inside_root(world, g["path"], f"generations[{g['image_id']}].path")
         _link(src, out / "images" / split / f"render_{g['image_id']}{src.suffix}")
         label = out / "labels" / split / f"render_{g['image_id']}.txt"
-        label.write_text(_yolo_line(bbox, int(g["width"]), int(g["height"])) + "\n")
-    (out / "data.yaml").write_text(
-        "# YOLO dataset written by `diffveri toy-models`: toy-world scenes + single-vehicle renders.\n"
-        "train: images/train\nval: images/val\nnames:\n  0: vehicle\n"
-    )
+        label.write_text(label_line(0, bbox, int(g["width"]), int(g["height"])) + "\n")
+    comment = "YOLO dataset written by `diffveri toy-models`: toy-world scenes + single-vehicle renders."
+    (out / "data.yaml").write_text(data_yaml(["vehicle"], [comment]))
     return out / "data.yaml"
 
 
@@ -169,7 +162,9 @@ def held_out_check(
     )
     segmenter, _ = load_segmenter(segmenter_weights)
     torch.set_num_threads(1)  # 2 threads crawl when another job holds a core (configs/pipeline/toy.yaml)
-    gens = [g for g in dm.read_rows(world, "generations") if g["identity_id"] in held_out and g["status"] == "ok"]
+    gens = [
+        g for g in dm.read_rows(world, "generations") if g["identity_id"] in held_out and g["status"] == dm.Status.OK
+    ]
     truths = dm.read_rows(world, "segments_gt", filter=pc.field("image_id").isin([g["image_id"] for g in gens]))
     # Images without truth that must be rejected: uniform noise, like the toy profile's untrained diffusion model.
     rng = np.random.default_rng([seed, 7])
@@ -185,7 +180,7 @@ def held_out_check(
         kept = []
         for g, image, boxes in zip(chunk, images, detector.predict(images), strict=True):
             verdict = judge(boxes, image.shape[:2], rules)
-            status, reason = ("ok", None) if verdict.kept else ("rejected", verdict.reason.value)  # type: ignore[union-attr]
+            status, reason = (dm.Status.OK, None) if verdict.kept else (dm.Status.REJECTED, verdict.reason.value)  # type: ignore[union-attr]
             detections.append({"image_id": g["image_id"], "status": status, "reason": reason})
             if verdict.kept:
                 kept.append((g["image_id"], image, verdict.bbox))

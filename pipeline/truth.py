@@ -122,7 +122,7 @@ class TruthReport:
 def truth_verdict(truth: Row | None, image_hw: tuple[int, int], rules: FilterRules) -> Verdict | None:
     """The filter rules applied to the true box alone at confidence 1 (their class list ignored: the truth knows it
     is a vehicle); ``None`` when there is no ok ground-truth row with a box."""
-    if truth is None or truth.get("status") != "ok" or truth.get("bbox") is None:
+    if truth is None or truth.get("status") != dm.Status.OK or truth.get("bbox") is None:
         return None
     box = np.asarray([[*truth["bbox"], 1.0, 0.0]], dtype=np.float64)
     return judge(box, image_hw, dataclasses.replace(rules, vehicle_classes=None))
@@ -138,7 +138,7 @@ def should_keep(truth: Row | None, image_hw: tuple[int, int], rules: FilterRules
 def true_dominant_view(truth: Row, classes: tuple[str, ...] = VIEW_CLASSES_PVEN) -> str | None:
     """The class of ``classes`` (background first) with most vehicle pixels, after mapping the truth's classes onto
     them (``COLLAPSE_TO_PVEN``); ``None`` for a row without vehicle pixels or with a class ``classes`` lacks."""
-    if truth.get("status") != "ok" or not truth.get("view_fractions"):
+    if truth.get("status") != dm.Status.OK or not truth.get("view_fractions"):
         return None
     totals = dict.fromkeys(classes[1:], 0.0)
     for name, share in zip(truth["view_classes"], truth["view_fractions"], strict=True):
@@ -213,7 +213,7 @@ def dataset_views(root: Path) -> dict[str, int]:
     """Dominant views of the assembled ``diffveri`` table's segmented rows (``{}`` when it does not exist)."""
     if not dm.table_exists(root, "diffveri"):
         return {}
-    rows = dm.read_rows(root, "diffveri", columns=["dominant_view"], filter=pc.field("status") == "ok")
+    rows = dm.read_rows(root, "diffveri", columns=["dominant_view"], filter=pc.field("status") == dm.Status.OK)
     # Real photos (source: real) carry no masks, hence no dominant view: they are not counted here.
     return dict(sorted(Counter(r["dominant_view"] for r in rows if r["dominant_view"]).items()))
 

@@ -164,7 +164,7 @@ def write_crop(root: Path, identity_id: str, image_id: str, image: np.ndarray, w
 
 def _ok_generations(root: Path, identities: Sequence[str] | None) -> list[dict[str, Any]]:
     gens = read_table(
-        root, "generations", columns=["image_id", "identity_id", "path"], filter=pc.field("status") == "ok"
+        root, "generations", columns=["image_id", "identity_id", "path"], filter=pc.field("status") == Status.OK
     )
     if identities is not None:
         gens = gens.filter(pc.is_in(gens["identity_id"], value_set=pa.array(list(identities), pa.string())))

@@ -221,7 +221,7 @@ def groundtruth_row(image_id: str, labels: np.ndarray, bbox: tuple[float, float,
     background, ``view_fractions`` are shares of vehicle pixels. An image whose vehicle is entirely hidden gets a
     ``rejected`` / ``empty_mask`` row.
     """
-    from pipeline.toyworld.export import segment_row
+    from pipeline.toyworld.rendering import segment_row
 
     return segment_row(image_id, labels, bbox, VIEW_CLASSES_TOYWORLD)
 

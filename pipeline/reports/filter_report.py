@@ -74,7 +74,7 @@ def outcome_label(status: str, reason: str | None) -> str:
     if status == Status.OK:
         return "kept"
     if status == Status.REJECTED:
-        return str(reason or "rejected")
+        return str(reason or Status.REJECTED)
     return f"{status}/{reason}" if reason else str(status)
 
 

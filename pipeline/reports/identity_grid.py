@@ -151,7 +151,7 @@ def identity_grids(
     if not dm.table_exists(root, "generations"):
         raise ValueError(f"{root}/manifests has no generations table; run the synthesize stage first")
     wanted = None if identities is None else sorted(set(identities))
-    flt = pc.field("status") == "ok"
+    flt = pc.field("status") == Status.OK
     if wanted is not None:
         flt = flt & pc.field("identity_id").isin(wanted)
     columns = ["image_id", "identity_id", "intended_view", "path", "model_ref"]

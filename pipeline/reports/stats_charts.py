@@ -120,7 +120,7 @@ def stats_charts(root: str | Path, out_dir: str | Path | None = None) -> StatsCh
             f"{root}/manifests has no diffveri table; the charts describe the assembled dataset (run assemble)"
         )
     columns = ["identity_id", "split", "width", "height", "dominant_view", "source"]
-    df = dm.read_table(root, "diffveri", columns=columns, filter=pc.field("status") == "ok").to_pandas()
+    df = dm.read_table(root, "diffveri", columns=columns, filter=pc.field("status") == dm.Status.OK).to_pandas()
     if df.empty:
         raise ValueError(f"{root}/manifests/diffveri has no ok rows to chart")
     folder = Path(out_dir) if out_dir is not None else reports_dir(root) / STATS

@@ -35,12 +35,12 @@ def candidates(root: Path, identities: Sequence[str] | None = None) -> pd.DataFr
     view_score, segment_view (the last three NaN/None until the consistency checks ran), reference (the identity's
     first instance image, or "" when there is no subjects row).
     """
-    det = dm.read_table(root, "detections", columns=DETECTION_COLUMNS, filter=pc.field("status") == "ok")
+    det = dm.read_table(root, "detections", columns=DETECTION_COLUMNS, filter=pc.field("status") == Status.OK)
     gen = dm.read_table(
         root,
         "generations",
         columns=["image_id", "identity_id", "intended_view", "path"],
-        filter=pc.field("status") == "ok",
+        filter=pc.field("status") == Status.OK,
     )
     df = gen.to_pandas().merge(det.to_pandas(), on="image_id", how="inner")
     if identities is not None:

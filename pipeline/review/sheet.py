@@ -115,7 +115,7 @@ def view_segments(root: Path, image_ids: Sequence[str]) -> dict[str, dict[str, A
         root,
         "segments",
         columns=["image_id", "view_classes", "view_rles"],
-        filter=(pc.field("status") == "ok") & pc.field("image_id").isin(ids),
+        filter=(pc.field("status") == dm.Status.OK) & pc.field("image_id").isin(ids),
     )
     return {r["image_id"]: r for r in rows if r["view_classes"] and r["view_rles"]}
 

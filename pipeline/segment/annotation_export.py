@@ -66,7 +66,7 @@ def _predicted_labels(root: Path, ids: list[str], view_classes: tuple[str, ...])
         return {}
     from .data import Annotated, label_map
 
-    rows = dm.read_rows(root, "segments", filter=(pc.field("status") == "ok") & pc.field("image_id").isin(ids))
+    rows = dm.read_rows(root, "segments", filter=(pc.field("status") == dm.Status.OK) & pc.field("image_id").isin(ids))
     out = {}
     for r in rows:
         if is_human(r["segmenter_ref"]) or not r["view_rles"] or r["vehicle_rle"] is None:

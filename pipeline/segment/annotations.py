@@ -31,7 +31,9 @@ def human_ids(root: Path) -> set[str]:
     """Image ids whose ``segments`` row is an ``ok`` human annotation."""
     if not dm.table_exists(root, "segments"):
         return set()
-    rows = dm.read_rows(root, "segments", columns=["image_id", "segmenter_ref"], filter=pc.field("status") == "ok")
+    rows = dm.read_rows(
+        root, "segments", columns=["image_id", "segmenter_ref"], filter=pc.field("status") == dm.Status.OK
+    )
     return {r["image_id"] for r in rows if is_human(r["segmenter_ref"])}
 
 
@@ -50,12 +52,14 @@ def known_images(root: Path) -> dict[str, KnownImage]:
     """Every ``ok`` generation of ``root`` with its size and, when the filter kept it, its detector box."""
     boxes: dict[str, list[float]] = {}
     if dm.table_exists(root, "detections"):
-        for d in dm.read_rows(root, "detections", columns=["image_id", "bbox"], filter=pc.field("status") == "ok"):
+        for d in dm.read_rows(
+            root, "detections", columns=["image_id", "bbox"], filter=pc.field("status") == dm.Status.OK
+        ):
             if d["bbox"] is not None:
                 boxes[d["image_id"]] = d["bbox"]
     out = {}
     columns = ["image_id", "path", "width", "height"]
-    for g in dm.read_rows(root, "generations", columns=columns, filter=pc.field("status") == "ok"):
+    for g in dm.read_rows(root, "generations", columns=columns, filter=pc.field("status") == dm.Status.OK):
         if not g["path"]:
             continue
         box = boxes.get(g["image_id"])

@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow.compute as pc
 from PIL import UnidentifiedImageError
 
-from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, inside_root, open_image, read_table, rle, table_exists
+from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, Status, inside_root, open_image, read_table, rle, table_exists
+from data_manifests.rows import segment_row
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def load_annotated(
             f"no annotated masks: table {table!r} is missing under {gt_root}/manifests; write a toy world there "
             "(`diffveri toy world --root DIR`) or point --table/--root at human annotations"
         )
-    masks = read_table(gt_root, table, filter=pc.field("status") == "ok").to_pylist()
+    masks = read_table(gt_root, table, filter=pc.field("status") == Status.OK).to_pylist()
     if refs is not None:
         masks = [m for m in masks if (m["segmenter_ref"] or "").startswith(tuple(refs))]
     generations = {
@@ -155,28 +156,19 @@ def make_segment_row(
     view_classes: tuple[str, ...],
     segmenter_ref: str,
 ) -> dict[str, Any]:
-    """A ``segments`` row from a vehicle mask ``(H, W)`` bool and a view label map ``(H, W)`` (0 outside the
-    vehicle). An empty vehicle mask gives a ``rejected``/``empty_mask`` row (masks kept for inspection)."""
-    vehicle = np.asarray(vehicle, dtype=bool)
-    counts = np.bincount(labels[vehicle].ravel(), minlength=len(view_classes)).astype(np.float64)
-    total = counts.sum()
-    fractions = (counts / total) if total else np.zeros(len(view_classes))
-    row: dict[str, Any] = {
-        "image_id": image_id,
-        "bbox": None if bbox is None else [float(v) for v in bbox],
-        "vehicle_rle": rle.encode(vehicle),
-        "view_classes": list(view_classes),
-        "view_rles": rle.label_map_to_rles(labels, view_classes),
-        "view_fractions": [float(f) for f in fractions],
-        "dominant_view": view_classes[1 + int(np.argmax(counts[1:]))] if total else None,
-        "segmenter_ref": segmenter_ref,
-        "status": "ok",
-    }
-    if not total:
-        row.update(status="rejected", reason="empty_mask", message="the predicted vehicle mask has no pixels")
-    return row
+    """A predicted ``segments`` row (:func:`data_manifests.rows.segment_row`) from a vehicle mask ``(H, W)`` bool
+    and a view label map ``(H, W)`` (0 outside the vehicle); an empty vehicle mask gives ``rejected``/``empty_mask``."""
+    return segment_row(
+        image_id,
+        bbox,
+        vehicle,
+        labels,
+        view_classes,
+        segmenter_ref,
+        empty_message="the predicted vehicle mask has no pixels",
+    )
 
 
-def failed_row(image_id: str, reason: str, message: str, status: str = "failed", **extra: Any) -> dict[str, Any]:
+def failed_row(image_id: str, reason: str, message: str, status: str = Status.FAILED, **extra: Any) -> dict[str, Any]:
     """A ``segments`` row that records why an image has no masks."""
     return {"image_id": image_id, "status": status, "reason": reason, "message": message, **extra}

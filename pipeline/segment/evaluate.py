@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.compute as pc
 from PIL import Image, ImageDraw
 
-from data_manifests import atomic_write_bytes, read_table, rle, table_exists
+from data_manifests import Status, atomic_write_bytes, read_table, rle, table_exists
 
 from .data import Annotated, label_map, load_annotated, read_image
 from .metrics import SegMeter
@@ -60,7 +60,7 @@ def evaluate_tables(
     gt_root = gt_root or root
     if not table_exists(root, "segments"):
         raise FileNotFoundError(f"no segments table under {root}/manifests; run `diffveri run segment` first")
-    preds = {r["image_id"]: r for r in read_table(root, "segments", filter=pc.field("status") == "ok").to_pylist()}
+    preds = {r["image_id"]: r for r in read_table(root, "segments", filter=pc.field("status") == Status.OK).to_pylist()}
     truths = load_annotated(gt_root, gt_table)
     if not preds:
         raise ValueError(f"{root}/manifests/segments has no ok rows to evaluate")

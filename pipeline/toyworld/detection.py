@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..formats.yolo import label_line
 from .identity import ToyIdentity
 from .renderer import AMBIENT_RANGE, random_background, random_light, render_vehicle, sensor_noise
 
@@ -139,10 +140,4 @@ def render_scene(identities: list[ToyIdentity], size: int, rng: np.random.Genera
 def yolo_lines(vehicles: list[SceneVehicle], size: int, class_of: dict[str, int] | None = None) -> list[str]:
     """YOLO label lines ``cls cx cy w h`` (normalised) for the vehicles; class 0 unless ``class_of`` maps class
     names to ids."""
-    lines = []
-    for v in vehicles:
-        x1, y1, x2, y2 = v.bbox
-        cls = 0 if class_of is None else class_of[v.class_name]
-        cx, cy, w, h = (x1 + x2) / 2 / size, (y1 + y2) / 2 / size, (x2 - x1) / size, (y2 - y1) / size
-        lines.append(f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
-    return lines
+    return [label_line(0 if class_of is None else class_of[v.class_name], v.bbox, size, size) for v in vehicles]

@@ -8,7 +8,9 @@ import pytest
 from PIL import Image
 
 import data_manifests as dm
-from pipeline.assemble import CAMERA_OF_VIEW, assemble, assign_splits
+from data_manifests.rows import CAMERA_OF_VIEW
+from pipeline.assemble import assemble
+from pipeline.splits import assign_splits
 
 from .roots import build_root
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 import data_manifests as dm
 from data_manifests import rle
-from pipeline.assemble import CAMERA_OF_VIEW, REAL_CAMERA, assemble
+from data_manifests.rows import CAMERA_OF_VIEW, REAL_CAMERA
+from pipeline.assemble import assemble
 from pipeline.assemble_crops import crop_box
 from pipeline.assemble_real import view_from_name
 

@@ -16,8 +16,9 @@ from PIL import Image
 import data_manifests as dm
 from data_manifests import rle
 from pipeline.cli import main
+from pipeline.formats.vehicleid import vehicleid_test_sizes
 from pipeline.toyworld import identity_from_attributes, nearest_view, render
-from pipeline.toyworld.export import ToyworldSettings, build_toyworld, vehicleid_test_sizes
+from pipeline.toyworld.export import ToyworldSettings, build_toyworld
 
 SETTINGS = ToyworldSettings(identities=6, images_per_identity=12, size=64, seed=3, detection_images=40)
 VERI_NAME = re.compile(r"([\d]+)_c(\d+)")
@@ -250,7 +251,7 @@ def test_reid_crop_writes_vehicle_crops(world: Path, tmp_path: Path) -> None:
     # Same world (no re-render: the images exist), exported again with crops into a copy of its manifests.
     import shutil
 
-    from pipeline.toyworld.export import vehicle_box
+    from pipeline.formats.crop import vehicle_box
 
     out = tmp_path / "w"
     shutil.copytree(world, out)
@@ -263,7 +264,7 @@ def test_reid_crop_writes_vehicle_crops(world: Path, tmp_path: Path) -> None:
         # the crop equals the box of the row's vehicle mask + 10 % per side, cut from the lossless render
         vid, frame = int(path.name[:4]), int(path.name.split("_")[2])
         row = next(r for (index, iid), r in rows.items() if index + 1 == vid and _frame(gens[iid], out) == frame)
-        box = vehicle_box(row, 0.1)
+        box = vehicle_box(row["vehicle_rle"], 0.1)
         assert box is not None and Image.open(path).size == (box[2] - box[0], box[3] - box[1])
         assert path.name in meta["images"]
         checked += 1
@@ -271,15 +272,15 @@ def test_reid_crop_writes_vehicle_crops(world: Path, tmp_path: Path) -> None:
     # margin 0 is exactly the mask's box; no margin keeps the whole render
     mask = rle.decode(row["vehicle_rle"])
     ys, xs = np.nonzero(mask)
-    assert vehicle_box(row, 0.0) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    assert vehicle_box(row, None) is None
+    assert vehicle_box(row["vehicle_rle"], 0.0) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert vehicle_box(row["vehicle_rle"], None) is None
     with pytest.raises(ValueError, match="--reid-crop"):
         dataclasses.replace(SETTINGS, reid_crop=-0.5).validate()
 
 
 def _frame(gen: dict, out: Path) -> int:
     """The image index j of a generation (its seed is image_seed(seed, index, j))."""
-    from pipeline.toyworld.export import image_seed
+    from pipeline.toyworld.plan import image_seed
 
     index = int(gen["identity_id"][3:])
     return next(j for j in range(SETTINGS.images_per_identity) if image_seed(SETTINGS.seed, index, j) == gen["seed"])

@@ -12,9 +12,10 @@ import pytest
 
 import data_manifests as dm
 from data_manifests import INTENDED_VIEWS
+from data_manifests.rows import CAMERA_OF_VIEW
 from pipeline.cli import main
 from pipeline.toyworld import identity_from_attributes, nearest_view, sample_identity
-from pipeline.toyworld.export import CAMERA_OF_VIEW, ToyworldSettings, build_toyworld
+from pipeline.toyworld.export import ToyworldSettings, build_toyworld
 
 K = 2
 FAMILY = ToyworldSettings(identities=8, images_per_identity=9, size=32, seed=5, detection_images=2, family_size=K)

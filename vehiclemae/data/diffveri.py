@@ -45,7 +45,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, inside_root, iter_batches, open_image, rle
+from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, Status, inside_root, iter_batches, open_image, rle
 
 from ..masking import make_masks
 from .rowstore import RawFile, RowStore, RowStoreWriter
@@ -180,7 +180,7 @@ class DiffVERIDataset(Dataset):
 
         # 1. Only the columns we use, only ok rows (failed/rejected rows stay in the table, never here), streamed to
         #    flat files: no per-row Python objects, and workers read the same files.
-        filt = pc.field("status") == "ok"
+        filt = pc.field("status") == Status.OK
         if splits:
             filt = filt & pc.field("split").isin(list(splits))
         self._cache = _CacheDir(cache_dir)

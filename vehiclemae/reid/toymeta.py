@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from data_manifests import INTENDED_VIEWS
+from data_manifests.toymeta import META_FILE, META_FORMAT, toy_meta_text
 
-META_FILE = "toyworld_meta.json"
-META_FORMAT = "toyworld-veri-meta-v1"
 _IDENTITY_STR_FIELDS = ("identity_id", "family", "class_name", "color_name")
 
 
@@ -180,15 +179,9 @@ def load_toy_meta(root: str | os.PathLike) -> ToyMeta | None:
 def write_toy_meta(
     root: str | os.PathLike, family_size: int, images: dict[str, dict[str, Any]], identities: dict[int, dict[str, Any]]
 ) -> Path:
-    """Write a meta file in the format above (for tests and small tools; the toy world has its own writer)."""
+    """Write a meta file in the format above (the toy world writes it with the same ``toy_meta_text``)."""
     path = Path(root) / META_FILE
-    payload = {
-        "format": META_FORMAT,
-        "family_size": int(family_size),
-        "images": images,
-        "identities": {str(int(k)): v for k, v in identities.items()},
-    }
-    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    path.write_text(toy_meta_text(family_size, images, identities))
     return path
 
 
