@@ -12,20 +12,19 @@ import importlib
 import logging
 import sys
 
+from data_manifests.cli import check_args
 from data_manifests.runtime import apply_offline_env
 
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.manifests",
     "pipeline.commands.run",
     "pipeline.commands.generate",
-    "pipeline.commands.filter",
     "pipeline.commands.review",
-    "pipeline.commands.toyworld",
     "pipeline.commands.segment",
     "pipeline.commands.truth",
-    "pipeline.commands.toy_models",
     "pipeline.commands.plan",
     "pipeline.commands.report",
+    "pipeline.commands.toy",
 )
 
 
@@ -46,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_offline_env()
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_args(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from data_manifests.cli import check_args
 from data_manifests.runtime import apply_offline_env
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_offline_env()
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_args(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
