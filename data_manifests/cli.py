@@ -24,15 +24,15 @@ def warn_deprecated(old: str, new: str) -> None:
 
 
 class _DeprecatedOption(argparse.Action):
-    """Stores like the option it stands for (same dest, type, nargs), after a warning."""
+    """Does what the option it stands for does (same dest, type, nargs, action), after a warning."""
 
-    def __init__(self, *args: Any, new: str, const_value: Any = None, **kwargs: Any) -> None:
-        self.new, self.const_value = new, const_value
+    def __init__(self, *args: Any, new: str, target: argparse.Action, **kwargs: Any) -> None:
+        self.new, self.target = new, target
         super().__init__(*args, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None):
         warn_deprecated(str(option), self.new)
-        setattr(namespace, self.dest, self.const_value if self.nargs == 0 else values)
+        self.target(parser, namespace, values, option)
 
 
 def _require_later(parser: argparse.ArgumentParser, option: str, dest: str) -> None:
@@ -48,12 +48,9 @@ def add_alias(parser: argparse.ArgumentParser, old: str, new: str) -> None:
     if target.required:
         target.required = False
         _require_later(parser, new, target.dest)
-    if target.nargs == 0:  # store_true / store_false / store_const
-        parser.add_argument(old, dest=target.dest, nargs=0, action=_DeprecatedOption, new=new,
-                            const_value=target.const, help=argparse.SUPPRESS)  # fmt: skip
-        return
     parser.add_argument(old, dest=target.dest, type=target.type, choices=target.choices, nargs=target.nargs,
-                        metavar=target.metavar, action=_DeprecatedOption, new=new, help=argparse.SUPPRESS)  # fmt: skip
+                        metavar=target.metavar, action=_DeprecatedOption, new=new, target=target,
+                        help=argparse.SUPPRESS)  # fmt: skip
 
 
 class _PositionalRoot(argparse.Action):
@@ -104,7 +101,8 @@ def add_set_option(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 class _RootOverride(argparse.Action):
-    """``--root R`` for a command whose data root is a config key: the override ``KEY=R``."""
+    """``--root R`` (or ``--out O``) for a command whose data root (or run folder) is a config key: the override
+    ``KEY=R``."""
 
     def __init__(self, *args: Any, key: str, **kwargs: Any) -> None:
         self.key = key
@@ -122,13 +120,17 @@ def add_config_options(
     default: str | None = None,
     example: str = "",
     root_key: str | None = None,
+    out_key: str | None = None,
 ) -> None:
     """``--config``, ``--set KEY=VALUE`` (repeatable) and ``--print-config``; with ``root_key``, also ``--root R``
-    (the same as ``--set ROOT_KEY=R``) for commands whose data root is a config key."""
+    (the same as ``--set ROOT_KEY=R``) for commands whose data root is a config key, and with ``out_key``, ``--out O``
+    (the same as ``--set OUT_KEY=O``) for commands whose main output is one."""
     parser.add_argument("--config", required=required, default=default, help=help)
     add_set_option(parser, f"override a config value{f', e.g. --set {example}' if example else ''} (repeatable)")
     if root_key:
         parser.add_argument("--root", action=_RootOverride, key=root_key, help=f"data root (= --set {root_key}=ROOT)")
+    if out_key:
+        parser.add_argument("--out", action=_RootOverride, key=out_key, help=f"run folder (= --set {out_key}=OUT)")
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config (defaults, file, --set) as YAML and exit"
     )

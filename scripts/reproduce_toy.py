@@ -311,7 +311,7 @@ class Experiment:
             FINETUNE_CONFIG,
             "--mode",
             mode,
-            "--output-dir",
+            "--out",
             out,
             "--set",
             f"data.root={self.world / 'VeRi'}",

@@ -94,6 +94,17 @@ def test_print_config_shows_the_resolved_vehiclemae_config(capsys: pytest.Captur
     assert printed["mode"] == "unsupervised" and printed["optim"]["lr"] == 1e-3
 
 
+def test_out_is_the_run_folder_of_both_trainers(capsys: pytest.CaptureFixture[str]) -> None:
+    for command, config in (("train", "toy"), ("finetune", "finetune_toy")):
+        assert vehiclemae_main([command, "--config", config, "--out", "runs/x", "--print-config"]) == 0
+        captured = capsys.readouterr()
+        assert yaml.safe_load(captured.out)["output_dir"] == "runs/x" and "deprecated" not in captured.err
+    assert vehiclemae_main(["finetune", "--config", "finetune_toy", "--output-dir", "runs/y", "--print-config"]) == 0
+    captured = capsys.readouterr()
+    assert yaml.safe_load(captured.out)["output_dir"] == "runs/y"
+    assert "warning: --output-dir is deprecated and will be removed; use --out" in captured.err
+
+
 def test_a_misspelt_section_is_one_error_line_with_the_nearest_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert diffveri_main(["plan", "--config", "toy", "--images", "10", "--set", "filtr.conf_min=0.9"]) == 2
     assert "unknown section 'filtr' (did you mean 'filter'?)" in capsys.readouterr().err

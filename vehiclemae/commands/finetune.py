@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from data_manifests.checkpoints import add_resume_flags
-from data_manifests.cli import add_config_options, print_config
+from data_manifests.cli import add_alias, add_config_options, print_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(data.val_identities); the test split is evaluated once at the end.",
     )
     add_config_options(parser, "experiment: a name in configs/vehiclemae/ (finetune_toy, finetune_veri776) or a YAML "
-                       "path", example="optim.epochs=2 --set model.init=export", root_key="data.root")  # fmt: skip
+                       "path", example="optim.epochs=2 --set model.init=export", root_key="data.root",
+                       out_key="output_dir")  # fmt: skip
     parser.add_argument("--mode", choices=("supervised", "unsupervised"), default=None, help="overrides the config")
-    parser.add_argument("--output-dir", default=None, help="overrides output_dir")
+    add_alias(parser, "--output-dir", "--out")
     add_resume_flags(parser, "output_dir")
     parser.add_argument(
         "--stop-after-epoch",
@@ -42,8 +43,6 @@ def _finetune(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.mode:
         overrides.append(f"mode={args.mode}")
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(FinetuneConfig, args.config, overrides)
     if print_config(args, cfg):
         return 0

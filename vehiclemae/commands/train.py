@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train ...` (or torchrun). The run folder is the config key output_dir.",
     )
     add_config_options(parser, "experiment: a name in configs/vehiclemae/ (toy, paper) or a YAML path",
-                       example="epochs=2 --set optim.batch_size=16", root_key="data.root")  # fmt: skip
+                       example="epochs=2 --set optim.batch_size=16", root_key="data.root",
+                       out_key="output_dir")  # fmt: skip
     add_resume_flags(parser, "output_dir")
     parser.add_argument(
         "--stop-after-epoch",
