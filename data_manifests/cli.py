@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -145,3 +147,37 @@ def print_config(args: argparse.Namespace, config: Any) -> bool:
     values = config if isinstance(config, dict) else to_dict(config)
     print(yaml.safe_dump(values, sort_keys=False), end="")
     return True
+
+
+# Expected failures are one line and exit code 2: bad input (ValueError, KeyError), missing or unwritable files and a
+# full disk (OSError), a diverged training (NonFiniteLossError is a FloatingPointError). Anything else is a bug: a
+# traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, FloatingPointError)
+
+
+def build_cli(prog: str, description: str, command_modules: tuple[str, ...]) -> argparse.ArgumentParser:
+    """The parser of a command line whose commands each live in a module with ``register(subparsers)`` (heavy
+    libraries are imported inside the handlers, so ``--help`` stays fast)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (and tracebacks)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in command_modules:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse ``argv``, set up logging and run the command's handler; an expected failure is one line on stderr
+    (``PROG COMMAND: error: ...``) and exit code 2 (``-v`` raises it instead)."""
+    args = parser.parse_args(argv)
+    check_args(args)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except EXPECTED_ERRORS as exc:
+        if args.verbose:
+            raise
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -24,14 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        out_key="output_dir")  # fmt: skip
     parser.add_argument("--mode", choices=("supervised", "unsupervised"), default=None, help="overrides the config")
     add_alias(parser, "--output-dir", "--out")
-    add_resume_flags(parser, "output_dir")
-    parser.add_argument(
-        "--stop-after-epoch",
-        type=int,
-        default=None,
-        metavar="E",
-        help="return after E epochs are done and checkpointed (no test evaluation); a rerun continues",
-    )
+    add_resume_flags(parser, "output_dir", epochs="no test evaluation")
     parser.set_defaults(handler=_finetune)
 
 

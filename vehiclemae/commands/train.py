@@ -18,14 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_options(parser, "experiment: a name in configs/vehiclemae/ (toy, paper) or a YAML path",
                        example="epochs=2 --set optim.batch_size=16", root_key="data.root",
                        out_key="output_dir")  # fmt: skip
-    add_resume_flags(parser, "output_dir")
-    parser.add_argument(
-        "--stop-after-epoch",
-        type=int,
-        default=None,
-        metavar="E",
-        help="return after E epochs are done and checkpointed (e.g. to fit a job time limit); a rerun continues",
-    )
+    add_resume_flags(parser, "output_dir", epochs="e.g. to fit a job time limit")
     parser.set_defaults(handler=_train)
 
 
