@@ -32,7 +32,7 @@ demo: setup
 # The demo's trained toy detector and view SAM (committed in models/toy/; about 25 min on 2 idle cores).
 # Training world and runs in data/toy-models/ (TOY_MODELS_ARGS=--reuse keeps a model trained there); docs/pipeline.md.
 toy-models: setup
-	$(RUN) $(VENV)/bin/diffveri toy-models --work data/toy-models --out models/toy $(TOY_MODELS_ARGS)
+	$(RUN) $(VENV)/bin/diffveri toy models --work data/toy-models --out models/toy $(TOY_MODELS_ARGS)
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(RUN) $(PY) $$b || exit 1; done

@@ -3,7 +3,7 @@
 Measures, on the same cameras and seeds:
   * ``plain``   — render on the chroma-key background (mesh, camera, z-buffer, shading, label map);
   * ``full``    — the real thing: random scene background, sensor noise, label map (the figure the target is for);
-  * ``export``  — ``full`` plus what ``diffveri toyworld`` adds per image: PNG encoding and the RLE masks;
+  * ``export``  — ``full`` plus what ``diffveri toy world`` adds per image: PNG encoding and the RLE masks;
   * ``naive``   — reference: ``full`` with the rasteriser replaced by a per-triangle loop over all pixels (what the
     vectorised scanline rasteriser replaces), on fewer images.
 

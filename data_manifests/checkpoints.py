@@ -229,8 +229,18 @@ class _DeprecatedResume(argparse.Action):
         log.warning("--resume is deprecated and does nothing: runs resume automatically (--no-resume starts over)")
 
 
-def add_resume_flags(parser: argparse.ArgumentParser, out: str = "the output folder") -> None:
-    """``--no-resume`` (``args.no_resume``) and the deprecated no-op ``--resume``, the same on every training CLI."""
+def add_resume_flags(parser: argparse.ArgumentParser, out: str = "the output folder", *, epochs: str = "") -> None:
+    """``--no-resume`` (``args.no_resume``) and the deprecated no-op ``--resume``, the same on every training CLI;
+    with ``epochs`` (what stopping early skips, for the help) also ``--stop-after-epoch E`` (``args.stop_after_epoch``)
+    for trainers that count epochs."""
+    if epochs:
+        parser.add_argument(
+            "--stop-after-epoch",
+            type=int,
+            default=None,
+            metavar="E",
+            help=f"return after E epochs are done and checkpointed ({epochs}); the same command again continues",
+        )
     parser.add_argument(
         "--no-resume",
         action="store_true",

@@ -71,6 +71,6 @@ def inside_root(root: str | os.PathLike, rel: str | os.PathLike, what: str = "pa
     if not rel or not is_inside(rel) or not path.resolve().is_relative_to(root.resolve()):
         raise PathEscapeError(
             f"{what} {rel!r} leaves the data root {root}; manifest paths must be relative paths inside it "
-            "(fix or delete the row; `diffveri manifests validate ROOT` lists such rows)"
+            "(fix or delete the row; `diffveri manifests validate --root ROOT` lists such rows)"
         )
     return path

@@ -228,7 +228,7 @@ def part_files(directory: Path) -> list[Path]:
 
 def _repair_hint(directory: Path) -> str:
     root = directory.parent.parent
-    return f"run `diffveri manifests repair {root} --table {directory.name}` to rebuild it from the part files"
+    return f"run `diffveri manifests repair --root {root} --table {directory.name}` to rebuild it from the part files"
 
 
 def _check_pointer(path: Path, pointer: Any) -> dict[str, Any]:
@@ -474,7 +474,7 @@ def _check_part_metadata(path: Path, spec: TableSpec) -> None:
 def _damaged(path: Path | str, exc: Exception) -> ManifestError:
     return ManifestError(
         f"{path}: the part file is damaged ({exc}); restore it from a backup or re-run the stage that wrote "
-        "the table (`diffveri manifests validate ROOT` checks every part)"
+        "the table (`diffveri manifests validate --root ROOT` checks every part)"
     )
 
 
@@ -513,8 +513,8 @@ def _check_read_ids(table: str, arrow: pa.Table) -> None:
         index, column, value = bad[0]
         raise ManifestError(
             f"{table}: row {index} has {column}={value!r}, which is not a valid id ({ID_RULE}); the table was "
-            f"edited or damaged: fix or delete the row ({len(bad)} such value(s); `diffveri manifests validate ROOT` "
-            "lists them)"
+            f"edited or damaged: fix or delete the row ({len(bad)} such value(s); `diffveri manifests validate --root "
+            "ROOT` lists them)"
         )
 
 
@@ -600,7 +600,7 @@ def iter_batches(
                 index, column, value = bad[0]
                 raise ManifestError(
                     f"{table}: row {offset + index} has {column}={value!r}, which is not a valid id ({ID_RULE}); "
-                    "the table was edited or damaged: fix or delete the row (`diffveri manifests validate ROOT` "
+                    "the table was edited or damaged: fix or delete the row (`diffveri manifests validate --root ROOT` "
                     "lists them)"
                 )
             offset += batch.num_rows

@@ -60,7 +60,7 @@ def _checked_columns(spec: TableSpec, check_files: bool) -> list[str]:
 
 
 def _repair_hint(root: Path, table: str) -> str:
-    return f"run `diffveri manifests repair {root} --table {table}`"
+    return f"run `diffveri manifests repair --root {root} --table {table}`"
 
 
 def _file_problems(root: Path, spec: TableSpec) -> tuple[list[Problem], bool]:

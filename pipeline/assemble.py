@@ -165,7 +165,7 @@ def assemble(
     if not rows:
         raise ValueError(
             f"no image under {root} has passed generation, filtering, review and segmentation yet; "
-            "run those stages first (diffveri manifests stats ROOT shows where images stopped)"
+            "run those stages first (diffveri manifests stats --root ROOT shows where images stopped)"
         )
     # 2. Vehicle crops: detector box plus margin, masks cut alike (files written once, named by image and box).
     boxes = {r["image_id"]: r.pop("detector_bbox") for r in rows}

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import section
+from data_manifests.config import section
 
 
 @dataclass
@@ -76,7 +76,7 @@ class PlanConfig:
     bytes: Bytes = field(default_factory=Bytes)
     classes: int = 1  # vehicle classes: prior-preservation class images are generated once per class
     review_share: float | None = None  # share of kept images inside the uncertain bands (uncertain policy)
-    review_share_measured: float | None = None  # the share a person decided on a pilot run (plan --pilot): used as is
+    review_share_measured: float | None = None  # the share a person decided on a pilot run (plan --root): used as is
     seconds_per_review: float = 3.0  # one accept/reject + view label decision
     mask_images: int = 3000  # images annotated with view masks for fine-tuning the segmenter
     seconds_per_mask_image: float = 200.0  # drawing (correcting) the face polygons of one image

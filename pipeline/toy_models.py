@@ -1,6 +1,6 @@
 """The toy profile's trained models, built once: the YOLO11n vehicle detector and the view SAM.
 
-``diffveri toy-models`` (``make toy-models``) trains both on a toy world of their own and publishes the weights in
+``diffveri toy models`` (``make toy-models``) trains both on a toy world of their own and publishes the weights in
 ``models/toy/`` of the repository, where ``make demo`` takes them from. Steps:
 
 1. render a training world whose identities are disjoint from the demo's (indices from ``first_index`` on; the demo

@@ -10,13 +10,13 @@ TOY_MODELS=${TOY_MODELS:-models/toy}   # trained once by `make toy-models` (comm
 step() { printf '\n==> %s\n' "$*"; }
 
 step "1/7 Toy world: procedural vehicles with exact view masks -> $DATA/world"
-$BIN/diffveri toyworld --out "$DATA/world" --identities 10 --images-per-identity 16 --size 128 --seed 0 \
+$BIN/diffveri toy world --root "$DATA/world" --identities 10 --images-per-identity 16 --size 128 --seed 0 \
   --detection-images 16 --no-progress
 
 step "2/7 Toy models: YOLO11n vehicle detector and SAM view segmenter from $TOY_MODELS (make toy-models)"
 if [ ! -f "$TOY_MODELS/toy-yolo.pt" ] || [ ! -f "$TOY_MODELS/sam_view.pt" ]; then
   echo "$TOY_MODELS has no trained toy models: training them now (make toy-models, about 25 minutes on 2 cores)"
-  $BIN/diffveri toy-models --out "$TOY_MODELS" --no-progress
+  $BIN/diffveri toy models --out "$TOY_MODELS" --no-progress
 fi
 install_model() {  # copy $1 to $2 unless identical
   cmp -s "$1" "$2" && return 0
@@ -37,8 +37,8 @@ step "4/7 prefect deployment run build-diffveri/toy --watch"
 $BIN/prefect deployment run build-diffveri/toy --watch
 
 step "5/7 The dataset"
-$BIN/diffveri manifests validate "$DATA"
-$BIN/diffveri manifests stats "$DATA"
+$BIN/diffveri manifests validate --root "$DATA"
+$BIN/diffveri manifests stats --root "$DATA"
 
 step "6/7 VehicleMAE pre-training on the assembled DiffVERI table, export, evaluation on the toy VeRi layout"
 RUN="$DATA/runs/vehiclemae-demo"

@@ -6,7 +6,7 @@
 ``configs/reproduce_toy.yaml``. Steps:
 
 1. Render the downstream benchmark world (its VeRi layout) and the disjoint pre-training world with
-   ``diffveri toyworld``; with ``pretrain_source: pipeline`` the pre-training table is assembled by the pipeline's
+   ``diffveri toy world``; with ``pretrain_source: pipeline`` the pre-training table is assembled by the pipeline's
    stages (subjects -> toy-world synthesis -> filter -> segment -> review -> assemble) like a user's real build.
 2. Training-free baselines (``vehiclemae baselines``): colour histogram, family-attribute oracle, chance.
 3. Per seed and condition: pre-train (``vehiclemae train`` + ``export``; equal steps and images for every condition),
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from data_manifests.cli import add_set_option
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "reproduce_toy.yaml"
@@ -103,8 +105,9 @@ class Experiment:
         self.sh(
             log,
             self.cli("diffveri"),
-            "toyworld",
-            "--out",
+            "toy",
+            "world",
+            "--root",
             out,
             *flags,
             # detection scenes only where the pipeline's toy detector is trained on them
@@ -135,7 +138,8 @@ class Experiment:
             self.sh(
                 "pipeline",
                 self.cli("diffveri"),
-                "toyworld-detector",
+                "toy",
+                "detector",
                 "--root",
                 self.pool,
                 "--out",
@@ -280,7 +284,7 @@ class Experiment:
             ",".join(FROZEN[p] for p in wanted),
             "--seed",
             seed,
-            "--json",
+            "--out",
             out,
         )
         result = json.loads(out.read_text())["results"]
@@ -307,7 +311,7 @@ class Experiment:
             FINETUNE_CONFIG,
             "--mode",
             mode,
-            "--output-dir",
+            "--out",
             out,
             "--set",
             f"data.root={self.world / 'VeRi'}",
@@ -361,7 +365,7 @@ class Experiment:
     def baselines(self) -> dict[str, Any]:
         out = self.runs / "baselines.json"
         if not out.is_file():
-            self.sh("baselines", self.cli("vehiclemae"), "baselines", "--root", self.world / "VeRi", "--json", out)
+            self.sh("baselines", self.cli("vehiclemae"), "baselines", "--root", self.world / "VeRi", "--out", out)
         res = json.loads(out.read_text())["results"]
         return {
             "hist_map": res["histogram"]["mAP"],
@@ -471,13 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--protocols", default=None, help="comma-separated subset of the protocols (default: all, see the config)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile setting, e.g. --set pretrain.epochs=4 (recorded in results.json; repeatable)",
+    add_set_option(
+        parser, "override a profile setting, e.g. --set pretrain.epochs=4 (recorded in results.json; repeatable)"
     )
     parser.add_argument("--bin", default=str(Path(sys.executable).parent), help="folder of diffveri/vehiclemae")
     parser.add_argument(

@@ -69,7 +69,7 @@ def section(results: dict[str, Any]) -> str:
     seeds = sorted({r["seed"] for r in results["rows"]})
     lines = [
         f"Profile `{results['profile']}`, commit `{results['commit'][:10]}`, seeds {seeds}; benchmark world "
-        f"`diffveri toyworld {world}`, pre-training world `{pool}` ({results.get('pretrain_source', 'toyworld')} "
+        f"`diffveri toy world {world}`, pre-training world `{pool}` ({results.get('pretrain_source', 'toyworld')} "
         f"table); pre-training {results['budget']['pretrain']}, fine-tuning {results['budget']['finetune']}"
         + (f"; profile overrides `{' '.join(results['overrides'])}`." if results.get("overrides") else ".")
         + (" **Partial: the cells finished when the report was written.**" if results.get("partial") else ""),

@@ -102,4 +102,4 @@ def test_pilot_measures_the_yields(tmp_path) -> None:
     plan = make_plan(with_pilot(small_config(policy="uncertain"), measured), images=60)
     assert plan.assumptions["review_share"] == 1.0  # as measured, whatever the policy
     assert plan.per_identity["synthetic"] == pytest.approx(10 * 35 / 36 * 34 / 35, abs=1e-3)
-    assert main(["plan", "--config", "configs/pipeline/paper.yaml", "--images", "1000", "--pilot", str(tmp_path)]) == 0
+    assert main(["plan", "--config", "configs/pipeline/paper.yaml", "--images", "1000", "--root", str(tmp_path)]) == 0

@@ -1,4 +1,4 @@
-"""``diffveri toy-models``: the detector's dataset (scenes + single-vehicle renders), the held-out identities, and
+"""``diffveri toy models``: the detector's dataset (scenes + single-vehicle renders), the held-out identities, and
 (slow) the whole build at tiny sizes."""
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
-"""``diffveri subjects import ...`` and ``diffveri models build-toy ...`` (DreamBooth and synthesis run as stages:
-``diffveri run dreambooth|synthesize --config C --root R``)."""
+"""``diffveri subjects import ...`` (DreamBooth and synthesis run as stages: ``diffveri run dreambooth|synthesize
+--config C --root R``; the tiny Stable Diffusion pipeline is ``diffveri toy sd``, formerly ``models build-toy``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from data_manifests.cli import add_deprecated_command
+
+from . import toy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,14 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replace", action="store_true", help="overwrite identities imported from another source")
     p.set_defaults(handler=_import)
 
-    parser = sub.add_parser("models", help="local models for the toy profile")
+    parser = sub.add_parser("models", description="Deprecated: use `diffveri toy sd`.")  # not listed in --help
     msub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = msub.add_parser("build-toy", help="build the tiny random Stable Diffusion pipeline (offline)")
-    p.add_argument("--root", required=True, help="data root")
-    p.add_argument("--out", default="models/tiny-sd", help="folder relative to ROOT (default models/tiny-sd)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="rebuild even if the folder exists")
-    p.set_defaults(handler=_build_toy)
+    add_deprecated_command(msub, "build-toy", "diffveri toy sd", toy.add_sd_arguments, toy.run_sd)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -59,12 +58,4 @@ def _import(args: argparse.Namespace) -> int:
         raise ValueError(f"--from {kind!r}: valid kinds are folder, veri776, vehicleid")
     n = subjects.import_subjects(Path(args.root), candidates, replace=args.replace)
     print(f"imported {n} subject(s) into {Path(args.root) / 'manifests' / 'subjects'}")
-    return 0
-
-
-def _build_toy(args: argparse.Namespace) -> int:
-    from pipeline.generate.tiny_models import save_tiny_pipeline
-
-    out = save_tiny_pipeline(Path(args.root) / args.out, seed=args.seed, overwrite=args.overwrite)
-    print(f"tiny Stable Diffusion pipeline at {out}")
     return 0

@@ -1,4 +1,4 @@
-"""``diffveri manifests validate|repair|stats ROOT``."""
+"""``diffveri manifests validate|repair|stats --root ROOT``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 
+from data_manifests.cli import add_root
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("manifests", help="validate manifest tables or print their statistics")
     msub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = msub.add_parser("validate", help="check every table; exit 1 with the full problem list if any")
-    p.add_argument("root", help="data root (holds manifests/)")
+    add_root(p, "data root (holds manifests/)", positional_alias=True)
     p.add_argument("--no-files", action="store_true", help="skip checking that referenced files exist")
     p.add_argument("--per-kind", type=int, default=50, help="problems shown per table and kind (default 50)")
     p.set_defaults(handler=_validate)
@@ -22,12 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pointers that are missing, empty, unreadable or name paths outside their folder, from the part files "
         "beside them, and records missing part checksums. Unreadable parts are set aside as damaged-<name>.",
     )
-    p.add_argument("root", help="data root (holds manifests/)")
+    add_root(p, "data root (holds manifests/)", positional_alias=True)
     p.add_argument("--table", action="append", default=None, help="only this table (repeatable; default: all)")
     p.add_argument("--yes", action="store_true", help="apply without asking")
     p.set_defaults(handler=_repair)
     p = msub.add_parser("stats", help="per-table counts by status/reason and the dataset comparison row")
-    p.add_argument("root", help="data root (holds manifests/)")
+    add_root(p, "data root (holds manifests/)", positional_alias=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
         "--charts",

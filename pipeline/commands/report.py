@@ -1,8 +1,10 @@
-"""``diffveri report grids|filter|stats ROOT``: draw the pictures of a data root (pipeline/reports)."""
+"""``diffveri report grids|filter|stats --root ROOT``: draw the pictures of a data root (pipeline/reports)."""
 
 from __future__ import annotations
 
 import argparse
+
+from data_manifests.cli import add_config_options, add_root, print_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Writes ROOT/reports/identities/<identity>.png (or --out DIR/<identity>.png). Captions name the "
         "backend and, once the filter ran, the outcome (kept + confidence, or the reject reason).",
     )
-    p.add_argument("root", help="data root (holds manifests/)")
+    add_root(p, "data root (holds manifests/)", positional_alias=True)
     p.add_argument("--identities", default=None, help="comma-separated identity ids (default: all with images)")
     p.add_argument("--per-view", type=int, default=4, help="images drawn per view (default 4)")
     p.add_argument("--out", default=None, help="output folder (default ROOT/reports/identities)")
@@ -26,21 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "profile, the dashed line filter.conf_min; with review.checks.enabled the identity and view scores get a "
         "histogram each with their bands.",
     )
-    p.add_argument("root", help="data root (holds manifests/)")
-    p.add_argument("--config", default="toy", help="profile whose thresholds are drawn: toy, paper or a YAML path")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set review.uncertain_high=0.7 to try a band",
-    )
+    add_root(p, "data root (holds manifests/)", positional_alias=True)
+    add_config_options(p, "profile whose thresholds are drawn: toy, paper or a YAML path", required=False,
+                       default="toy", example="review.uncertain_high=0.7 to try a band")  # fmt: skip
     p.add_argument("--bins", type=int, default=20, help="histogram bins over [0, 1] (default 20)")
     p.add_argument("--out", default=None, help="output PNG (default ROOT/reports/filter.png)")
     p.set_defaults(handler=_filter)
     p = rsub.add_parser("stats", help="charts of the assembled dataset: views, identities, sources, resolution")
-    p.add_argument("root", help="data root (holds manifests/)")
+    add_root(p, "data root (holds manifests/)", positional_alias=True)
     p.add_argument("--out", default=None, help="output folder (default ROOT/reports/stats)")
     p.set_defaults(handler=_stats)
 
@@ -62,7 +57,10 @@ def _filter(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.reports import filter_report, report_bands
 
-    bands = report_bands(load_config(args.config, args.overrides))
+    config = load_config(args.config, args.overrides)
+    if print_config(args, config):
+        return 0
+    bands = report_bands(config)
     report = filter_report(args.root, args.out, bins=args.bins, **bands)
     print(report.path)
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in report.outcomes.items()))

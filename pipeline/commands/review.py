@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from data_manifests.cli import add_config_options, print_config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("review", help="export review batches (CSV + HTML), import annotated CSVs, show status")
     rsub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = rsub.add_parser("checks", help="score identity and view consistency of every kept image (review.checks)")
     p.add_argument("--root", required=True, help="data root")
-    p.add_argument("--config", required=True, help="profile YAML whose review.checks and segment sections are used")
+    add_config_options(
+        p, "profile whose review.checks and segment sections are used", example="review.checks.enabled=true"
+    )
     p.add_argument("--overwrite", action="store_true", help="re-score images already scored by the same models")
     p.set_defaults(handler=_checks)
     p = rsub.add_parser("export", help="queue kept images into batches and write batch_<id>.csv/.html")
@@ -19,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder for the batch files")
     p.add_argument("--policy", default=None, help="all | random:<fraction> | uncertain | confident | first:<n>")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--config", default=None, help="profile YAML whose review: section gives the defaults")
+    add_config_options(p, "profile whose review: section gives the defaults", required=False)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--audit-rate", type=float, default=None, help="uncertain policy: share outside the bands to audit")
     p.set_defaults(handler=_export)
@@ -37,7 +41,10 @@ def _export(args: argparse.Namespace) -> int:
     from pipeline.config import load_config, section
     from pipeline.review import ReviewConfig, export_batches
 
-    cfg = section(load_config(args.config), "review", ReviewConfig) if args.config else ReviewConfig()
+    config = load_config(args.config, args.overrides)  # no --config: the defaults
+    if print_config(args, config):
+        return 0
+    cfg = section(config, "review", ReviewConfig)
     out = Path(args.out)
     ids = export_batches(
         Path(args.root),
@@ -62,7 +69,9 @@ def _checks(args: argparse.Namespace) -> int:
     from pipeline.review import ReviewConfig
     from pipeline.review.stage import run_consistency_checks
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.overrides)
+    if print_config(args, config):
+        return 0
     cfg = section(config, "review", ReviewConfig)
     checks = dataclasses.replace(cfg.checks, overwrite=cfg.checks.overwrite or args.overwrite)
     counts = run_consistency_checks(config, checks, Path(args.root), None)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from data_manifests.checkpoints import add_resume_flags
+from data_manifests.cli import add_config_options, print_config
 
 RESUMABLE = ("dreambooth",)
 
@@ -15,17 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     parser = sub.add_parser("run", help="run one pipeline stage on a data root")
     parser.add_argument("stage", choices=list(STAGES), metavar="STAGE", help=f"one of: {', '.join(STAGES)}")
-    parser.add_argument("--config", required=True, help="profile: toy, paper (configs/pipeline/) or a YAML path")
+    add_config_options(parser, "profile: toy, paper (configs/pipeline/) or a YAML path",
+                       example="synthesize.images_per_view=2")  # fmt: skip
     parser.add_argument("--root", required=True, help="data root (manifests are under ROOT/manifests)")
     parser.add_argument("--identities", default=None, help="comma-separated identity ids (default: all)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set synthesize.images_per_view=2 (repeatable)",
-    )
     add_resume_flags(parser, "a trained stage's (dreambooth) identity folder")
     parser.set_defaults(handler=_run)
 
@@ -35,6 +29,8 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.stages import get_stage
 
     config = load_config(args.config, args.overrides)
+    if print_config(args, config):
+        return 0
     identities = [i for i in args.identities.split(",") if i] if args.identities else None
     # Only the stages that train (dreambooth) keep checkpoints; the others resume by rows and take no resume flag.
     if args.no_resume and args.stage not in RESUMABLE:

@@ -11,18 +11,7 @@ import json
 from pathlib import Path
 
 from data_manifests.checkpoints import add_resume_flags
-
-
-def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--config", required=required, help="profile YAML, e.g. configs/pipeline/toy.yaml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set segment.finetune.steps=100 (repeatable)",
-    )
+from data_manifests.cli import add_alias, add_config_options, print_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ssub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     p = ssub.add_parser("finetune", help="fine-tune the view SAM on annotated masks (a segments-schema table)")
-    _add_config(p)
+    add_config_options(p, "profile: toy, paper or a YAML path", example="segment.finetune.steps=100")
     p.add_argument("--root", required=True, help="data root with generations + the annotated masks table")
     p.add_argument("--gt-root", default=None, help="read the masks table from this root instead (paths from --root)")
     add_resume_flags(p, "finetune.out_dir")
@@ -38,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = ssub.add_parser("eval", help="per-class IoU and mIoU against ground truth, plus a comparison PNG")
     p.add_argument("--root", required=True, help="data root whose segments table holds the predictions")
-    p.add_argument("--gt", default=None, help="ground-truth root (its --table); default: --root")
-    p.add_argument("--table", default=None, help="ground-truth table (default segments_gt, or segments with --gt)")
+    p.add_argument("--gt-root", default=None, help="ground-truth root (its --table); default: --root")
+    add_alias(p, "--gt", "--gt-root")
+    p.add_argument("--table", default=None, help="ground-truth table (default segments_gt, or segments with --gt-root)")
     p.add_argument(
         "--checkpoint",
         default=None,
@@ -47,13 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reading --root's segments table; --root is then the ground-truth root",
     )
     p.add_argument("--box-jitter", type=float, default=0.0, help="with --checkpoint: box noise (fraction of side)")
-    p.add_argument("--png", default=None, help="comparison image path (default ROOT/reports/segment_eval.png)")
+    p.add_argument("--out", default=None, help="comparison PNG (default ROOT/reports/segment_eval.png)")
+    add_alias(p, "--png", "--out")
     p.add_argument("--n-png", type=int, default=6, help="images in the PNG (default 6)")
     p.add_argument("--json", default=None, help="also write the metrics as JSON to this path")
     p.set_defaults(handler=_eval)
 
     p = ssub.add_parser("synth-world", help="render a small annotated world (images, generations, segments)")
-    p.add_argument("--out", required=True, help="data root to write")
+    p.add_argument("--root", required=True, help="data root to write")
+    add_alias(p, "--out", "--root")
     p.add_argument("--identities", type=int, default=8)
     p.add_argument("--images-per-identity", type=int, default=8)
     p.add_argument("--size", type=int, default=128)
@@ -120,6 +112,8 @@ def _finetune(args: argparse.Namespace) -> int:
     from pipeline.segment.finetune import finetune
 
     config = load_config(args.config, args.overrides)
+    if print_config(args, config):
+        return 0
     cfg = section(config, "segment", SegmentConfig)
     root = Path(args.root)
     ft = cfg.finetune
@@ -182,13 +176,13 @@ def _eval(args: argparse.Namespace) -> int:
             Path(args.checkpoint), root, table, box_jitter=args.box_jitter, keep=args.n_png
         )
     else:
-        gt_root = Path(args.gt) if args.gt else root
-        table = args.table or ("segments" if args.gt else "segments_gt")
+        gt_root = Path(args.gt_root) if args.gt_root else root
+        table = args.table or ("segments" if args.gt_root else "segments_gt")
         result, samples = evaluate_tables(root, gt_root, table, keep=args.n_png)
     print(format_result(result))
     if result.get("missing"):
         print(f"ground-truth images without an ok prediction: {result['missing']}")
-    png = Path(args.png) if args.png else root / "reports" / "segment_eval.png"
+    png = Path(args.out) if args.out else root / "reports" / "segment_eval.png"
     if samples:
         comparison_png(png, samples, tuple(result["iou"]))
         print(f"wrote {png}")
@@ -203,9 +197,9 @@ def _synth(args: argparse.Namespace) -> int:
     from pipeline.toyworld.synthetic import write_annotated_world
 
     ids = write_annotated_world(
-        Path(args.out), args.identities, args.images_per_identity, args.size, args.seed, args.backend
+        Path(args.root), args.identities, args.images_per_identity, args.size, args.seed, args.backend
     )
-    print(f"wrote {len(ids)} annotated images under {args.out}")
+    print(f"wrote {len(ids)} annotated images under {args.root}")
     return 0
 
 

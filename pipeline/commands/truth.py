@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from data_manifests.cli import add_config_options, print_config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -17,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "one (next to the majority-class baseline). See docs/pipeline.md#checking-the-demo-against-the-truth.",
     )
     p.add_argument("--root", required=True, help="pipeline data root (generations, detections, segments, segments_gt)")
-    p.add_argument("--config", default="configs/pipeline/toy.yaml", help="profile whose filter rules define 'keep'")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_options(p, "profile whose filter rules define 'keep'", required=False, default="toy")
     p.add_argument("--json", default=None, help="also write the figures as JSON to this path")
     p.add_argument("--sheet", default=None, help="write a contact sheet of the assembled dataset to this PNG")
     p.add_argument("--no-pixels", action="store_true", help="skip the pixel-level view IoU (decodes every mask)")
@@ -35,7 +36,10 @@ def _truth(args: argparse.Namespace) -> int:
     from pipeline.truth import compare_root, format_report, report_dict, targets
 
     root = Path(args.root)
-    rules = section(load_config(args.config, args.overrides), "filter", FilterConfig).rules()
+    config = load_config(args.config, args.overrides)
+    if print_config(args, config):
+        return 0
+    rules = section(config, "filter", FilterConfig).rules()
     report = compare_root(root, rules)
     if not args.no_pixels:
         from pipeline.segment.evaluate import evaluate_tables

@@ -172,7 +172,7 @@ def load_yolo(weights: str | os.PathLike) -> tuple[YOLO, str]:
     if not path.is_file():
         raise FileNotFoundError(
             f"detector weights {weights} not found; set filter.weights to a local .pt file "
-            "(toy profile: run `diffveri toyworld-detector --root ROOT` first)"
+            "(toy profile: run `diffveri toy detector --root ROOT` first)"
         )
     # Read once; check and load those same bytes, so the file cannot be swapped between the check and the load.
     data = path.read_bytes()

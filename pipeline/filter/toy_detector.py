@@ -73,7 +73,7 @@ def train_toy_detector(
     data_yaml = Path(data_yaml)
     if not data_yaml.is_file():
         raise FileNotFoundError(
-            f"{data_yaml} not found; write the toy world first (`diffveri toyworld --out {root} ...` writes "
+            f"{data_yaml} not found; write the toy world first (`diffveri toy world --root {root} ...` writes "
             f"{root}/detection/data.yaml) or pass --data"
         )
     spec = yaml.safe_load(data_yaml.read_text()) or {}

@@ -92,7 +92,7 @@ def resolve_base_model(root: Path, models: ModelsConfig) -> Path:
         what = "does not exist" if not path.exists() else "has no model_index.json (not a diffusers pipeline folder)"
         raise FileNotFoundError(
             f"base model {path} (models.base in the config) {what}; point models.base at a local Stable Diffusion "
-            f"folder, or build the toy one with `diffveri models build-toy --root {root}`"
+            f"folder, or build the toy one with `diffveri toy sd --root {root}`"
         )
     return path
 

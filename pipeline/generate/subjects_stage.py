@@ -30,10 +30,10 @@ class SubjectsConfig:
 
 
 def toyworld_candidates(world: Path, identities: list[str] | None = None) -> list[Candidate]:
-    """The identities of a toy world written by ``diffveri toyworld`` (its instance renders as photos)."""
+    """The identities of a toy world written by ``diffveri toy world`` (its instance renders as photos)."""
     if not dm.table_exists(world, "subjects"):
         raise FileNotFoundError(
-            f"{world} holds no toy world (no manifests/subjects); run `diffveri toyworld --out {world}`"
+            f"{world} holds no toy world (no manifests/subjects); run `diffveri toy world --root {world}`"
         )
     rows = dm.read_rows(world, "subjects")
     if identities is not None:

@@ -6,7 +6,7 @@ the histogram of detector confidences (kept and rejected stacked), the review ba
 uncertain_high)`` shaded with the number of kept images inside it (what the ``uncertain`` policy sends to a
 person), and the filter's ``conf_min`` as a dashed line. When the automatic consistency checks ran, their scores
 (``identity_score``, ``view_score``) get a histogram each, with their bands (``review.checks.identity_band``,
-``view_band``). Written to ``ROOT/reports/filter.png`` by ``diffveri report filter ROOT --config PROFILE``.
+``view_band``). Written to ``ROOT/reports/filter.png`` by ``diffveri report filter --root ROOT --config PROFILE``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ one row per view (prompt order of :data:`data_manifests.INTENDED_VIEWS`), up to 
 Each tile's caption names its backend (``toyworld``, ``diffusion``) and, once the filter has run, its outcome:
 ``kept 0.87`` (detector confidence) in green or the reject reason in red. Written to
 ``ROOT/reports/identities/<identity>.png``; the synthesize stage writes the grids of the identities it ran
-(``synthesize.report_grids``), ``diffveri report grids ROOT`` draws them again at any time.
+(``synthesize.report_grids``), ``diffveri report grids --root ROOT`` draws them again at any time.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Four PNGs under ``ROOT/reports/stats/``: ``views.png`` (images per dominant view; real photos have no masks and
 count as ``no mask``), ``identities.png`` (how many identities have how many images), ``sources.png`` (synthetic
 and real images per split) and ``resolution.png`` (image width x height, one dot per distinct size, area by count).
-``diffveri manifests stats ROOT --charts`` and ``diffveri report stats ROOT`` write them and print their paths;
-the ``build-diffveri`` flow adds them to its statistics artifact.
+``diffveri manifests stats --root ROOT --charts`` and ``diffveri report stats --root ROOT`` write them and print
+their paths; the ``build-diffveri`` flow adds them to its statistics artifact.
 """
 
 from __future__ import annotations

@@ -1,26 +1,42 @@
-"""The ``segment:`` config section as typed dataclasses (built only in the CLI / ``run_stage`` adapters)."""
+"""The ``segment:`` config section as typed dataclasses (built only in the CLI / ``run_stage`` adapters), and the
+view SAM's architecture (:class:`ModelSpec`, saved in every checkpoint; here so that a profile loads without torch)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-from .model import ModelSpec
-
-T = TypeVar("T")
+PAPER_KINDS = ("vit_b", "vit_l", "vit_h")
+KINDS = ("toy", *PAPER_KINDS)
 
 
-def _sub(values: Any, name: str, cls: type[T]) -> T:
-    if isinstance(values, cls):
-        return values
-    if not isinstance(values, dict):
-        raise ValueError(f"config section {name!r} must be a mapping, got {type(values).__name__}")
-    valid = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - valid)
-    if unknown:
-        raise ValueError(f"config section {name!r}: unknown key(s) {unknown}; valid keys: {sorted(valid)}")
-    return cls(**values)
+@dataclass
+class ModelSpec:
+    """The architecture of a view SAM. ``kind="toy"`` uses every field; the ViT-B/L/H kinds use SAM's own sizes.
+
+    Saved inside every checkpoint, so a checkpoint rebuilds its model without the config that made it.
+    """
+
+    kind: str = "toy"  # toy | vit_b | vit_l | vit_h
+    base_checkpoint: str | None = None  # paper kinds: the original SAM weights (sam_vit_b_01ec64.pth ...)
+    img_size: int = 128  # toy: side of the (padded, square) encoder input
+    patch_size: int = 8
+    embed_dim: int = 64
+    depth: int = 2
+    num_heads: int = 4
+    window_size: int = 0  # 0 = global attention in every block (cheap at 16x16 tokens)
+    global_attn_indexes: tuple[int, ...] = ()
+    prompt_dim: int = 64  # encoder output channels = prompt embedding = decoder transformer width
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 256
+    decoder_heads: int = 4
+    iou_head_hidden_dim: int = 64
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"segment.model.kind={self.kind!r} is not one of {KINDS}")
+        if self.kind == "toy" and self.img_size % self.patch_size:
+            raise ValueError(f"segment.model: img_size {self.img_size} must be a multiple of patch_size")
+        self.global_attn_indexes = tuple(int(i) for i in self.global_attn_indexes)
 
 
 @dataclass
@@ -68,7 +84,3 @@ class SegmentConfig:
     overwrite: bool = False  # re-segment images that already have an ok row
     flush_every: int = 64  # rows buffered before each upsert (resume granularity)
     num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        self.model = _sub(self.model, "segment.model", ModelSpec)
-        self.finetune = _sub(self.finetune, "segment.finetune", FinetuneConfig)

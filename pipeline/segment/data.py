@@ -109,7 +109,7 @@ def load_annotated(
     if not table_exists(gt_root, table):
         raise FileNotFoundError(
             f"no annotated masks: table {table!r} is missing under {gt_root}/manifests; write a toy world there "
-            "(`diffveri toyworld --out DIR`) or point --table/--root at human annotations"
+            "(`diffveri toy world --root DIR`) or point --table/--root at human annotations"
         )
     masks = read_table(gt_root, table, filter=pc.field("status") == Status.OK).to_pylist()
     if refs is not None:

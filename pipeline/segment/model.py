@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,41 +34,11 @@ from torch import nn
 
 from data_manifests import atomic_write_bytes
 
+from .config import KINDS, PAPER_KINDS, ModelSpec  # noqa: F401  (ModelSpec is part of this module's API)
+
 log = logging.getLogger(__name__)
 
-PAPER_KINDS = ("vit_b", "vit_l", "vit_h")
-KINDS = ("toy", *PAPER_KINDS)
 CHECKPOINT_FORMAT = "diffveri-sam-view/1"
-
-
-@dataclass
-class ModelSpec:
-    """The architecture of a view SAM. ``kind="toy"`` uses every field; the ViT-B/L/H kinds use SAM's own sizes.
-
-    Saved inside every checkpoint, so a checkpoint rebuilds its model without the config that made it.
-    """
-
-    kind: str = "toy"  # toy | vit_b | vit_l | vit_h
-    base_checkpoint: str | None = None  # paper kinds: the original SAM weights (sam_vit_b_01ec64.pth ...)
-    img_size: int = 128  # toy: side of the (padded, square) encoder input
-    patch_size: int = 8
-    embed_dim: int = 64
-    depth: int = 2
-    num_heads: int = 4
-    window_size: int = 0  # 0 = global attention in every block (cheap at 16x16 tokens)
-    global_attn_indexes: tuple[int, ...] = ()
-    prompt_dim: int = 64  # encoder output channels = prompt embedding = decoder transformer width
-    decoder_depth: int = 2
-    decoder_mlp_dim: int = 256
-    decoder_heads: int = 4
-    iou_head_hidden_dim: int = 64
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"segment.model.kind={self.kind!r} is not one of {KINDS}")
-        if self.kind == "toy" and self.img_size % self.patch_size:
-            raise ValueError(f"segment.model: img_size {self.img_size} must be a multiple of patch_size")
-        self.global_attn_indexes = tuple(int(i) for i in self.global_attn_indexes)
 
 
 # ------------------------------------------------------------------------------------------------------- building

@@ -1,4 +1,4 @@
-"""``diffveri toyworld``: render a toy world and write it as manifests and as VeRi / VehicleID / YOLO datasets.
+"""``diffveri toy world``: render a toy world and write it as manifests and as VeRi / VehicleID / YOLO datasets.
 
 Layout under ``out`` (every path in the manifests is relative to ``out``):
 

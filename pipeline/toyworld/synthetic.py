@@ -6,7 +6,7 @@
 * :func:`write_annotated_world` — ``images/``, ``generations`` and ``segments`` with exact view masks (segment
   input), rendered by the toy world or by the box vehicles of :mod:`pipeline.toyworld.boxes`.
 
-A whole world with splits and VeRi / VehicleID / YOLO exports is ``diffveri toyworld``
+A whole world with splits and VeRi / VehicleID / YOLO exports is ``diffveri toy world``
 (:func:`pipeline.toyworld.export.build_toyworld`). Everything here is deterministic for its arguments; paths in the
 rows are relative to ``root``.
 

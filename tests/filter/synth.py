@@ -43,8 +43,8 @@ def png(img: np.ndarray) -> bytes:
 def write_yolo_dataset(out: Path, n_train: int = 12, n_val: int = 4, size: int = 96) -> Path:
     """A tiny YOLO dataset (one class, "car") with train/val/test splits; returns the data.yaml path.
 
-    (The toy world's YOLO export, ``diffveri toyworld``, has no test split and names its class "vehicle": the
-    ``toyworld-detector`` test checks a report on a test split of "car" boxes.)
+    (The toy world's YOLO export, ``diffveri toy world``, has no test split and names its class "vehicle": the
+    ``toy detector`` test checks a report on a test split of "car" boxes.)
     """
     for split, n, offset in (("train", n_train, 0), ("val", n_val, 1000), ("test", n_val, 2000)):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)

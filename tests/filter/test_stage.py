@@ -119,7 +119,7 @@ def test_real_yolo_run_on_toy_world_images_through_the_stage_adapter(tmp_path):
 
 
 def test_missing_weights_error_names_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match="toyworld-detector"):
+    with pytest.raises(FileNotFoundError, match="toy detector"):
         UltralyticsDetector(tmp_path / "nope.pt")
 
 

@@ -1,4 +1,4 @@
-"""`diffveri toyworld-detector`: ultralytics training offline on a tiny YOLO dataset, weights + mAP50 report."""
+"""`diffveri toy detector`: ultralytics training offline on a tiny YOLO dataset, weights + mAP50 report."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .synth import write_yolo_dataset
 
 def test_toyworld_detector_trains_saves_weights_and_reports_map50(tmp_path, capsys):
     data = write_yolo_dataset(tmp_path / "detection", n_train=8, n_val=4, size=64)
-    rc = main(["toyworld-detector", "--root", str(tmp_path), "--epochs", "1", "--imgsz", "64", "--batch", "8"])
+    rc = main(["toy", "detector", "--root", str(tmp_path), "--epochs", "1", "--img-size", "64", "--batch-size", "8"])
     assert rc == 0
     weights = tmp_path / "models" / "toy-yolo.pt"
     assert weights.is_file() and data.is_file()
@@ -26,5 +26,5 @@ def test_toyworld_detector_trains_saves_weights_and_reports_map50(tmp_path, caps
 
 
 def test_missing_dataset_says_how_to_make_it(tmp_path, capsys):
-    assert main(["toyworld-detector", "--root", str(tmp_path)]) == 2
-    assert "diffveri toyworld --out" in capsys.readouterr().err
+    assert main(["toy", "detector", "--root", str(tmp_path)]) == 2
+    assert "diffveri toy world --root" in capsys.readouterr().err

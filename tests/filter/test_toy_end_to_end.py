@@ -1,4 +1,4 @@
-"""The toy chain with the real trained detector: toyworld -> toyworld-detector -> run filter -> run review (slow)."""
+"""The toy chain with the real trained detector: toy world -> toy detector -> run filter -> run review (slow)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ CONFIG = str(Path(__file__).parents[2] / "configs" / "pipeline" / "toy.yaml")
 @pytest.mark.slow
 def test_toy_chain_filter_then_auto_review(tmp_path):
     root = str(tmp_path)
-    assert main(["toyworld", "--out", root, "--identities", "3", "--images-per-identity", "4",
+    assert main(["toy", "world", "--root", root, "--identities", "3", "--images-per-identity", "4",
                  "--detection-images", "120", "--no-progress"]) == 0  # fmt: skip
-    assert main(["toyworld-detector", "--root", root, "--epochs", "5", "--imgsz", "96"]) == 0
+    assert main(["toy", "detector", "--root", root, "--epochs", "5", "--img-size", "96"]) == 0
     report = json.loads((tmp_path / "models" / "toy-yolo.json").read_text())
     assert report["eval_split"] == "val" and 0.0 <= report["map50"] <= 1.0
     assert main(["run", "filter", "--config", CONFIG, "--root", root, "--set", "filter.imgsz=96"]) == 0

@@ -30,7 +30,7 @@ def draw_vehicle(seed: int, size: int) -> np.ndarray:
 
 
 def make_toy_subjects(root: Path, n: int = 2, size: int = 32, images: int = 2) -> list[str]:
-    """``n`` toy-world identities (attributes from ``sample_identity``, as `diffveri toyworld` writes them) with
+    """``n`` toy-world identities (attributes from ``sample_identity``, as `diffveri toy world` writes them) with
     ``images`` drawn instance photos each (drawn here, so the DreamBooth tests do not depend on the renderer)."""
     from pipeline.toyworld import sample_identity
 

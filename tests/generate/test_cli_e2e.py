@@ -1,4 +1,4 @@
-"""The toy profile end to end through the CLI: build-toy, run dreambooth, run synthesize, validate (slow)."""
+"""The toy profile end to end through the CLI: toy sd, run dreambooth, run synthesize, validate (slow)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline" / "toy.yam
 def test_build_toy_model_cli(tmp_path: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
-    assert diffveri_main(["models", "build-toy", "--root", str(tmp_path)]) == 0
+    assert diffveri_main(["toy", "sd", "--root", str(tmp_path)]) == 0
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "models" / "tiny-sd", local_files_only=True)
     assert pipe.tokenizer("a photo of zeqa sedan").input_ids[0] == pipe.tokenizer.bos_token_id
     assert pipe.text_encoder.config.vocab_size == len(pipe.tokenizer)
@@ -43,7 +43,7 @@ def test_toy_profile_end_to_end(tmp_path: Path, tiny_model: Path, capsys: pytest
     assert "dreambooth: processed=2" in out and "synthesize: processed=58" in out  # 2 x (9 x 3 + 2)
     refs = {r["model_ref"].split(":")[0] for r in dm.read_rows(root, "generations")}
     assert refs == {"toyworld", "diffusion"}
-    assert diffveri_main(["manifests", "validate", str(root)]) == 0
+    assert diffveri_main(["manifests", "validate", "--root", str(root)]) == 0
     # Everything is done: a second run skips all of it.
     assert diffveri_main(["run", "synthesize", *args]) == 0
     assert "processed=0, skipped=58" in capsys.readouterr().out

@@ -175,7 +175,7 @@ def test_duplicate_and_unknown_identities_are_errors(toy_root: Path, models: Mod
 
 def test_missing_base_model_is_a_clear_error(toy_root: Path, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
-    with pytest.raises(FileNotFoundError, match="no-such-model.*does not exist.*build-toy"):
+    with pytest.raises(FileNotFoundError, match="no-such-model.*does not exist.*toy sd"):
         run_dreambooth(root=toy_root, models=ModelsConfig(base=str(missing)), cfg=DreamBoothConfig(**FAST))
     assert _tables(toy_root) == ["subjects"] and not (toy_root / "dreambooth").exists()
 

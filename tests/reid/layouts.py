@@ -1,6 +1,6 @@
 """Tiny VeRi-776 / VehicleID folder layouts drawn with numpy + PIL (identity = colour pattern, camera = offset).
 
-Why not the toy world's exports (``diffveri toyworld``: ``VeRi/``, ``VehicleID_V1.0/``): the parser, protocol and
+Why not the toy world's exports (``diffveri toy world``: ``VeRi/``, ``VehicleID_V1.0/``): the parser, protocol and
 metric tests need chosen ids, cameras and counts (``{pid:04d}_c{cam:03d}_...`` names, one query per id on camera 1,
 nested test lists) and 32-px images that cost nothing to write; the toy world picks cameras by view and splits by
 family.

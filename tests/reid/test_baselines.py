@@ -95,7 +95,7 @@ def test_without_meta_oracle_is_skipped_or_an_error(tmp_path) -> None:
 def test_cli(tmp_path, capsys) -> None:
     root = make_toy_veri(tmp_path / "VeRi")
     out = tmp_path / "b.json"
-    assert main(["baselines", "--root", str(root), "--json", str(out), "--num-seeds", "2"]) == 0
+    assert main(["baselines", "--root", str(root), "--out", str(out), "--num-seeds", "2"]) == 0
     table = capsys.readouterr().out
     assert "| histogram |" in table and "| oracle |" in table
     payload = json.loads(out.read_text())

@@ -37,7 +37,7 @@ def test_eval_writes_cmc_curves_and_their_figure(tmp_path: Path) -> None:
                 "veri776",
                 "--root",
                 str(root),
-                "--json",
+                "--out",
                 str(tmp_path / "v.json"),
             ]
         )
@@ -53,7 +53,7 @@ def test_eval_writes_cmc_curves_and_their_figure(tmp_path: Path) -> None:
 
     vroot = make_vehicleid(tmp_path / "VehicleID_V1.0", train_ids=2, test_ids=8, per_id=3, sizes=(4, 8))
     args = ["eval", "--checkpoint", str(ck), "--dataset", "vehicleid", "--root", str(vroot), "--trials", "3"]
-    assert main([*args, "--json", str(tmp_path / "id.json"), "--cmc-plot", str(tmp_path / "id.png")]) == 0
+    assert main([*args, "--out", str(tmp_path / "id.json"), "--cmc-plot", str(tmp_path / "id.png")]) == 0
     results = json.loads((tmp_path / "id.json").read_text())["results"]
     for r in results:  # the mean curve over trials starts at the mean Rank-1
         rank5 = r["cmc"][min(4, len(r["cmc"]) - 1)]  # as Rank-5 is read when the gallery is smaller

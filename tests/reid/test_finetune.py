@@ -179,7 +179,7 @@ def test_eval_and_plot_commands(tmp_path, capsys) -> None:
                 str(vroot),
                 "--trials",
                 "3",
-                "--json",
+                "--out",
                 str(tmp_path / "e.json"),
             ]
         )

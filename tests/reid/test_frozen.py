@@ -166,7 +166,7 @@ def test_run_frozen_random_init_without_meta(tmp_path) -> None:
 def test_cli(toy_root, encoder_file, tmp_path, capsys) -> None:
     out = tmp_path / "probe.json"
     argv = ["probe", "--checkpoint", str(encoder_file), "--dataset", "veri776", "--root", str(toy_root)]
-    assert main([*argv, "--protocols", "knn_mean,knn_cls", "--json", str(out)]) == 0
+    assert main([*argv, "--protocols", "knn_mean,knn_cls", "--out", str(out)]) == 0
     assert "| knn_cls |" in capsys.readouterr().out
     assert set(json.loads(out.read_text())["results"]) == {"knn_mean", "knn_cls"}
     assert main([*argv, "--protocols", "knn_mean,knn_max"]) == 2

@@ -96,7 +96,9 @@ def test_report_bands_come_from_the_profile() -> None:
         bands["conf_band"] == (0.25, 0.7) and bands["identity_band"] == (0.4, 0.6) and bands["view_band"] == (0.3, 0.5)
     )
     with pytest.raises(ValueError, match="low < high"):
-        report_bands(load_config("toy", ["review.uncertain_low=0.8"]))
+        report_bands({"review": {"uncertain_low": 0.8}})
+    with pytest.raises(ValueError, match="uncertain_low < uncertain_high"):  # refused as soon as the profile loads
+        load_config("toy", ["review.uncertain_low=0.8"])
 
 
 def test_filter_report_without_detections_is_a_clear_error(tmp_path: Path) -> None:
@@ -252,18 +254,19 @@ def test_stats_charts_need_the_assembled_table(tmp_path: Path) -> None:
 def test_manifests_stats_charts_and_report_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _dataset(tmp_path)
     _detections(tmp_path)
-    assert main(["manifests", "stats", str(tmp_path), "--charts"]) == 0
+    assert main(["manifests", "stats", "--root", str(tmp_path), "--charts"]) == 0
     out = capsys.readouterr().out
     assert "| DiffVERI (this root) | 8 |" in out
     for name in ("views", "identities", "sources", "resolution"):
         assert str(tmp_path / "reports" / "stats" / f"{name}.png") in out
-    assert main(["report", "filter", str(tmp_path), "--config", "toy", "--set", "review.uncertain_high=0.96"]) == 0
+    band = ["--set", "review.uncertain_high=0.96"]
+    assert main(["report", "filter", "--root", str(tmp_path), "--config", "toy", *band]) == 0
     out = capsys.readouterr().out
     assert "kept 7, no_vehicle 3, low_confidence 2, multiple_vehicles 1, failed/unreadable_image 1" in out
     assert "conf: 6 kept image(s) in the band [0.25, 0.96)" in out
-    assert main(["report", "stats", str(tmp_path), "--out", str(tmp_path / "charts")]) == 0
+    assert main(["report", "stats", "--root", str(tmp_path), "--out", str(tmp_path / "charts")]) == 0
     assert str(tmp_path / "charts" / "views.png") in capsys.readouterr().out
-    assert main(["report", "grids", str(tmp_path / "nothing")]) == 2  # no generations table: one error line
+    assert main(["report", "grids", "--root", str(tmp_path / "nothing")]) == 2  # no generations table: one error line
     assert "no generations table" in capsys.readouterr().err
 
 
@@ -278,7 +281,7 @@ def test_markdown_gallery_embeds_pngs(tmp_path: Path) -> None:
 
 def test_report_grids_command_draws_a_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _grid_root(tmp_path)
-    assert main(["report", "grids", str(tmp_path), "--per-view", "1"]) == 0
+    assert main(["report", "grids", "--root", str(tmp_path), "--per-view", "1"]) == 0
     captured = capsys.readouterr()
     assert "car1: 2 image(s) drawn in 2 view row(s)" in captured.out
     assert "identity grids: 100%" in captured.err and "2/2" in captured.err

@@ -247,6 +247,6 @@ def test_stage_with_checks_decides_the_clear_cases_and_sends_the_band_and_an_aud
     again = run_stage(config, root, None)
     assert again.counts["checked"] == 0 and again.counts["exported_batches"] == 0
     assert sorted(dm.read_rows(root, "reviews"), key=lambda r: (r["image_id"], r["batch_id"])) == before
-    # What share of the images did a person see? (diffveri manifests stats reports it.)
+    # What share of the images did a person see? (diffveri manifests stats --root ROOT reports it.)
     cov = review_coverage(root)
     assert cov["images"] == 36 and cov["pending_for_a_person"] == len(people) and cov["seen_by_a_person"] == 0

@@ -1,7 +1,7 @@
 """The pipeline loads checkpoints without running code from them.
 
 Entry points: the filter's detector weights (``filter.weights`` → ``UltralyticsDetector`` / ``load_yolo``, also used
-by ``diffveri toyworld-detector``) and ``diffveri segment finetune``'s resume from
+by ``diffveri toy detector``) and ``diffveri segment finetune``'s resume from
 ``OUT_DIR/checkpoints/checkpoint-last.pt``. Crafted files are refused with one line naming the file, the marker their
 payload would create never appears, and real checkpoints of each kind still load.
 """

@@ -179,7 +179,7 @@ def _finetune_argv(root: Path, out: Path) -> list[str]:
         "eval.every=0", "threads=1", "data.val_identities=0",
     ]  # fmt: skip
     config = REPO / "configs" / "vehiclemae" / "finetune_toy.yaml"
-    return ["finetune", "--config", str(config), "--output-dir", str(out), *[a for s in sets for a in ("--set", s)]]
+    return ["finetune", "--config", str(config), "--out", str(out), *[a for s in sets for a in ("--set", s)]]
 
 
 def test_finetune_resume_refuses_a_crafted_last_checkpoint_and_resumes_a_real_one(tmp_path: Path, capsys) -> None:

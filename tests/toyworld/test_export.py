@@ -1,4 +1,4 @@
-"""``diffveri toyworld`` outputs: valid manifests, exact masks, VeRi / VehicleID / YOLO layouts, determinism."""
+"""``diffveri toy world`` outputs: valid manifests, exact masks, VeRi / VehicleID / YOLO layouts, determinism."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_manifests_validate(world: Path) -> None:
     assert set(dm.list_tables(world)) == {"subjects", "generations", "segments", "segments_gt", "diffveri"}
     assert dm.validate(world) == []
-    assert main(["manifests", "validate", str(world)]) == 0
+    assert main(["manifests", "validate", "--root", str(world)]) == 0
 
 
 def test_subjects_rebuild_identities(world: Path) -> None:
@@ -181,11 +181,11 @@ def test_worker_processes_give_identical_output(tmp_path: Path) -> None:
 
 
 def test_cli_runs_and_reports_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["toyworld", "--out", str(tmp_path), "--identities", "2", "--images-per-identity", "2", "--size", "32"]
-    assert main([*args, "--detection-images", "1", "--no-progress", "--view-classes", "pven"]) == 0
+    args = ["toy", "world", "--root", str(tmp_path), "--identities", "2", "--images-per-identity", "2"]
+    assert main([*args, "--size", "32", "--detection-images", "1", "--no-progress", "--view-classes", "pven"]) == 0
     segs = dm.read_rows(tmp_path, "segments")
     assert segs and all(s["view_classes"] == list(dm.VIEW_CLASSES_PVEN) for s in segs)
-    assert main(["toyworld", "--out", str(tmp_path / "x"), "--identities", "1", "--no-progress"]) == 2
+    assert main(["toy", "world", "--root", str(tmp_path / "x"), "--identities", "1", "--no-progress"]) == 2
     assert "--identities must be >= 2" in capsys.readouterr().err
 
 
@@ -227,9 +227,9 @@ def test_yolo_trains_on_the_detection_set(world: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_default_cli_world_validates(tmp_path: Path) -> None:
-    args = ["toyworld", "--out", str(tmp_path), "--identities", "12", "--images-per-identity", "16", "--size", "128"]
-    assert main([*args, "--no-progress"]) == 0
-    assert main(["manifests", "validate", str(tmp_path)]) == 0
+    args = ["toy", "world", "--root", str(tmp_path), "--identities", "12", "--images-per-identity", "16"]
+    assert main([*args, "--size", "128", "--no-progress"]) == 0
+    assert main(["manifests", "validate", "--root", str(tmp_path)]) == 0
     assert len(dm.read_rows(tmp_path, "generations")) == 12 * 16
 
 

@@ -1,4 +1,4 @@
-"""``diffveri toyworld --family-size K --first-index N``: family splits, disjoint offset worlds, VeRi meta file."""
+"""``diffveri toy world --family-size K --first-index N``: family splits, disjoint offset worlds, VeRi meta file."""
 
 from __future__ import annotations
 
@@ -147,14 +147,14 @@ def test_old_classic_world_settings_still_resume(tmp_path: Path) -> None:
     ],
 )
 def test_cli_reports_bad_family_flags(tmp_path: Path, capsys: pytest.CaptureFixture, flags, message) -> None:
-    args = ["toyworld", "--out", str(tmp_path / "w"), "--images-per-identity", "2", "--size", "32", "--no-progress"]
-    assert main([*args, *flags]) == 2
+    args = ["toy", "world", "--root", str(tmp_path / "w"), "--images-per-identity", "2", "--size", "32"]
+    assert main([*args, "--no-progress", *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 
 def test_cli_builds_a_family_world(tmp_path: Path) -> None:
-    args = ["toyworld", "--out", str(tmp_path), "--identities", "4", "--images-per-identity", "2", "--size", "32"]
+    args = ["toy", "world", "--root", str(tmp_path), "--identities", "4", "--images-per-identity", "2", "--size", "32"]
     assert main([*args, "--family-size", "2", "--first-index", "6", "--detection-images", "1", "--no-progress"]) == 0
     subjects = dm.read_rows(tmp_path, "subjects")
     assert sorted(r["identity_id"] for r in subjects) == ["toy0006", "toy0007", "toy0008", "toy0009"]

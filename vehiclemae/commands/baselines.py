@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from data_manifests.cli import add_alias
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -22,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-seeds", type=int, default=5, help="seeds averaged by oracle (jitter) and chance")
-    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--out", default=None, help="write the results here (JSON)")
+    add_alias(parser, "--json", "--out")
     parser.set_defaults(handler=_baselines)
 
 
@@ -35,8 +38,8 @@ def _baselines(args: argparse.Namespace) -> int:
     names = check_baselines(args.baselines) if args.baselines is not None else None
     results = run_baselines(args.root, names, seed=args.seed, num_seeds=args.num_seeds)
     print(format_retrieval_table(results, "baseline"))
-    if args.json:
+    if args.out:
         payload = {"root": str(args.root), "seed": args.seed, "num_seeds": args.num_seeds, "results": results}
-        atomic_write_bytes(Path(args.json), (json.dumps(payload, indent=2, default=float) + "\n").encode())
-        print(f"wrote {args.json}")
+        atomic_write_bytes(Path(args.out), (json.dumps(payload, indent=2, default=float) + "\n").encode())
+        print(f"wrote {args.out}")
     return 0

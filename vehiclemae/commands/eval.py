@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from data_manifests.cli import add_alias
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -33,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--img-size", type=int, default=None, help="default: the checkpoint's")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="output JSON (default: <checkpoint>.<dataset>.json)")
+    parser.add_argument("--out", default=None, help="output JSON (default: <checkpoint>.<dataset>.json)")
+    add_alias(parser, "--json", "--out")
     parser.add_argument("--cmc-plot", default=None, help="CMC figure (default: the JSON path with .cmc.png)")
     parser.set_defaults(handler=_eval)
 
@@ -88,7 +91,7 @@ def _eval(args: argparse.Namespace) -> int:
         )
         results.append((name, res))
     print(format_table(results, args.dataset))
-    out = Path(args.json) if args.json else ckpt.with_suffix(f".{args.dataset}.json")
+    out = Path(args.out) if args.out else ckpt.with_suffix(f".{args.dataset}.json")
     payload = {
         "checkpoint": str(ckpt),
         "dataset": args.dataset,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from data_manifests.checkpoints import add_resume_flags
+from data_manifests.cli import add_alias, add_config_options, print_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,29 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "resume). The best checkpoint is chosen on validation identities held out of the training identities "
         "(data.val_identities); the test split is evaluated once at the end.",
     )
-    parser.add_argument(
-        "--config",
-        required=True,
-        help="experiment: a name in configs/vehiclemae/ (finetune_toy, finetune_veri776) or a YAML path",
-    )
+    add_config_options(parser, "experiment: a name in configs/vehiclemae/ (finetune_toy, finetune_veri776) or a YAML "
+                       "path", example="optim.epochs=2 --set model.init=export", root_key="data.root",
+                       out_key="output_dir")  # fmt: skip
     parser.add_argument("--mode", choices=("supervised", "unsupervised"), default=None, help="overrides the config")
-    parser.add_argument("--output-dir", default=None, help="overrides output_dir")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set optim.epochs=2 --set model.init=export (repeatable)",
-    )
-    add_resume_flags(parser, "output_dir")
-    parser.add_argument(
-        "--stop-after-epoch",
-        type=int,
-        default=None,
-        metavar="E",
-        help="return after E epochs are done and checkpointed (no test evaluation); a rerun continues",
-    )
+    add_alias(parser, "--output-dir", "--out")
+    add_resume_flags(parser, "output_dir", epochs="no test evaluation")
     parser.set_defaults(handler=_finetune)
 
 
@@ -52,9 +36,9 @@ def _finetune(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.mode:
         overrides.append(f"mode={args.mode}")
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(FinetuneConfig, args.config, overrides)
+    if print_config(args, cfg):
+        return 0
     result = run(cfg, resume=not args.no_resume, stop_after_epoch=args.stop_after_epoch)
     if result.get("stopped"):
         print(f"stopped after {result['epochs_done']} of {result['epochs']} epochs; the same command again continues")

@@ -1,13 +1,15 @@
-"""``vehiclemae info ROOT``: what a data root offers for pre-training (the ``diffveri`` table)."""
+"""``vehiclemae info --root ROOT``: what a data root offers for pre-training (the ``diffveri`` table)."""
 
 from __future__ import annotations
 
 import argparse
 
+from data_manifests.cli import add_root
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("info", help="summarise the diffveri table of a data root")
-    parser.add_argument("root", help="data root (holds manifests/)")
+    add_root(parser, "data root (holds manifests/)", positional_alias=True)
     parser.set_defaults(handler=_info)
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from data_manifests.cli import add_alias
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -34,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--img-size", type=int, default=None, help="default: the encoder's")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--out", default=None, help="write the results here (JSON)")
+    add_alias(parser, "--json", "--out")
     parser.set_defaults(handler=_probe)
 
 
@@ -67,7 +70,7 @@ def _probe(args: argparse.Namespace) -> int:
             f"linear probe: epoch {lp['selected_epoch']} selected on {lp['num_val_ids']} validation ids "
             f"(val mAP {lp['val_mAP']:.1f}); trained on {lp['num_train_ids']} ids"
         )
-    if args.json:
+    if args.out:
         payload = {
             "encoder": args.checkpoint or f"scratch:{args.model_name}:seed{args.seed}",
             "dataset": args.dataset,
@@ -75,6 +78,6 @@ def _probe(args: argparse.Namespace) -> int:
             "split": args.split,
             "results": results,
         }
-        atomic_write_bytes(Path(args.json), (json.dumps(payload, indent=2, default=float) + "\n").encode())
-        print(f"wrote {args.json}")
+        atomic_write_bytes(Path(args.out), (json.dumps(payload, indent=2, default=float) + "\n").encode())
+        print(f"wrote {args.out}")
     return 0

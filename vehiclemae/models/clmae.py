@@ -30,7 +30,7 @@ from torch import nn
 
 from ..losses import patch_weights, rgb_per_patch, weighted_masked_mean
 from ..masking import keep_to_mask, num_visible
-from .mae import MaskedAutoencoder, _embed_visible, gather_tokens, patchify
+from .mae import MaskedAutoencoder, _embed_visible, build_branch, gather_tokens, patchify
 
 
 def curriculum_factor(epoch: int, epochs: int, start: float = 1.0, end: float = -1.0) -> float:
@@ -226,15 +226,13 @@ def build_clmae(
     diversity_weight: float = 2.0,
 ) -> CLMAE:
     """A CL-MAE with a freshly initialised timm encoder and masking module."""
-    from .vit import create_encoder
-
-    encoder = create_encoder(encoder_name, img_size, drop_path_rate=drop_path_rate)
-    rgb = MaskedAutoencoder(
-        encoder,
-        target="rgb",
+    rgb = build_branch(
+        encoder_name,
+        img_size,
         decoder_embed_dim=decoder_embed_dim,
         decoder_depth=decoder_depth,
         decoder_num_heads=decoder_num_heads,
+        drop_path_rate=drop_path_rate,
     )
     return CLMAE(
         rgb,

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..losses import patch_weights, rgb_per_patch, weighted_masked_mean
 from ..masking import keep_to_mask
-from .mae import MaskedAutoencoder, patchify
+from .mae import MaskedAutoencoder, build_branch, patchify
 from .pos_embed import sincos_2d
 
 
@@ -230,15 +230,13 @@ def build_cmae(
     contrast_weight: float = 1.0,
 ) -> CMAE:
     """A CMAE with a freshly initialised timm encoder; the target starts as a copy of the online branch."""
-    from .vit import create_encoder
-
-    encoder = create_encoder(encoder_name, img_size, drop_path_rate=drop_path_rate)
-    rgb = MaskedAutoencoder(
-        encoder,
-        target="rgb",
+    rgb = build_branch(
+        encoder_name,
+        img_size,
         decoder_embed_dim=decoder_embed_dim,
         decoder_depth=decoder_depth,
         decoder_num_heads=decoder_num_heads,
+        drop_path_rate=drop_path_rate,
     )
     return CMAE(
         rgb,

@@ -169,3 +169,29 @@ class MaskedAutoencoder(nn.Module):
         latent = self.encode(imgs, keep)
         tokens = self.decode_tokens(latent, keep)
         return self.decoder_pred(tokens), latent, tokens
+
+
+def build_branch(
+    encoder_name: str,
+    img_size: int,
+    *,
+    target: str = "rgb",
+    num_view_classes: int = 5,
+    decoder_embed_dim: int,
+    decoder_depth: int,
+    decoder_num_heads: int,
+    drop_path_rate: float = 0.0,
+) -> MaskedAutoencoder:
+    """One MAE branch with a freshly initialised timm encoder (``vehiclemae.models.vit``), the building block of every
+    pre-training mode (mae / vmim / vehiclemae branches, CMAE's online branch, CL-MAE's MAE)."""
+    from .vit import create_encoder
+
+    encoder = create_encoder(encoder_name, img_size, drop_path_rate=drop_path_rate)
+    return MaskedAutoencoder(
+        encoder,
+        target=target,
+        num_view_classes=num_view_classes,
+        decoder_embed_dim=decoder_embed_dim,
+        decoder_depth=decoder_depth,
+        decoder_num_heads=decoder_num_heads,
+    )

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..losses import distill_cosine, patch_weights, rgb_per_patch, view_per_patch, weighted_masked_mean
 from ..masking import keep_to_mask
-from .mae import MaskedAutoencoder, patchify
+from .mae import MaskedAutoencoder, build_branch, patchify
 from .ppmd_heads import PPMD_TARGETS, DecoderTokenHead, build_ppmd_heads
 
 MODES = ("mae", "vmim", "vehiclemae")
@@ -200,17 +200,17 @@ def build_vehiclemae(
     ppmd_predictor_depth: int = 1,
 ) -> VehicleMAE:
     """Build the model of ``mode`` with freshly initialised timm encoders (load weights afterwards if wanted)."""
-    from .vit import create_encoder
 
     def branch(target: str) -> MaskedAutoencoder:
-        encoder = create_encoder(encoder_name, img_size, drop_path_rate=drop_path_rate)
-        return MaskedAutoencoder(
-            encoder,
+        return build_branch(
+            encoder_name,
+            img_size,
             target=target,
             num_view_classes=num_view_classes,
             decoder_embed_dim=decoder_embed_dim,
             decoder_depth=decoder_depth,
             decoder_num_heads=decoder_num_heads,
+            drop_path_rate=drop_path_rate,
         )
 
     rgb = branch("rgb")

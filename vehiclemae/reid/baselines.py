@@ -146,7 +146,7 @@ def run_baselines(
         names = check_baselines(baselines)
     if "oracle" in names and meta is None:
         raise FileNotFoundError(
-            f"the oracle baseline needs {Path(root) / META_FILE} (written by `diffveri toyworld`); this layout has "
+            f"the oracle baseline needs {Path(root) / META_FILE} (written by `diffveri toy world`); this layout has "
             "none (real VeRi-776?): run the other baselines, e.g. --baselines histogram,chance"
         )
     q_pids = np.array([s.pid for s in split.query])

@@ -13,7 +13,7 @@ VehicleID (Liu et al., 2016)::
     ROOT/train_test_split/test_list_800.txt     and test_list_1600.txt, test_list_2400.txt (the toy world writes
                                                 smaller sizes; every test_list_N.txt found is offered)
 
-The toy world (``diffveri toyworld``) writes both layouts under ``DIR/VeRi/`` and ``DIR/VehicleID_V1.0/``.
+The toy world (``diffveri toy world``) writes both layouts under ``DIR/VeRi/`` and ``DIR/VehicleID_V1.0/``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The toy world's per-image view and per-identity attributes next to its VeRi-776 layout.
 
-``diffveri toyworld`` writes ``ROOT/toyworld_meta.json`` beside ``image_train/``, ``image_query/``, ``image_test/``::
+``diffveri toy world`` writes ``ROOT/toyworld_meta.json`` beside ``image_train/``, ``image_query/``, ``image_test/``::
 
     {"format": "toyworld-veri-meta-v1", "family_size": K,
      "images": {"0001_c002_00000003_0.jpg": {"view": "front_left", "azimuth": 41.5, "elevation": 12.0}, ...},
