@@ -4,7 +4,7 @@ Versioned pyarrow schemas for every manifest table, the one Parquet reader/write
 validation with clear errors, and COCO RLE mask encoding. See ``data_manifests/README.md`` for every column.
 """
 
-from . import rle
+from . import queries, rle, seeds
 from .enums import (
     COLLAPSE_TO_PVEN,
     INTENDED_VIEWS,
@@ -95,5 +95,7 @@ __all__ = [
     "Problem",
     "summarize",
     "validate",
+    "queries",
     "rle",
+    "seeds",
 ]

@@ -291,7 +291,8 @@ def _read_pointer_for_write(directory: Path) -> dict[str, Any]:
 
 
 def table_version(root: str | os.PathLike, table: str) -> str:
-    """A token that changes with every commit to the table (for ``upsert(..., if_version=...)``)."""
+    """A token that changes with every commit to the table: for ``upsert(..., if_version=...)``, and for caches keyed
+    on what a table holds (the flow's). Every missing table has the same token."""
     return _version(_read_pointer(table_dir(root, table)))
 
 

@@ -32,36 +32,11 @@ import data_manifests as dm
 from data_manifests.runtime import apply_offline_env
 from flows.logs import stage_logs_to_prefect
 from pipeline.config import load_config
-from pipeline.stages import STAGES, StageResult, get_stage
+from pipeline.stages import STAGES, StageResult, get_stage, stage_spec
 
 # Flow runs start from any worker (`prefect worker start`, Dask workers), not only from the project's commands:
 # the offline switches and the project state apply before any stage imports a model library.
 apply_offline_env()
-
-STAGE_ORDER: tuple[str, ...] = ("subjects", "dreambooth", "synthesize", "filter", "review", "segment", "assemble")
-# Stages whose work splits by identity; the others run once over the whole root.
-SHARDED: frozenset[str] = frozenset({"dreambooth", "synthesize", "filter", "segment"})
-# Manifest tables each stage reads: a change in any of them invalidates the stage's cache.
-STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "subjects": (),
-    "dreambooth": ("subjects",),
-    "synthesize": ("subjects", "dreambooth"),
-    "filter": ("generations",),
-    "review": ("detections",),
-    "segment": ("detections", "reviews"),
-    "assemble": ("generations", "detections", "reviews", "segments"),
-}
-# Manifest tables each stage writes. When one is missing the stage runs even if its cache key matches: the data root
-# was deleted or replaced at the same path, and a cached result would stand for rows that no longer exist.
-STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "subjects": ("subjects",),
-    "dreambooth": ("dreambooth",),
-    "synthesize": ("generations",),
-    "filter": ("detections",),
-    "review": ("reviews",),
-    "segment": ("segments",),
-    "assemble": ("diffveri",),
-}
 
 
 # ------------------------------------------------------------------------------------------------------------ caching
@@ -79,14 +54,9 @@ def stage_code_version(stage: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def table_state(root: Path, table: str) -> str:
-    """The committed state of a manifest table (its part list), or ``absent``."""
-    pointer = root / "manifests" / table / "_current.json"
-    return pointer.read_text() if pointer.is_file() else "absent"
-
-
 def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """Key = stage + its config + root + shard + stage code version + state of the tables it reads."""
+    """Key = stage + its config + root + shard + stage code version + version of the tables it reads (the stage
+    registry's ``inputs``)."""
     stage, root = parameters["stage"], Path(parameters["root"]).absolute()
     payload = {
         "stage": stage,
@@ -94,7 +64,7 @@ def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
         "root": str(root),
         "identities": parameters["identities"],
         "code": stage_code_version(stage),
-        "inputs": {t: table_state(root, t) for t in STAGE_INPUTS.get(stage, ())},
+        "inputs": {t: dm.table_version(root, t) for t in stage_spec(stage).inputs},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -188,11 +158,13 @@ def run_stages(
     summary: dict[str, Any] = {}
     progress = create_progress_artifact(progress=0.0, description="build-diffveri: share of stages done")
     for done, stage in enumerate(stages):
-        outputs_missing = any(table_state(Path(root), t) == "absent" for t in STAGE_OUTPUTS.get(stage, ()))
+        # A missing output table means the data root was deleted or replaced at the same path: run the stage even if
+        # its cache key matches, since a cached result would stand for rows that no longer exist.
+        outputs_missing = not all(dm.table_exists(root, t) for t in stage_spec(stage).outputs)
         stage_task = run_stage_task.with_options(refresh_cache=True) if outputs_missing else run_stage_task
         if stage == "subjects":
             results = [stage_task(stage, config, root, identities)]
-        elif stage in SHARDED:
+        elif stage_spec(stage).by_identity:
             ids = list_identities(root, identities)
             futures = [
                 stage_task.submit(stage, config, root, shard, shard=f"{shard[0]}..{shard[-1]}")
@@ -242,8 +214,8 @@ def build_diffveri(
         if review_mode not in ("auto", "manual"):
             raise ValueError(f"review_mode must be auto or manual, got {review_mode!r}")
         cfg.setdefault("review", {})["mode"] = review_mode
-    available = [s for s in STAGE_ORDER if s in STAGES]
-    chosen = available if stages is None else [s for s in STAGE_ORDER if s in stages]
+    available = list(STAGES)  # in pipeline order
+    chosen = available if stages is None else [s for s in available if s in stages]
     unknown = sorted(set(stages or []) - set(available))
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; available: {available}")
@@ -283,7 +255,7 @@ def publish_pictures(root: str, cfg: dict[str, Any], charts: bool) -> str:
         if grids:
             markdown = markdown_gallery("Synthesized images per identity", grids, max_images=6)
             create_markdown_artifact(key="diffveri-identity-grids", markdown=markdown)
-        if table_state(Path(root), "detections") != "absent":
+        if dm.table_exists(root, "detections"):
             path = filter_report(root, **report_bands(cfg)).path
             create_markdown_artifact(key="diffveri-filter-report", markdown=markdown_gallery("Filter report", [path]))
         paths = list(stats_charts(root).paths.values()) if charts else []

@@ -50,7 +50,7 @@ class AssembleConfig:
 
 
 def _accepted(root: Path) -> set[str]:
-    from pipeline.review import accepted_image_ids
+    from data_manifests.queries import accepted_image_ids
 
     return accepted_image_ids(root)
 

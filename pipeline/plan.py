@@ -247,8 +247,8 @@ def measure_pilot(root: Path) -> dict[str, float]:
     ``auto*``) / decided.
     """
     import data_manifests as dm
+    from data_manifests.queries import accepted_image_ids
 
-    from .review import accepted_image_ids
     from .segment.annotations import is_human
 
     def rows(table: str, columns: list[str]) -> list[dict[str, Any]]:

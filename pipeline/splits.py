@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from data_manifests import seeds
+
 
 def assign_query_gallery(
     rows: list[dict[str, Any]], test_ids: set[str], queries_per_identity: int, rng: np.random.Generator
@@ -55,7 +57,7 @@ def assign_splits(
     """
     if not 0 <= test_identity_fraction <= 1:
         raise ValueError(f"test_identity_fraction must be in [0, 1], got {test_identity_fraction}")
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "assemble.splits")
     identities = sorted({r["identity_id"] for r in rows})
     rng.shuffle(identities)
     test = set(identities[: int(round(len(identities) * test_identity_fraction))])

@@ -167,7 +167,7 @@ def held_out_check(
     ]
     truths = dm.read_rows(world, "segments_gt", filter=pc.field("image_id").isin([g["image_id"] for g in gens]))
     # Images without truth that must be rejected: uniform noise, like the toy profile's untrained diffusion model.
-    rng = np.random.default_rng([seed, 7])
+    rng = dm.seeds.rng(seed, "toy_models.noise_images")
     noise = {f"noise{k:04d}": rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for k in range(noise_images)}
     gens += [{"image_id": k, "width": size, "height": size, "path": None} for k in noise]
     detections, segments = [], []

@@ -31,14 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
+from data_manifests import seeds
 
-_PROBE_STREAM = 0x70726F6265  # "probe": the probe draw never shares a stream with augmentation or masks
+log = logging.getLogger(__name__)
 
 
 def select_probe(n_items: int, size: int, seed: int) -> np.ndarray:
     """Sorted indices of ``min(size, n_items)`` distinct items, a pure function of ``(n_items, size, seed)``."""
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, _PROBE_STREAM])
+    rng = seeds.rng(seed, "monitor.probe")
     return np.sort(rng.choice(n_items, size=min(size, n_items), replace=False))
 
 

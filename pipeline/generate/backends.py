@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from data_manifests import VIEW_CLASSES_TOYWORLD
+from data_manifests.seeds import rng
 
 from .common import MODEL_LOCK, model_sha256
 
@@ -197,7 +198,7 @@ class ToyworldBackend:
         outputs = []
         for r in requests:
             # The camera draw and the render jitter both come from the request's seed.
-            azimuth, elevation = view_to_camera(r.view, np.random.default_rng([r.seed, 1]))
+            azimuth, elevation = view_to_camera(r.view, rng(r.seed, "generate.camera"))
             result = render(
                 self._ident,
                 azimuth=azimuth,

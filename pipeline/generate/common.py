@@ -132,15 +132,6 @@ def set_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def derive_seed(*parts: object) -> int:
-    """A deterministic 31-bit seed from any parts, e.g. ``(global_seed, identity, view, index)``.
-
-    A hash (not arithmetic) so that neighbouring identities or indices get unrelated noise.
-    """
-    text = "\x1f".join(str(p) for p in parts)
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
-
-
 def slug(text: str) -> str:
     """A file-system safe name (letters, digits, ``-``, ``_``, ``.``)."""
     out = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")

@@ -32,12 +32,12 @@ import data_manifests as dm
 from data_manifests import Reason, Status
 from data_manifests import checkpoints as dm_checkpoints
 from data_manifests.schedule import lambda_schedule
+from data_manifests.seeds import derive_seed
 
 from .common import (
     MODEL_LOCK,
     ModelsConfig,
     check_image,
-    derive_seed,
     dumps,
     load_image_square,
     model_sha256,

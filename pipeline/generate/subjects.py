@@ -32,6 +32,7 @@ import data_manifests as dm
 from data_manifests import Source, Status
 from data_manifests.images import ENV as PIXEL_LIMIT_ENV
 from data_manifests.paths import is_inside
+from data_manifests.seeds import derive_seed
 
 from .common import check_image, rare_token
 
@@ -97,7 +98,7 @@ def from_folder(
     folders = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise SubjectImportError(f"{src} has no identity sub-folders (expected {src}/<identity>/<photo>.jpg)")
-    rng = random.Random(seed)
+    rng = random.Random(derive_seed(seed, "generate.subjects"))
     out = []
     for folder in folders[:limit] if limit else folders:
         meta = _subject_meta(folder / "subject.json")
@@ -169,7 +170,7 @@ def from_veri776(veri_root: Path, per_identity: int = 4, limit: int | None = Non
         if len(parts) < 2 or not parts[0].isdigit():
             raise SubjectImportError(f"{path}: not a VeRi-776 image name (expected VVVV_cCCC_FFFFFFFF_N.jpg)")
         by_id[parts[0]][parts[1]].append(path)
-    rng = random.Random(seed)
+    rng = random.Random(derive_seed(seed, "generate.subjects"))
     out = []
     ids = sorted(by_id)
     for vid in ids[:limit] if limit else ids:
@@ -217,7 +218,7 @@ def from_vehicleid(vid_root: Path, per_identity: int = 4, limit: int | None = No
                 parts = line.split()
                 if len(parts) == 2:
                     attrs[parts[0]][key] = parts[1]
-    rng = random.Random(seed)
+    rng = random.Random(derive_seed(seed, "generate.subjects"))
     ids = sorted(by_id, key=lambda v: (len(v), v))
     out = []
     for vid in ids[:limit] if limit else ids:

@@ -6,7 +6,7 @@ The ``plan`` says which backend makes how many images of which views, e.g. in th
       - {backend: toyworld, images_per_view: 3}                  # rendered, with exact masks
       - {backend: diffusion, images_per_view: 1, views: [front, left]}   # tiny random SD + LoRA, end to end
 
-Image ``index`` of (identity, view) has seed ``derive_seed(seed, identity, view, index)`` and id
+Image ``index`` of (identity, view) has seed ``derive_seed(seed, "generate.image", identity, view, index)`` and id
 ``data_manifests.image_id(identity, view, seed, backend.model_ref)``, so re-runs reproduce the same ids and
 images; ids already ``ok`` in ``generations`` are skipped. Each image is written atomically, then its row.
 """
@@ -24,11 +24,11 @@ import yaml
 
 import data_manifests as dm
 from data_manifests import INTENDED_VIEWS, Reason, Status, check_id, inside_root
+from data_manifests.seeds import derive_seed
 
 from .backends import BACKENDS, Backend, DiffusionBackend, Request, ToyworldBackend, groundtruth_row
 from .common import (
     ModelsConfig,
-    derive_seed,
     model_sha256,
     rare_token,
     resolve_base_model,
@@ -193,7 +193,7 @@ def _work_list(
             todo = []
             for view in entry.views:
                 for index in range(entry.images_per_view):
-                    seed = derive_seed(cfg.seed, ident, view, index)
+                    seed = derive_seed(cfg.seed, "generate.image", ident, view, index)
                     image_id = dm.image_id(ident, view, seed, model_refs[entry.backend])
                     if image_id in done:
                         skipped += 1

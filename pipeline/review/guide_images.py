@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from data_manifests import INTENDED_VIEWS, atomic_write_bytes
+from data_manifests import INTENDED_VIEWS, atomic_write_bytes, seeds
 
 TILE = 192
 LABEL_H = 22
@@ -65,7 +65,7 @@ def write_guide_images(out_dir: Path, seed: int = 0, index: int = 29, other_inde
     _save(_grid([(ref, "reference"), (same, "identity_ok: yes"), (diff, "identity_ok: no")], 3), paths[-1])
 
     # 3. Reasons to reject: two vehicles, cut by the border, occluded.
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "review.guide_images")
     two = None
     for _ in range(200):
         scene = render_scene([ident, other], 128, rng)

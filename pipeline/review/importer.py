@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import data_manifests as dm
 from data_manifests import INTENDED_VIEWS, Decision
 
+from .batch_files import batch_rows
 from .csvio import (
     COLUMNS,
     DELIMITERS,
@@ -49,7 +50,6 @@ from .csvio import (
 from .hashing import hash_files
 from .idfix import looks_numeric, mangled_message, resolve_ids
 from .queries import batch_reviews, image_info, status_of
-from .queue import batch_rows
 
 log = logging.getLogger(__name__)
 

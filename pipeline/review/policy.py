@@ -28,6 +28,7 @@ import pandas as pd
 
 from data_manifests import Reason
 from data_manifests.enums import Triage
+from data_manifests.seeds import rng
 
 POLICY_NAMES = ("all", "random:<fraction>", "uncertain", "confident", "first:<n>")
 
@@ -129,7 +130,7 @@ def audit_draw(n: int, rate: float, seed: int) -> np.ndarray:
     """A seeded boolean draw per row (``True`` with probability ``rate``); same seed and order = same draw."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"review audit_rate must be in [0, 1], got {rate}")
-    return np.random.default_rng([seed, 0xA0D17]).random(n) < rate
+    return rng(seed, "review.audit").random(n) < rate
 
 
 def select(
@@ -152,8 +153,8 @@ def select(
         return c
     if policy.name == "random":
         # One seeded draw per candidate in the stable order above: same seed + same candidates = same selection.
-        rng = np.random.default_rng(seed)
-        return c[rng.random(len(c)) < policy.fraction].reset_index(drop=True)
+        draw = rng(seed, "review.sample")
+        return c[draw.random(len(c)) < policy.fraction].reset_index(drop=True)
     if policy.name == "uncertain":
         band = (c["triage"] == Triage.UNCERTAIN.value).to_numpy()
         c["audit"] = ~band & audit_draw(len(c), audit_rate, seed)

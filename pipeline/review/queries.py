@@ -1,6 +1,7 @@
-"""Read-only questions about the review state: candidates, decisions, what was accepted, what an image shows.
+"""Read-only questions the review asks: candidates, a batch's rows, what an image shows, a row's status.
 
-The latest decision of an image (over all batches, by ``reviewed_at``) is what counts: see :func:`latest_decisions`.
+What the review decided (the latest decision of an image, what was accepted) is a question other stages ask too:
+it lives in :mod:`data_manifests.queries`.
 """
 
 from __future__ import annotations
@@ -49,33 +50,6 @@ def candidates(root: Path, identities: Sequence[str] | None = None) -> pd.DataFr
     for column in ("conf", "identity_score", "view_score"):
         df[column] = df[column].astype(float)
     return df.sort_values(["identity_id", "image_id"], kind="stable").reset_index(drop=True)
-
-
-def reviews_frame(root: Path) -> pd.DataFrame:
-    """The whole ``reviews`` table as a DataFrame (empty with the right columns when the table does not exist)."""
-    return dm.read_table(root, "reviews", missing_ok=True).to_pandas()
-
-
-def latest_decisions(reviews: pd.DataFrame) -> pd.DataFrame:
-    """One row per image: its most recent decided review (decision not pending), over every batch."""
-    decided = reviews[reviews["decision"] != Decision.PENDING.value]
-    if decided.empty:
-        return decided
-    return (
-        decided.sort_values(["reviewed_at", "batch_id"], kind="stable").groupby("image_id", sort=False).tail(1)
-    ).set_index("image_id")
-
-
-def accepted_image_ids(root: Path) -> set[str]:
-    """Images whose latest decided review is ``accept`` and whose identity was not marked wrong (``identity_ok`` is
-    not False). Downstream stages (segment, assemble) pass on only these."""
-    if not dm.table_exists(root, "reviews"):
-        return set()
-    latest = latest_decisions(reviews_frame(root))
-    if latest.empty:
-        return set()
-    ok = (latest["decision"] == Decision.ACCEPT.value) & (latest["identity_ok"] != False)  # noqa: E712 - keeps NA
-    return set(latest.index[ok.fillna(True)])
 
 
 def status_of(decision: str, identity_ok: bool | None) -> tuple[str, str | None]:

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_manifests.queries import accepted_image_ids
+
+from .batch_files import write_batch_files
 from .policy import Bands, check_band
-from .queries import accepted_image_ids
-from .queue import auto_review, export_batches, write_batch_files
+from .queue import auto_review, export_batches
 from .status import review_status
 
 log = logging.getLogger(__name__)

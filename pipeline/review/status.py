@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_manifests import Decision
-
-from .queries import reviews_frame
+from data_manifests.queries import reviews_frame
 
 
 @dataclass

@@ -55,7 +55,7 @@ def select_images(root: Path, sample: int | None = None, seed: int = 0) -> list[
         if sample <= 0:
             raise ValueError(f"--sample must be a positive number of images, got {sample}")
         if sample < len(chosen):
-            picked = np.random.default_rng(seed).choice(len(chosen), size=sample, replace=False)
+            picked = dm.seeds.rng(seed, "segment.annotation_sample").choice(len(chosen), size=sample, replace=False)
             chosen = sorted(chosen[int(i)] for i in picked)
     return [known[i] for i in chosen]
 

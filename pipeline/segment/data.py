@@ -15,7 +15,17 @@ import numpy as np
 import pyarrow.compute as pc
 from PIL import UnidentifiedImageError
 
-from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, Status, inside_root, open_image, read_table, rle, table_exists
+from data_manifests import (
+    COLLAPSE_TO_PVEN,
+    VIEW_SETS,
+    Status,
+    inside_root,
+    open_image,
+    read_table,
+    rle,
+    seeds,
+    table_exists,
+)
 from data_manifests.rows import segment_row
 
 log = logging.getLogger(__name__)
@@ -142,7 +152,7 @@ def split_by_identity(
     identities = sorted({a.identity_id for a in items})
     if val_fraction <= 0 or len(identities) < 2:
         return items, []
-    order = np.random.default_rng(seed).permutation(len(identities))
+    order = seeds.rng(seed, "segment.split").permutation(len(identities))
     n_val = max(1, int(round(val_fraction * len(identities))))
     held = {identities[i] for i in order[:n_val]}
     return [a for a in items if a.identity_id not in held], [a for a in items if a.identity_id in held]

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.compute as pc
 from PIL import Image, ImageDraw
 
-from data_manifests import Status, atomic_write_bytes, read_table, rle, table_exists
+from data_manifests import Status, atomic_write_bytes, read_table, rle, seeds, table_exists
 
 from .data import Annotated, label_map, load_annotated, read_image
 from .metrics import SegMeter
@@ -110,7 +110,7 @@ def evaluate_checkpoint(
     items: list[Annotated] = load_annotated(gt_root, gt_table)[:limit]
     if not items:
         raise ValueError(f"no ok rows in {gt_root}/manifests/{gt_table} to evaluate on")
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "segment.evaluate.samples")
     meter = SegMeter(classes)
     samples: list[Sample] = []
     for start in range(0, len(items), batch_size):

@@ -22,7 +22,7 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-from data_manifests import atomic_write_bytes, rle
+from data_manifests import atomic_write_bytes, rle, seeds
 from data_manifests import checkpoints as ckpt
 from data_manifests.schedule import lambda_schedule
 
@@ -412,8 +412,8 @@ def finetune(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     # Per step (data_manifests.schedule): warmup from 1 / (warmup_steps + 1), then cosine to 0 at `steps`.
     scheduler = lambda_schedule(optimizer, total=steps, warmup=warmup_steps, warmup_start=1.0)
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    gen = seeds.torch_generator(seed, "segment.finetune.augment")
+    rng = seeds.rng(seed, "segment.finetune.batches")
     step, best, first_loss, history = 0, -1.0, float("nan"), []
     out_dir.mkdir(parents=True, exist_ok=True)
     if config_snapshot is not None:

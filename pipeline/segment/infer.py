@@ -35,7 +35,7 @@ def accepted_ids(root: Path, kept: set[str]) -> set[str]:
             len(kept),
         )
         return set(kept)
-    from pipeline.review import accepted_image_ids
+    from data_manifests.queries import accepted_image_ids
 
     return kept & accepted_image_ids(root)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_manifests import VIEW_CLASSES_TOYWORLD
+from data_manifests import VIEW_CLASSES_TOYWORLD, seeds
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class BoxVehicle:
 
 def sample_box_vehicle(seed: int, index: int) -> BoxVehicle:
     """The box vehicle ``index`` of a ``seed`` (deterministic)."""
-    rng = np.random.default_rng([seed, index])
+    rng = seeds.rng(seed, "toyworld.boxes.vehicle", index)
     length = rng.uniform(1.6, 2.4)
     return BoxVehicle(
         identity_id=f"syn{seed:03d}_{index:04d}",
@@ -64,7 +64,7 @@ def render_box(
     vehicle: BoxVehicle, azimuth: float, elevation: float, size: int = 128, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``(image uint8 (S, S, 3), labels int64 (S, S))`` with labels indexing ``VIEW_CLASSES_TOYWORLD``."""
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "toyworld.boxes.render")
     az, el = math.radians(azimuth), math.radians(elevation)
     camera = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
     right = np.array([-math.sin(az), math.cos(az), 0.0])

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from data_manifests import INTENDED_VIEWS, VIEW_CLASSES_TOYWORLD, atomic_write_bytes
+from data_manifests.seeds import derive_seed
 
 from .camera import VIEW_ANGLES
 from .identity import ToyIdentity, sample_identity
@@ -66,7 +67,8 @@ def contact_sheet(identities: list[ToyIdentity], views: tuple[str, ...] = SHEET_
         for c, view in enumerate(views):
             az, el = VIEW_ANGLES[view]
             el = 75.0 if view == "top" else 12.0
-            res = render(ident, az + 8.0 if view != "top" else 20.0, el, size=size, seed=r * 31 + c)
+            seed = derive_seed(0, "toyworld.contact_sheet", r, c)
+            res = render(ident, az + 8.0 if view != "top" else 20.0, el, size=size, seed=seed)
             sheet.paste(Image.fromarray(res.image), (label_w + c * cell, y))
             sheet.paste(Image.fromarray(colorize(res.labels)), (label_w + c * cell, y + cell))
     x = 4

@@ -12,7 +12,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 import data_manifests as dm
@@ -153,7 +152,7 @@ def _scenes(
 ) -> Iterator[tuple[int, Scene]]:
     """The detection scenes ``(k, scene)``, each drawn from its own generator (deterministic per ``k``)."""
     for k in tqdm(range(n_images), desc="toyworld detection", disable=not progress, leave=False):
-        scene = render_scene(identities, size, np.random.default_rng([seed & 0xFFFFFFFF, k, 8]))
+        scene = render_scene(identities, size, dm.seeds.rng(seed, "toyworld.detection_scene", k))
         yield k, scene
 
 

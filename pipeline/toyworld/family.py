@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from data_manifests.seeds import rng
+
 from .identity import COLOR_NAMES, PALETTE, RGB, Cue, ToyIdentity, identity_name, sample_class, sample_dims
 from .mesh import CARGO, ROOF_ITEMS
 
@@ -116,17 +118,17 @@ def sample_family_identity(seed: int, index: int, family_size: int) -> ToyIdenti
     check_family_size(family_size)
     if index < 0:
         raise ValueError(f"toy world identity index must be >= 0, got {index}")
-    seed32, k = int(seed) & 0xFFFFFFFF, int(family_size)
+    k = int(family_size)
     family, member = divmod(int(index), k)
-    body = _family_body(np.random.default_rng([seed32, family, k, 20]))
+    body = _family_body(rng(seed, "toyworld.family.body", family, k))
     cues = []
     for f, face in enumerate(CUE_FACES):
         variants = CUE_VARIANTS[face]
         # Without replacement among the family's members, and an independent permutation per face.
-        order = np.random.default_rng([seed32, family, k, 21, f]).permutation(len(variants))
+        order = rng(seed, "toyworld.family.cue_order", family, k, f).permutation(len(variants))
         pattern, slot = variants[int(order[member])]
         tones = cue_tones(body["class_name"], face, pattern, body["body_color"])
-        tone = _tone(np.random.default_rng([seed32, int(index), k, 22, f]), tones)
+        tone = _tone(rng(seed, "toyworld.family.cue_tone", index, k, f), tones)
         cues.append(Cue(face=face, pattern=pattern, slot=slot, color=tone))
     return ToyIdentity(
         identity_id=identity_name(int(index)),

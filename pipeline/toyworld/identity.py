@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from data_manifests import seeds
+
 CLASSES: tuple[str, ...] = ("sedan", "suv", "van", "truck", "bus")
 CLASS_WEIGHTS: tuple[float, ...] = (0.34, 0.26, 0.16, 0.14, 0.10)
 
@@ -163,7 +165,7 @@ def _rgb(values: np.ndarray) -> RGB:
 
 def _shared(seed: int, pair: int) -> dict[str, Any]:
     """Class, dimensions and colour drawn from the stream of a twin pair (used when the pair are twins)."""
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, pair, 1])
+    rng = seeds.rng(seed, "toyworld.identity.pair", pair)
     return _sample_body(rng)
 
 
@@ -243,8 +245,8 @@ def sample_identity(seed: int, index: int, family_size: int = 1) -> ToyIdentity:
         return sample_family_identity(seed, index, family_size)
     seed, index = int(seed), int(index)
     pair = index // 2
-    twins = np.random.default_rng([seed & 0xFFFFFFFF, pair, 0]).random() < TWIN_PROBABILITY
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, index, 2])
+    twins = seeds.rng(seed, "toyworld.identity.twins", pair).random() < TWIN_PROBABILITY
+    rng = seeds.rng(seed, "toyworld.identity.marks", index)
     body = _shared(seed, pair) if twins else _sample_body(rng)
     marks = _sample_marks(rng, body["class_name"])
     twin_of = None
@@ -253,7 +255,7 @@ def sample_identity(seed: int, index: int, family_size: int = 1) -> ToyIdentity:
         twin_of = identity_name(partner)
         if index % 2 == 1:
             # The twins must differ by at least one mark: if the draw repeated the partner's marks, flip the roof.
-            other = _sample_marks(np.random.default_rng([seed & 0xFFFFFFFF, partner, 2]), body["class_name"])
+            other = _sample_marks(seeds.rng(seed, "toyworld.identity.marks", partner), body["class_name"])
             if other == marks:
                 marks["roof"] = "box" if marks["roof"] != "box" else "none"
     return ToyIdentity(identity_id=identity_name(index), seed=seed, index=index, twin_of=twin_of, **body, **marks)

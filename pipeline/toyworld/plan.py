@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 import data_manifests as dm
 from data_manifests import INTENDED_VIEWS
 
@@ -18,7 +16,7 @@ MODEL_REF = "toyworld:render"
 
 def image_seed(seed: int, index: int, j: int) -> int:
     """The render seed of image ``j`` of identity ``index`` (uint32)."""
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, index, j, 5]).generate_state(1)[0])
+    return dm.seeds.derive_seed(seed, "toyworld.image", index, j)
 
 
 @dataclass(frozen=True)
@@ -43,16 +41,15 @@ def plan_identity(settings: ToyworldSettings, index: int) -> tuple[ToyIdentity, 
     all directions; cameras are jittered around each view (:func:`view_to_camera`). Image ``j`` depends only on
     ``(seed, index, j)``, so a larger ``images_per_identity`` extends a world without changing its images."""
     ident = sample_identity(settings.seed, index, settings.family_size)
-    seed32 = settings.seed & 0xFFFFFFFF
     views: list[str] = []
     cycle = 0
     while len(views) < settings.images_per_identity:
-        order = np.random.default_rng([seed32, index, cycle, 3]).permutation(len(INTENDED_VIEWS))
+        order = dm.seeds.rng(settings.seed, "toyworld.view_order", index, cycle).permutation(len(INTENDED_VIEWS))
         views.extend(INTENDED_VIEWS[int(i)] for i in order)
         cycle += 1
     plans = []
     for j, view in enumerate(views[: settings.images_per_identity]):
-        rng = np.random.default_rng([seed32, index, j, 12])
+        rng = dm.seeds.rng(settings.seed, "toyworld.image_camera", index, j)
         azimuth, elevation = view_to_camera(view, rng)
         occluded = bool(rng.random() < settings.occluder_probability)
         seed = image_seed(settings.seed, index, j)

@@ -4,8 +4,8 @@ Steps of :func:`render`: (1) a random camera (roll, distance and framing jitter)
 elevation; (2) back-face culling and the numpy z-buffer rasteriser; (3) Lambert shading of flat faces with a
 random light; (4) a random background (gradient, smooth noise, texture or a perspective road plane with the
 vehicle's shadow); (5) optional occluders, which hide the vehicle (their pixels are labelled background);
-(6) mild sensor noise. Everything random comes from ``numpy.random.default_rng([seed, ...])``, so the same
-arguments always give the same pixels.
+(6) mild sensor noise. Everything random comes from named streams ``data_manifests.seeds.rng(seed, purpose, ...)``,
+so the same arguments always give the same pixels.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from data_manifests import COLLAPSE_TO_PVEN, VIEW_CLASSES_PVEN, VIEW_CLASSES_TOYWORLD
+from data_manifests import COLLAPSE_TO_PVEN, VIEW_CLASSES_PVEN, VIEW_CLASSES_TOYWORLD, seeds
 
 from .camera import Camera, direction, look_at, nearest_view
 from .identity import ToyIdentity
@@ -175,7 +175,8 @@ def mask_bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
 def _noise_bank(size: int) -> np.ndarray:
     """A fixed ``(2 size, 2 size, 3)`` float32 bank of Gaussian noise (std ``NOISE_STD``); renders take random
     crops of it, which is much cheaper than drawing fresh normals per image and just as deterministic."""
-    return np.random.default_rng(20261124).standard_normal((2 * size, 2 * size, 3), dtype=np.float32) * NOISE_STD
+    bank = seeds.rng(20261124, "toyworld.noise_bank").standard_normal((2 * size, 2 * size, 3), dtype=np.float32)
+    return bank * NOISE_STD
 
 
 def sensor_noise(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -337,7 +338,7 @@ def render(
         raise ValueError(f"render size must be >= 8 pixels, got {size}")
     if not 0.0 <= elevation <= 90.0:
         raise ValueError(f"elevation must be within 0..90 degrees, got {elevation}")
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, ident.index, ident.seed & 0xFFFFFFFF, 7])
+    rng = seeds.rng(seed, "toyworld.render", ident.index, ident.seed & 0xFFFFFFFF)
     # 1. Camera jitter and light.
     roll = float(rng.uniform(-ROLL_JITTER, ROLL_JITTER))
     extent = float(rng.uniform(*FILL_RANGE)) * size

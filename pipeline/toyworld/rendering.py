@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from data_manifests import VIEW_SETS, Status, rows
+from data_manifests import VIEW_SETS, Status, rows, seeds
 
 from .camera import view_to_camera
 from .plan import MODEL_REF, PlannedImage, image_seed, plan_identity
@@ -57,7 +57,7 @@ def render_identity(args: tuple[ToyworldSettings, int, str, bool]) -> dict[str, 
     classes = VIEW_SETS[settings.view_classes]
     # 1. Instance images at canonical views (no occluders).
     instance_paths = []
-    rng = np.random.default_rng([settings.seed & 0xFFFFFFFF, index, 4])
+    rng = seeds.rng(settings.seed, "toyworld.instance_cameras", index)
     for k, view in enumerate(settings.instance_views):
         azimuth, elevation = view_to_camera(view, rng)
         rel = f"subjects/{ident.identity_id}/{view}.png"

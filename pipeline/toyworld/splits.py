@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from data_manifests.seeds import rng
 
 from ..splits import assign_query_gallery
 from .identity import ToyIdentity
@@ -19,7 +19,7 @@ def train_identities(settings: ToyworldSettings, idents: list[ToyIdentity]) -> s
     train and test. ``idents`` are the world's identities in index order."""
     k = settings.family_size
     n_units = len(idents) // k
-    order = np.random.default_rng([settings.seed & 0xFFFFFFFF, 9]).permutation(n_units)
+    order = rng(settings.seed, "toyworld.train_families").permutation(n_units)
     n_train = min(max(1, round(n_units * settings.train_fraction)), n_units - 1)
     return {idents[int(u) * k + m].identity_id for u in order[:n_train] for m in range(k)}
 
@@ -28,4 +28,4 @@ def assign_family_splits(rows: list[dict[str, Any]], train_ids: set[str], querie
     """Set ``split`` on each row: train identities -> ``train``; the others -> query/gallery by the VeRi-776
     protocol of :func:`pipeline.splits.assign_query_gallery`."""
     test_ids = {r["identity_id"] for r in rows} - set(train_ids)
-    assign_query_gallery(rows, test_ids, queries_per_identity, np.random.default_rng([seed & 0xFFFFFFFF, 6]))
+    assign_query_gallery(rows, test_ids, queries_per_identity, rng(seed, "toyworld.query_gallery"))

@@ -54,7 +54,7 @@ def random_renders(
     come from one ``numpy`` generator seeded with ``seed``. Each result holds ``image (S, S, 3) uint8``, ``labels
     (S, S) int64`` and ``bbox``.
     """
-    rng = np.random.default_rng(seed)
+    rng = dm.seeds.rng(seed, "toyworld.synthetic.cameras")
     out = []
     for k in range(n):
         azimuth = float(rng.uniform(0, 360))
@@ -180,7 +180,7 @@ def write_annotated_world(
     model_ref = "synthetic:boxes" if boxes else "toyworld:render"
     generations, segments = [], []
     for index in range(identities):
-        rng = np.random.default_rng([seed, index, 1])
+        rng = dm.seeds.rng(seed, "toyworld.synthetic.camera", index)
         if boxes:
             vehicle = sample_box_vehicle(seed, index)
             identity_id = vehicle.identity_id
@@ -190,7 +190,7 @@ def write_annotated_world(
         for k in range(images_per_identity):
             azimuth = float(rng.uniform(0, 360))
             elevation = float(rng.uniform(5, 60))
-            render_seed = seed * 100003 + index * 101 + k
+            render_seed = dm.seeds.derive_seed(seed, "toyworld.synthetic.render", index, k)
             if boxes:
                 image, labels = render_box(vehicle, azimuth, elevation, size, seed=render_seed)
             else:

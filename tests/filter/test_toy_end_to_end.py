@@ -27,7 +27,7 @@ def test_toy_chain_filter_then_auto_review(tmp_path):
     assert {r["image_id"] for r in det} == gens  # every image has its row, kept or with a reason
     assert all(r["status"] == "ok" or r["reason"] for r in det)
     assert main(["run", "review", "--config", CONFIG, "--root", root]) == 0
-    from pipeline.review import accepted_image_ids
+    from data_manifests.queries import accepted_image_ids
 
     assert accepted_image_ids(tmp_path) == {r["image_id"] for r in det if r["status"] == "ok"}
     assert not [p for p in dm.validate(tmp_path) if p.table in ("detections", "reviews")]

@@ -8,6 +8,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from flows.build import build_diffveri, make_task_runner, shards_of, stage_cache_key, stage_code_version
 from tests.assemble.roots import build_root
+from tests.data_manifests.rows import example_row
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pipeline" / "toy.yaml"
 
@@ -39,6 +40,8 @@ def test_cache_key_follows_inputs_config_and_code(tmp_path: Path) -> None:
     assert stage_cache_key(None, dict(params, identities=["id00"])) != key
     import data_manifests as dm
 
+    dm.upsert(tmp_path, "subjects", [example_row("subjects", 99)])  # not an input of assemble
+    assert stage_cache_key(None, params) == key
     dm.upsert(tmp_path, "segments", [dm.read_rows(tmp_path, "segments")[0]])  # an input table changes
     assert stage_cache_key(None, params) != key
     assert len(stage_code_version("assemble")) == 16
@@ -69,7 +72,6 @@ def test_profiles_parse() -> None:
     for name in ("toy", "paper"):
         cfg = yaml.safe_load((CONFIG.parent / f"{name}.yaml").read_text())
         assert cfg["profile"] == name and "runtime" in cfg
-
 
 
 def test_stage_code_version_covers_a_stage_modules_helpers(monkeypatch) -> None:

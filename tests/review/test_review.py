@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 import data_manifests as dm
+from data_manifests.queries import accepted_image_ids
 from pipeline.cli import main
 from pipeline.review import (
     AUTO_REVIEWER,
     COLUMNS,
-    accepted_image_ids,
     auto_review,
     candidates,
     export_batches,

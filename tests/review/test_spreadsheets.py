@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 import data_manifests as dm
-from pipeline.review import COLUMNS, accepted_image_ids, export_batches, import_review_csv
+from data_manifests.queries import accepted_image_ids
+from pipeline.review import COLUMNS, export_batches, import_review_csv
 from pipeline.review.idfix import looks_numeric, numbers_agree
 from pipeline.review.sheet import VIEW_COLOURS, files_dir_name, referenced_files
 from tests.filter.synth import draw, png

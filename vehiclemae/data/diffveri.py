@@ -45,7 +45,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, Status, inside_root, iter_batches, open_image, rle
+from data_manifests import COLLAPSE_TO_PVEN, VIEW_SETS, Status, inside_root, iter_batches, open_image, rle, seeds
 
 from ..masking import make_masks
 from .rowstore import RawFile, RowStore, RowStoreWriter
@@ -302,7 +302,7 @@ class DiffVERIDataset(Dataset):
         return (max(0.0, x0 - mx), max(0.0, y0 - my), min(float(w), x1 + mx), min(float(h), y1 + my))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = seeds.rng(self.seed, "pretrain.diffveri.item", self.epoch, i)
         image, labels, fg = self.load(i)
         x0, y0, x1, y1 = self.region(fg)
         if self.augment:

@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from data_manifests import seeds
+
 
 class PKSampler(Sampler[int]):
     """Yields indices so that every consecutive ``P * K`` form one batch of ``P`` identities with ``K`` images each.
@@ -53,7 +55,7 @@ class PKSampler(Sampler[int]):
         return out
 
     def __iter__(self) -> Iterator[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = seeds.rng(self.seed, "reid.pk_sampler", self.epoch)
         # Greedily fill batches with P chunks of P distinct identities, drawing chunks in random order.
         pending = self._chunks(rng)
         order = rng.permutation(len(pending))

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from data_manifests import seeds
+
 from .diffveri import DiffVERIDataset
 
 
@@ -69,7 +71,7 @@ class ShiftedViewDataset(DiffVERIDataset):
             self.img_size = self.size
         s = self.size
         # 2. Online view: the top-left window; target view: the window shifted by (dy, dx).
-        rng = np.random.default_rng([self.seed, self.epoch, i, 1])
+        rng = seeds.rng(self.seed, "pretrain.shifted.item", self.epoch, i)
         dy, dx = (int(v) for v in rng.integers(0, self.shift + 1, size=2))
         item = {**master, "image": master["image"][:, :s, :s].contiguous()}
         item["labels"], item["fg"] = master["labels"][:s, :s].contiguous(), master["fg"][:s, :s].contiguous()

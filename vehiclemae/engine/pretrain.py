@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from data_manifests.checkpoints import NO_RESUME_HINT, check_config, start_over
 from data_manifests.schedule import set_lr, warmup_cosine
+from data_manifests.seeds import rng
 
 from ..config import save_run_config, to_dict
 from ..data import DiffVERIDataset
@@ -55,7 +55,7 @@ class EpochSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n).tolist())
+        return iter(rng(self.seed, "pretrain.order", self.epoch).permutation(self.n).tolist())
 
     def __len__(self) -> int:
         return self.n

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from data_manifests.seeds import rng
+
 from .views import retrieval_metrics
 
 logger = logging.getLogger(__name__)
@@ -107,7 +109,8 @@ def _seeded(
     base: np.ndarray, scale: float, metrics_of: Callable[[np.ndarray], dict[str, Any]], seed: int, num_seeds: int
 ) -> dict[str, Any]:
     """Metrics of ``base + scale * U[0, 1)`` averaged over the seeds ``(seed, 0..num_seeds-1)``."""
-    runs = [metrics_of(base + scale * np.random.default_rng([seed, s]).random(base.shape)) for s in range(num_seeds)]
+    noises = [rng(seed, "reid.baselines.noise", s).random(base.shape) for s in range(num_seeds)]
+    runs = [metrics_of(base + scale * noise) for noise in noises]
     return average_metrics(runs)
 
 

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_manifests.seeds import torch_generator
+
 from .metrics import pairwise_distance
 from .views import retrieval_metrics
 
@@ -183,7 +185,7 @@ def train_linear_probe(
     labels = torch.from_numpy(labels_np.astype(np.int64)).to(device)
     x = train_feats.float().to(device)
     n_ids = int(ids.size)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch_generator(cfg.seed, "reid.probe.batch_order")
     torch.manual_seed(cfg.seed)
     head = nn.Sequential(nn.BatchNorm1d(x.shape[1], affine=False), nn.Linear(x.shape[1], n_ids)).to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from data_manifests import atomic_write_bytes
+from data_manifests.seeds import rng
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def plot_tsne(
     fig, axes = plt.subplots(rows, len(entries), figsize=(4.2 * len(entries), 4.0 * rows), squeeze=False)
     for col, (label, feats, pids) in enumerate(entries):
         pids = np.asarray(pids)
-        chosen = np.random.default_rng(seed).permutation(np.unique(pids))[:max_ids]
+        chosen = rng(seed, "reid.plots.identities").permutation(np.unique(pids))[:max_ids]
         keep = np.isin(pids, chosen)
         emb = _tsne_embedding(feats[torch.from_numpy(keep)], seed, perplexity, label)
         colours = np.searchsorted(np.sort(chosen), pids[keep])

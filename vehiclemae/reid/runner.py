@@ -21,6 +21,7 @@ import torch
 from data_manifests import atomic_write_bytes
 from data_manifests.checkpoints import best_path
 from data_manifests.checkpoints import last_path as ckpt_last_path
+from data_manifests.seeds import derive_seed
 
 from . import finetune as ft
 from .checkpoints import find_resume_point, load_model, restore, save_reid_checkpoint
@@ -269,7 +270,7 @@ def _train_epoch(
         p * cfg.data.k,
         sampler,
         cfg.data.num_workers,
-        seed=cfg.seed + epoch,
+        seed=derive_seed(cfg.seed, "reid.finetune.loader", epoch),
     )
     stats = ft.train_one_epoch(
         model,

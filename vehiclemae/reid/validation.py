@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from data_manifests import seeds
+
 QUERIES_PER_IDENTITY = 2
-_STREAM = 0x76616C  # "val": keeps this draw apart from any other use of the run seed
 
 
 @dataclass
@@ -97,7 +98,7 @@ def split_validation(
     n_val = count_val_identities(val_identities, len(pids))
     if n_val == 0:
         return ValidationSplit(list(samples))
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, _STREAM])
+    rng = seeds.rng(seed, "reid.validation")
     val_pids = pick_val_identities(pids, n_val, rng, groups)
     if len(pids) - len(val_pids) < 2:
         raise ValueError(

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from data_manifests import seeds
+
 from .metrics import evaluate_rank, pairwise_distance
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ def vehicleid_trial_split(pids: np.ndarray, seed: int, trial: int) -> tuple[np.n
     Deterministic in ``(seed, trial)``; identities with a single image only contribute a gallery image.
     """
     pids = np.asarray(pids)
-    rng = np.random.default_rng([int(seed), int(trial)])
+    rng = seeds.rng(seed, "reid.vehicleid.trial", trial)
     order = np.argsort(pids, kind="stable")
     uniques, starts, counts = np.unique(pids[order], return_index=True, return_counts=True)
     picks = starts + (rng.random(len(uniques)) * counts).astype(np.int64)
