@@ -40,14 +40,23 @@ apply_offline_env()
 
 
 # ------------------------------------------------------------------------------------------------------------ caching
+# Code every stage's output depends on besides its own package: the dataset formats, the splits, and the rows,
+# queries, random streams and schemas of data_manifests. Editing one of these re-runs every stage (rare, and a stale
+# cache would be worse than a re-run).
+SHARED_CODE = ("pipeline/formats/*.py", "pipeline/splits.py", "data_manifests/*.py")
+
+
 def stage_code_version(stage: str) -> str:
-    """sha256 of the source of the stage's package (or module), so editing a stage invalidates its cache."""
+    """sha256 of the source of the stage's package (or module) and of :data:`SHARED_CODE`, so editing a stage or
+    what it builds on invalidates its cache."""
     module = inspect.getmodule(get_stage(stage))
     path = Path(inspect.getfile(module))  # type: ignore[arg-type]
     if path.parent.name != "pipeline":
         files = sorted(path.parent.rglob("*.py"))
     else:  # a top-level stage module and its helpers beside it (assemble.py, assemble_crops.py, ...)
         files = [path, *sorted(path.parent.glob(f"{path.stem}_*.py"))]
+    project = Path(inspect.getfile(dm)).parents[1]
+    files += [file for pattern in SHARED_CODE for file in sorted(project.glob(pattern))]
     digest = hashlib.sha256(str(dm.SCHEMA_VERSION).encode())
     for file in files:
         digest.update(file.read_bytes())

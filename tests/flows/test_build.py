@@ -82,3 +82,17 @@ def test_stage_code_version_covers_a_stage_modules_helpers(monkeypatch) -> None:
     helper, real = Path(crops.__file__), Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: real(self) + (b"# edited" if self == helper else b""))
     assert stage_code_version("assemble") != before
+
+
+def test_stage_code_version_covers_the_shared_code(monkeypatch) -> None:
+    """Editing the VeRi writer (pipeline/formats) or a row builder (data_manifests/rows.py) invalidates the cache of
+    the stages that use them."""
+    import data_manifests.rows as rows
+    import pipeline.formats.veri as veri
+
+    real = Path.read_bytes
+    for shared in (Path(veri.__file__), Path(rows.__file__)):
+        before = stage_code_version("assemble")
+        with monkeypatch.context() as patch:
+            patch.setattr(Path, "read_bytes", lambda self, f=shared: real(self) + (b"# edited" if self == f else b""))
+            assert stage_code_version("assemble") != before
