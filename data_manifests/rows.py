@@ -4,8 +4,12 @@ A builder refuses what :func:`data_manifests.to_arrow` would refuse later (an un
 value, a value outside its enumeration), so the error names the row where it was made. Column types are left to
 the writer.
 
+* :func:`subject_row` — a ``subjects`` row (one identity and its instance images);
+* :func:`generation_row` — a ``generations`` row (one generated or rendered image, or why it is missing);
 * :func:`segment_row` — a ``segments`` / ``segments_gt`` row from a vehicle mask and a view label map;
 * :func:`diffveri_row` — a ``diffveri`` row (``split`` is set later, by the split assignment).
+
+Optional columns left at ``None`` are left out of the row; the writer fills them with nulls.
 """
 
 from __future__ import annotations
@@ -53,6 +57,89 @@ def check_row(table: str, row: Mapping[str, Any], *, later: Collection[str] = ()
             f"{table}: row ({key}): {column}={value!r} is outside its enumeration; allowed: {allowed} "
             "(add new codes in data_manifests/enums.py)"
         )
+
+
+def _without_none(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def subject_row(
+    *,
+    identity_id: str,
+    class_name: str,
+    instance_images: Sequence[str],
+    source: str,
+    token: str | None = None,
+    instance_sha256: Sequence[str] | None = None,
+    attributes: str | None = None,
+    status: Status = Status.OK,
+) -> dict[str, Any]:
+    """A ``subjects`` row: an identity, its instance image paths (relative to the root, with their sha256 when
+    known), where it comes from (a :class:`~data_manifests.enums.Source` code) and ``attributes`` as JSON."""
+    row = _without_none(
+        {
+            "identity_id": identity_id,
+            "class_name": class_name,
+            "token": token,
+            "instance_images": list(instance_images),
+            "instance_sha256": None if instance_sha256 is None else list(instance_sha256),
+            "source": source,
+            "attributes": attributes,
+            "status": status,
+        }
+    )
+    check_row("subjects", row)
+    return row
+
+
+def generation_row(
+    *,
+    image_id: str,
+    identity_id: str,
+    intended_view: str,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    scheduler: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    path: str | None = None,
+    sha256: str | None = None,
+    model_ref: str | None = None,
+    lora_sha256: str | None = None,
+    status: Status = Status.OK,
+    reason: str | None = None,
+    message: str | None = None,
+) -> dict[str, Any]:
+    """A ``generations`` row: one image of ``identity_id`` asked for at ``intended_view``, how it was made
+    (prompt, seed, sampler settings, ``model_ref``) and where it is (``path`` relative to the root, ``sha256``).
+    A row that is not ``ok`` says why in ``reason`` / ``message`` and usually has no ``path``."""
+    row = _without_none(
+        {
+            "image_id": image_id,
+            "identity_id": identity_id,
+            "intended_view": intended_view,
+            "prompt": prompt,
+            "negative_prompt": negative_prompt,
+            "seed": seed,
+            "steps": steps,
+            "guidance": guidance,
+            "scheduler": scheduler,
+            "width": width,
+            "height": height,
+            "path": path,
+            "sha256": sha256,
+            "model_ref": model_ref,
+            "lora_sha256": lora_sha256,
+            "status": status,
+            "reason": reason,
+            "message": message,
+        }
+    )
+    check_row("generations", row)
+    return row
 
 
 def segment_row(
@@ -138,5 +225,7 @@ __all__ = [
     "camera_of",
     "check_row",
     "diffveri_row",
+    "generation_row",
     "segment_row",
+    "subject_row",
 ]

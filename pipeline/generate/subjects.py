@@ -29,9 +29,10 @@ from typing import Any
 from tqdm import tqdm
 
 import data_manifests as dm
-from data_manifests import Source, Status
+from data_manifests import Source
 from data_manifests.images import ENV as PIXEL_LIMIT_ENV
 from data_manifests.paths import is_inside
+from data_manifests.rows import subject_row
 from data_manifests.seeds import derive_seed
 
 from .common import check_image, rare_token
@@ -311,16 +312,15 @@ def _plan_row(root: Path, c: Candidate, token: str, copies: list[_Copy]) -> dict
         copies.append(_Copy(f, dest, sha))
         rel_paths.append(f"subjects/{c.identity_id}/{dest.name}")
         hashes.append(sha)
-    return {
-        "identity_id": c.identity_id,
-        "class_name": c.class_name,
-        "token": token,
-        "instance_images": rel_paths,
-        "instance_sha256": hashes,
-        "source": str(c.source),
-        "attributes": json.dumps({**c.attributes, "source_files": [str(f) for f in c.files]}, sort_keys=True),
-        "status": Status.OK,
-    }
+    return subject_row(
+        identity_id=c.identity_id,
+        class_name=c.class_name,
+        token=token,
+        instance_images=rel_paths,
+        instance_sha256=hashes,
+        source=str(c.source),
+        attributes=json.dumps({**c.attributes, "source_files": [str(f) for f in c.files]}, sort_keys=True),
+    )
 
 
 def _copy(item: _Copy) -> None:

@@ -24,6 +24,7 @@ import yaml
 
 import data_manifests as dm
 from data_manifests import INTENDED_VIEWS, Reason, Status, check_id, inside_root
+from data_manifests.rows import generation_row
 from data_manifests.seeds import derive_seed
 
 from .backends import BACKENDS, Backend, DiffusionBackend, Request, ToyworldBackend, groundtruth_row
@@ -135,17 +136,20 @@ def parse_plan(cfg: SynthesizeConfig, bank: dict[str, ViewPrompt]) -> list[PlanE
     return entries
 
 
-def _row(req: Request, image_id: str, model_ref: str, settings: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "image_id": image_id,
-        "identity_id": req.identity_id,
-        "intended_view": req.view,
-        "prompt": req.prompt,
-        "negative_prompt": req.negative_prompt,
-        "seed": req.seed,
-        "model_ref": model_ref,
+def _row(req: Request, image_id: str, model_ref: str, settings: dict[str, Any], **outcome: Any) -> dict[str, Any]:
+    """The ``generations`` row of ``req``; ``settings`` from :meth:`Backend.settings`; ``outcome`` is ``path``,
+    ``sha256``, ``lora_sha256`` of a made image, or ``status``, ``reason``, ``message`` of one that was not made."""
+    return generation_row(
+        image_id=image_id,
+        identity_id=req.identity_id,
+        intended_view=req.view,
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        seed=req.seed,
+        model_ref=model_ref,
         **settings,
-    }
+        **outcome,
+    )
 
 
 class _Writer:
@@ -263,8 +267,7 @@ def run_synthesize(
             settings: dict[str, Any] = settings_default,
         ) -> None:
             for req, image_id in items:
-                row = _row(req, image_id, model_ref, settings)
-                writer.add({**row, "status": status, "reason": reason, "message": message})
+                writer.add(_row(req, image_id, model_ref, settings, status=status, reason=reason, message=message))
             counts["pending" if status == Status.PENDING else "failed"] += len(items)
             bar.update(len(items))
 
@@ -318,11 +321,10 @@ def run_synthesize(
                     rel = Path("generations") / check_id(ident, "identity_id") / f"{image_id}.png"
                     sha = write_png(inside_root(root, rel, "generated image"), out.image)
                     h, w = out.image.shape[:2]
-                    row = _row(req, image_id, model_ref, {**settings, "width": w, "height": h})
+                    settings_wh = {**settings, "width": w, "height": h}
+                    row = _row(req, image_id, model_ref, settings_wh, path=str(rel), sha256=sha, lora_sha256=lora_sha)
                     gt = groundtruth_row(image_id, out.labels, out.bbox) if out.labels is not None else None
-                    writer.add(
-                        {**row, "path": str(rel), "sha256": sha, "lora_sha256": lora_sha, "status": Status.OK}, gt
-                    )
+                    writer.add(row, gt)
                 made += len(batch)
                 counts["processed"] += len(batch)
                 bar.update(len(batch))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from data_manifests import VIEW_SETS, Status, rows, seeds
+from data_manifests import VIEW_SETS, rows, seeds
 
 from .camera import view_to_camera
 from .plan import MODEL_REF, PlannedImage, image_seed, plan_identity
@@ -65,14 +65,13 @@ def render_identity(args: tuple[ToyworldSettings, int, str, bool]) -> dict[str, 
         if not (skip and (out / rel).is_file()):
             r = render(ident, azimuth, elevation, settings.size, image_seed(settings.seed, index, 100_000 + k))
             write_file(out / rel, _png(r.image))
-    subject = {
-        "identity_id": ident.identity_id,
-        "class_name": ident.class_name,
-        "instance_images": instance_paths,
-        "source": "toyworld",
-        "attributes": json.dumps(ident.attributes(), sort_keys=True),
-        "status": Status.OK,
-    }
+    subject = rows.subject_row(
+        identity_id=ident.identity_id,
+        class_name=ident.class_name,
+        instance_images=instance_paths,
+        source="toyworld",
+        attributes=json.dumps(ident.attributes(), sort_keys=True),
+    )
     result: dict[str, Any] = {"subject": subject, "generations": [], "segments": [], "rendered": 0}
     if skip:
         return result
@@ -83,19 +82,18 @@ def render_identity(args: tuple[ToyworldSettings, int, str, bool]) -> dict[str, 
         data = _png(r.image)
         write_file(out / p.path, data)
         result["generations"].append(
-            {
-                "image_id": p.image_id,
-                "identity_id": ident.identity_id,
-                "intended_view": p.view,
-                "prompt": f"a {ident.color_name} {ident.class_name}, {p.view.replace('_', ' ')} view",
-                "seed": p.seed,
-                "width": settings.size,
-                "height": settings.size,
-                "path": p.path,
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "model_ref": MODEL_REF,
-                "status": Status.OK,
-            }
+            rows.generation_row(
+                image_id=p.image_id,
+                identity_id=ident.identity_id,
+                intended_view=p.view,
+                prompt=f"a {ident.color_name} {ident.class_name}, {p.view.replace('_', ' ')} view",
+                seed=p.seed,
+                width=settings.size,
+                height=settings.size,
+                path=p.path,
+                sha256=hashlib.sha256(data).hexdigest(),
+                model_ref=MODEL_REF,
+            )
         )
         result["segments"].append(segment_row(p.image_id, labels, r.bbox, classes))
         result["rendered"] += 1

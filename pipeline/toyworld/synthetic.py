@@ -25,7 +25,7 @@ from PIL import Image
 
 import data_manifests as dm
 from data_manifests import VIEW_CLASSES_TOYWORLD, rle
-from data_manifests.enums import Status
+from data_manifests.rows import diffveri_row, generation_row, subject_row
 
 from .boxes import render_box, sample_box_vehicle
 from .camera import VIEW_ANGLES
@@ -84,25 +84,26 @@ def write_diffveri(
             rel = f"images/{iid}.png"
             Image.fromarray(result.image).save(root / rel)
             present = [c for c in range(len(VIEW_CLASSES_TOYWORLD)) if (labels == c).any() or c == 0]
-            rows.append(
-                {
-                    "image_id": iid,
-                    "identity_id": f"toy{index:03d}",
-                    "class_name": "sedan",
-                    "split": "train",
-                    "camera_id": DIFFVERI_VIEWS.index(view),
-                    "path": rel,
-                    "width": size,
-                    "height": size,
-                    "view_label": view,
-                    "dominant_view": view,
-                    "vehicle_rle": rle.encode(labels > 0),
-                    "view_classes": [VIEW_CLASSES_TOYWORLD[c] for c in present],
-                    "view_rles": [rle.encode(labels == c) for c in present],
-                    "provenance": "{}",
-                    "status": Status.OK,
-                }
+            masks = {
+                "dominant_view": view,
+                "vehicle_rle": rle.encode(labels > 0),
+                "view_classes": [VIEW_CLASSES_TOYWORLD[c] for c in present],
+                "view_rles": [rle.encode(labels == c) for c in present],
+            }
+            row = diffveri_row(
+                image_id=iid,
+                identity_id=f"toy{index:03d}",
+                class_name="sedan",
+                camera_id=DIFFVERI_VIEWS.index(view),
+                path=rel,
+                width=size,
+                height=size,
+                view_label=view,
+                provenance={},
+                masks=masks,
             )
+            row["split"] = "train"
+            rows.append(row)
     dm.write_table(root, "diffveri", rows)
     return root
 
@@ -124,13 +125,9 @@ def write_generations(
         ref_path = f"subjects/{identity_id}/0.png"
         dm.atomic_write_bytes(root / ref_path, _png(render(ident, 30.0, 15.0, size=size, seed=0).image))
         subjects.append(
-            {
-                "identity_id": identity_id,
-                "class_name": ident.class_name,
-                "instance_images": [ref_path],
-                "source": "toyworld",
-                "status": Status.OK,
-            }
+            subject_row(
+                identity_id=identity_id, class_name=ident.class_name, instance_images=[ref_path], source="toyworld"
+            )
         )
         for j in range(per_identity):
             view = views[j % len(views)]
@@ -140,18 +137,17 @@ def write_generations(
             dm.atomic_write_bytes(root / path, _png(result.image))
             truth[iid] = [tuple(result.bbox)]
             gens.append(
-                {
-                    "image_id": iid,
-                    "identity_id": identity_id,
-                    "intended_view": view,
-                    "seed": j + 1,
-                    "width": size,
-                    "height": size,
-                    "path": path,
-                    "sha256": dm.sha256_file(root / path),
-                    "model_ref": "toyworld:test",
-                    "status": Status.OK,
-                }
+                generation_row(
+                    image_id=iid,
+                    identity_id=identity_id,
+                    intended_view=view,
+                    seed=j + 1,
+                    width=size,
+                    height=size,
+                    path=path,
+                    sha256=dm.sha256_file(root / path),
+                    model_ref="toyworld:test",
+                )
             )
     dm.upsert(root, "subjects", subjects)
     dm.upsert(root, "generations", gens)
@@ -206,18 +202,17 @@ def write_annotated_world(
             ys, xs = np.nonzero(vehicle_mask)
             bbox = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
             generations.append(
-                {
-                    "image_id": iid,
-                    "identity_id": identity_id,
-                    "intended_view": view,
-                    "seed": k,
-                    "width": size,
-                    "height": size,
-                    "path": rel,
-                    "sha256": dm.sha256_file(root / rel),
-                    "model_ref": model_ref,
-                    "status": Status.OK,
-                }
+                generation_row(
+                    image_id=iid,
+                    identity_id=identity_id,
+                    intended_view=view,
+                    seed=k,
+                    width=size,
+                    height=size,
+                    path=rel,
+                    sha256=dm.sha256_file(root / rel),
+                    model_ref=model_ref,
+                )
             )
             segments.append(
                 make_segment_row(iid, bbox, vehicle_mask, labels, VIEW_CLASSES_TOYWORLD, "groundtruth:" + model_ref)

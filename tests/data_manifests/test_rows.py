@@ -10,7 +10,7 @@ import pytest
 
 import data_manifests as dm
 from data_manifests import Status
-from data_manifests.rows import MASK_COLUMNS, check_row, diffveri_row, segment_row
+from data_manifests.rows import MASK_COLUMNS, check_row, diffveri_row, generation_row, segment_row, subject_row
 
 CLASSES = ("background", "front", "rear", "side", "top")
 GOOD: dict[str, Any] = {
@@ -23,6 +23,23 @@ GOOD: dict[str, Any] = {
     "height": 6,
     "view_label": "rear",
     "provenance": {"seed": 3, "model_ref": "test"},
+}
+
+SUBJECT: dict[str, Any] = {
+    "identity_id": "id-1",
+    "class_name": "sedan",
+    "instance_images": ["subjects/id-1/0.png", "subjects/id-1/1.png"],
+    "source": "toyworld",
+}
+GENERATION: dict[str, Any] = {
+    "image_id": "img-1",
+    "identity_id": "id-1",
+    "intended_view": "front_left",
+    "seed": 7,
+    "width": 32,
+    "height": 32,
+    "path": "generations/id-1/img-1.png",
+    "model_ref": "toyworld:v1",
 }
 
 
@@ -93,3 +110,56 @@ def test_check_row_names_unknown_columns_and_allows_later_ones() -> None:
     check_row("diffveri", row, later=("split",))
     with pytest.raises(dm.ManifestError, match="unknown column"):
         check_row("diffveri", {**row, "vid": 1}, later=("split",))
+
+
+@pytest.mark.parametrize(
+    ("table", "build", "good"), [("subjects", subject_row, SUBJECT), ("generations", generation_row, GENERATION)]
+)
+def test_subject_and_generation_rows_are_what_the_table_stores(table: str, build: Any, good: dict[str, Any]) -> None:
+    row = build(**good)
+    assert row == {**good, "status": Status.OK}  # columns left at None are left out; status ok unless told
+    assert list(row) == [c for c in dm.get_spec(table).schema.names if c in row]  # in the schema's order
+    stored = dm.to_arrow(table, [row]).to_pylist()[0]
+    assert {k: stored[k] for k in row} == row and all(v is None for k, v in stored.items() if k not in row)
+
+
+def test_generation_row_of_an_image_that_was_not_made() -> None:
+    row = generation_row(
+        **{**GENERATION, "path": None},
+        status=Status.PENDING,
+        reason="budget_exhausted",
+        message="synthesize.max_images=4 reached",
+    )
+    assert "path" not in row and (row["status"], row["reason"]) == ("pending", "budget_exhausted")
+    assert dm.to_arrow("generations", [row]).num_rows == 1
+
+
+@pytest.mark.parametrize(
+    ("build", "good", "column", "value"),
+    [
+        (subject_row, SUBJECT, "source", "scraped"),  # outside Source
+        (subject_row, SUBJECT, "status", "okay"),  # outside Status
+        (subject_row, SUBJECT, "class_name", None),  # required
+        (generation_row, GENERATION, "intended_view", "sideways"),  # outside INTENDED_VIEWS
+        (generation_row, GENERATION, "reason", "tired"),  # outside Reason
+        (generation_row, GENERATION, "identity_id", None),  # required
+    ],
+)
+def test_subject_and_generation_rows_refuse_what_the_writer_refuses(
+    build: Any, good: dict[str, Any], column: str, value: Any
+) -> None:
+    table = "subjects" if build is subject_row else "generations"
+    with pytest.raises(dm.ManifestError):
+        dm.to_arrow(table, [{**build(**good), column: value}])
+    with pytest.raises(dm.ManifestError, match=column):
+        build(**{**good, column: value})
+
+
+@pytest.mark.parametrize(
+    ("table", "build", "good"), [("subjects", subject_row, SUBJECT), ("generations", generation_row, GENERATION)]
+)
+def test_subject_and_generation_rows_refuse_an_unknown_column(table: str, build: Any, good: dict[str, Any]) -> None:
+    with pytest.raises(TypeError, match="colour"):
+        build(**good, colour="red")
+    with pytest.raises(dm.ManifestError, match="unknown column"):  # the same check the builder runs
+        check_row(table, {**build(**good), "colour": "red"})
