@@ -48,9 +48,9 @@ export OMP_NUM_THREADS=1
 $BIN/vehiclemae train --config configs/vehiclemae/toy.yaml --set data.root="$DATA" --set output_dir="$RUN"
 $BIN/vehiclemae export --checkpoint "$RUN" --out "$RUN/encoder.safetensors"
 $BIN/vehiclemae eval --checkpoint "$RUN/encoder.safetensors" --dataset veri776 --root "$DATA/world/VeRi" \
-  --json "$RUN/eval_veri_toy.json"
+  --out "$RUN/eval_veri_toy.json"
 
 step "7/7 The dataset against the toy world's truth (segments_gt): filter keep/reject, dominant views, contact sheet"
-$BIN/diffveri truth --root "$DATA" --config "$CONFIG" --json "$DATA/reports/truth.json" \
+$BIN/diffveri truth --root "$DATA" --config "$CONFIG" --out "$DATA/reports/truth.json" \
   --sheet "$DATA/reports/dataset_sheet.png"
 step "done: dataset in $DATA (stats.md, export/VeRi, reports/), pre-training run in $RUN"

@@ -29,7 +29,7 @@ if [ ! -f "$ck" ]; then
 fi
 [ -f "$OUT/encoder.safetensors" ] || $R .venv/bin/vehiclemae export --checkpoint "$ck" --out "$OUT/encoder.safetensors" >/dev/null
 [ -f "$OUT/probe-val.json" ] || $R .venv/bin/vehiclemae probe --checkpoint "$OUT/encoder.safetensors" --root "$BENCH" \
-  --split val --seed "$SEED" --json "$OUT/probe-val.json" >/dev/null
+  --split val --seed "$SEED" --out "$OUT/probe-val.json" >/dev/null
 .venv/bin/python -c "
 import json; d = json.load(open('$OUT/probe-val.json'))['results']
 print('$NAME', ' '.join(f\"{k}={v['mAP']:.2f} (cross-view {v['cross_view_mAP']:.2f})\" for k, v in d.items()))"

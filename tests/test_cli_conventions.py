@@ -47,6 +47,10 @@ def test_every_command_follows_the_conventions(words: tuple[str, ...], parser: a
     for spelling in ("--imgsz", "--lr0", "--batch", "--pilot", "--png", "--gt"):
         if spelling in options:  # old spellings stay only as hidden aliases
             assert parser._option_string_actions[spelling].help == argparse.SUPPRESS, (words, spelling)
+    # a visible --json is only ever the "print JSON instead of a table" switch; a file is --out (or --metrics)
+    if "--json" in options:
+        json_option = parser._option_string_actions["--json"]
+        assert json_option.help == argparse.SUPPRESS or isinstance(json_option, argparse._StoreTrueAction), words
 
 
 def test_old_command_names_are_hidden_but_still_parse() -> None:
@@ -141,6 +145,10 @@ def test_deprecated_options_warn_and_still_work(capsys: pytest.CaptureFixture[st
     for command in (["baselines", "--root", "r"], ["probe", "--init", "scratch", "--root", "r"]):
         assert vehiclemae_parser().parse_args([*command, "--json", "x.json"]).out == "x.json"
         assert "warning: --json is deprecated and will be removed; use --out" in capsys.readouterr().err
+    assert parser.parse_args(["truth", "--root", "r", "--json", "t.json"]).out == "t.json"
+    assert "warning: --json is deprecated and will be removed; use --out" in capsys.readouterr().err
+    assert parser.parse_args(["segment", "eval", "--root", "r", "--json", "m.json"]).metrics == "m.json"
+    assert "warning: --json is deprecated and will be removed; use --metrics" in capsys.readouterr().err
 
 
 def test_deprecated_commands_warn_and_still_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="comparison PNG (default ROOT/reports/segment_eval.png)")
     add_alias(p, "--png", "--out")
     p.add_argument("--n-png", type=int, default=6, help="images in the PNG (default 6)")
-    p.add_argument("--json", default=None, help="also write the metrics as JSON to this path")
+    p.add_argument("--metrics", default=None, help="also write the metrics as JSON to this path")
+    add_alias(p, "--json", "--metrics")  # `--json` alone means "print JSON" in the other commands
     p.set_defaults(handler=_eval)
 
     p = ssub.add_parser("synth-world", help="render a small annotated world (images, generations, segments)")
@@ -186,10 +187,10 @@ def _eval(args: argparse.Namespace) -> int:
     if samples:
         comparison_png(png, samples, tuple(result["iou"]))
         print(f"wrote {png}")
-    if args.json:
+    if args.metrics:
         from data_manifests import atomic_write_bytes
 
-        atomic_write_bytes(Path(args.json), json.dumps(result, indent=1).encode())
+        atomic_write_bytes(Path(args.metrics), json.dumps(result, indent=1).encode())
     return 0
 
 

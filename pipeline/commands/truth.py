@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from data_manifests.cli import add_config_options, print_config
+from data_manifests.cli import add_alias, add_config_options, print_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--root", required=True, help="pipeline data root (generations, detections, segments, segments_gt)")
     add_config_options(p, "profile whose filter rules define 'keep'", required=False, default="toy")
-    p.add_argument("--json", default=None, help="also write the figures as JSON to this path")
+    p.add_argument("--out", default=None, help="also write the figures as JSON to this path")
+    add_alias(p, "--json", "--out")  # `--json` alone means "print JSON" in the other commands
     p.add_argument("--sheet", default=None, help="write a contact sheet of the assembled dataset to this PNG")
     p.add_argument("--no-pixels", action="store_true", help="skip the pixel-level view IoU (decodes every mask)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a target of issue #20 is not met")
@@ -47,9 +48,9 @@ def _truth(args: argparse.Namespace) -> int:
         pixels, _ = evaluate_tables(root, keep=0)
         report = dataclasses.replace(report, pixels=pixels)
     print(format_report(report))
-    if args.json:
-        atomic_write_bytes(Path(args.json), json.dumps(report_dict(report), indent=1).encode())
-        print(f"wrote {args.json}")
+    if args.out:
+        atomic_write_bytes(Path(args.out), json.dumps(report_dict(report), indent=1).encode())
+        print(f"wrote {args.out}")
     if args.sheet:
         from pipeline.dataset_sheet import dataset_sheet
 

@@ -83,7 +83,7 @@ def test_evaluate_checkpoint_and_cli_png(tmp_path, capsys):
     assert 0.0 <= (result["vehicle_iou"] or 0.0) <= 1.0 and len(samples) == 4
     png = tmp_path / "out.png"
     code = main(["segment", "eval", "--root", str(tmp_path), "--checkpoint", str(checkpoint), "--out", str(png),
-                 "--json", str(tmp_path / "m.json")])  # fmt: skip
+                 "--metrics", str(tmp_path / "m.json")])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     assert "vehicle IoU" in out and "view mIoU" in out
