@@ -11,6 +11,12 @@
 #   scripts/sweep_val.sh c10 6 0 method.mode=vehiclemae method.ppmd_ramp_epochs=2 method.ppmd_weight=1.0
 #   (c01, c03: ppmd_weight 0.1 / 0.3; s01: ppmd_target=same_patches ppmd_weight=0.1; c03nopred: ppmd_predictor=false;
 #    c03nocenter: ppmd_center=false; c03ramp1: ppmd_ramp_epochs=1)
+# and, with 3 seeds S in 0 1 2 from the default (weight 1.0, ramp 2 at the time), one knob at a time:
+#   V="method.mode=vehiclemae method.ppmd_weight=1.0 method.ppmd_ramp_epochs=2"
+#   scripts/sweep_val.sh c10-sS 6 S $V                       (the default)
+#   scripts/sweep_val.sh c10nopred-sS 6 S $V method.ppmd_predictor=false
+#   scripts/sweep_val.sh c10nocenter-sS 6 S $V method.ppmd_center=false
+#   scripts/sweep_val.sh c10ramp1-sS 6 S $V method.ppmd_ramp_epochs=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; EPOCHS=$2; SEED=$3; shift 3

@@ -27,7 +27,9 @@ def test_patchify_round_trip_and_layout() -> None:
         patchify(torch.zeros(1, 3, 30, 30), 8)
 
 
-@pytest.mark.parametrize("name", ["vehiclemae_vit_toy_patch8", "vehiclemae_vit_tiny_patch16"])
+@pytest.mark.parametrize(
+    "name", ["vehiclemae_vit_toy_patch8", "vehiclemae_vit_toy_wide_patch8", "vehiclemae_vit_tiny_patch16"]
+)
 def test_timm_create_model(name: str) -> None:
     model = timm.create_model(name, num_classes=0, img_size=64)
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, model.embed_dim)

