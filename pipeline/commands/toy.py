@@ -47,6 +47,13 @@ def add_world_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "only by per-face cues, split into train/test by family (default 1: the classic world)",
     )
     p.add_argument(
+        "--cues-per-face",
+        type=int,
+        default=1,
+        help="family world: C individual cues on each face instead of one, so more of every view tells siblings "
+        "apart (needs --family-size x C <= 15; default 1)",
+    )
+    p.add_argument(
         "--first-index",
         type=int,
         default=0,
@@ -80,6 +87,7 @@ def run_world(args: argparse.Namespace) -> int:
         detection_images=args.detection_images,
         detection_classes=args.detection_classes,
         family_size=args.family_size,
+        cues_per_face=args.cues_per_face,
         first_index=args.first_index,
         reid_crop=args.reid_crop,
     )

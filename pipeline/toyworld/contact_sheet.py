@@ -79,12 +79,13 @@ def contact_sheet(identities: list[ToyIdentity], views: tuple[str, ...] = SHEET_
     return sheet
 
 
-def pick_families(seed: int, family_size: int, n: int = 3) -> list[list[ToyIdentity]]:
-    """The first ``n`` families of the family world ``(seed, family_size)`` whose classes all differ."""
+def pick_families(seed: int, family_size: int, n: int = 3, cues_per_face: int = 1) -> list[list[ToyIdentity]]:
+    """The first ``n`` families of the family world ``(seed, family_size, cues_per_face)`` whose classes all
+    differ."""
     families: dict[str, list[ToyIdentity]] = {}
     f = 0
     while len(families) < n and f < 10_000:
-        members = [sample_identity(seed, f * family_size + m, family_size) for m in range(family_size)]
+        members = [sample_identity(seed, f * family_size + m, family_size, cues_per_face) for m in range(family_size)]
         families.setdefault(members[0].class_name, members)
         f += 1
     return list(families.values())
@@ -134,11 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=None, help="render size (default 112; family sheet 64)")
     parser.add_argument("--family-size", type=int, default=1, help="K >= 2: a sheet of family-world families")
     parser.add_argument("--families", type=int, default=3, help="families on the family sheet (default 3)")
+    parser.add_argument("--cues-per-face", type=int, default=1, help="family world: cues on each face (default 1)")
     args = parser.parse_args(argv)
     import io
 
     if args.family_size > 1:
-        sheet = family_sheet(pick_families(args.seed, args.family_size, args.families), size=args.size or 64)
+        sheet = family_sheet(pick_families(args.seed, args.family_size, args.families, args.cues_per_face), size=args.size or 64)
     else:
         sheet = contact_sheet(pick_identities(args.seed), size=args.size or 112)
     buffer = io.BytesIO()

@@ -12,7 +12,10 @@ models. Here (``family_size`` K >= 2):
   draws a permutation of ``CUE_VARIANTS[face]`` and member ``m`` takes entry ``m``: siblings never share a face's
   (pattern, slot), so any single view can tell them apart; each face has its own permutation, so one face's cue says
   nothing about another's. The cue's tone comes from the member's own stream, among tones that contrast with the
-  surface it is drawn on (:func:`cue_tones`).
+  surface it is drawn on (:func:`cue_tones`);
+* ``cues_per_face`` C >= 2 gives every member C cues on each face, entries ``m, m + K, ..., m + (C - 1) K`` of the
+  face's permutation: distinct within a member and between siblings, so more of each view tells siblings apart.
+  C = 1 is the world as it always was (the same draws, bit-identical renders).
 
 Where each cue is drawn (its panel on the face) is :func:`pipeline.toyworld.mesh.cue_panels`.
 """
@@ -40,6 +43,7 @@ CUE_VARIANTS: dict[str, tuple[tuple[str, int], ...]] = {
     "top": DECAL_VARIANTS + tuple((item, 0) for item in ROOF_ITEMS),
 }
 MAX_FAMILY_SIZE = min(len(v) for v in CUE_VARIANTS.values())  # siblings need distinct variants on every face
+MAX_CUES_PER_FACE = 3  # more would cover a face's panel with overlapping patterns
 
 # Cue tones: mostly black and white (shape, not hue, is the cue), some yellow and red.
 CUE_TONES: dict[str, RGB] = {
@@ -64,12 +68,23 @@ def family_name(family: int) -> str:
     return f"fam{family:04d}"
 
 
-def check_family_size(family_size: int) -> None:
-    """Raise a ``ValueError`` naming the valid range unless ``1 <= family_size <= MAX_FAMILY_SIZE``."""
+def check_family_size(family_size: int, cues_per_face: int = 1) -> None:
+    """Raise a ``ValueError`` naming the valid range unless ``1 <= family_size <= MAX_FAMILY_SIZE`` and
+    ``1 <= cues_per_face <= MAX_CUES_PER_FACE`` with ``family_size * cues_per_face <= MAX_FAMILY_SIZE`` (every cue of a
+    family on a face is a distinct variant); more than one cue per face needs the family world."""
     if not 1 <= family_size <= MAX_FAMILY_SIZE:
         raise ValueError(
             f"family size must be in 1..{MAX_FAMILY_SIZE} (1 = the classic world; siblings need distinct cues on "
             f"every face and a face has {MAX_FAMILY_SIZE} cue variants), got {family_size}"
+        )
+    if not 1 <= cues_per_face <= MAX_CUES_PER_FACE:
+        raise ValueError(f"cues per face must be in 1..{MAX_CUES_PER_FACE}, got {cues_per_face}")
+    if cues_per_face > 1 and family_size == 1:
+        raise ValueError("cues per face > 1 needs the family world (family size >= 2); the classic world has no cues")
+    if family_size * cues_per_face > MAX_FAMILY_SIZE:
+        raise ValueError(
+            f"family size x cues per face must be at most {MAX_FAMILY_SIZE} (the cue variants of a face), got "
+            f"{family_size} x {cues_per_face}; e.g. --cues-per-face {max(1, MAX_FAMILY_SIZE // family_size)}"
         )
 
 
@@ -112,10 +127,10 @@ def _tone(rng: np.random.Generator, names: list[str]) -> RGB:
     return CUE_TONES[names[int(rng.choice(len(names), p=weights / weights.sum()))]]
 
 
-def sample_family_identity(seed: int, index: int, family_size: int) -> ToyIdentity:
-    """Identity ``index`` of the family world ``(seed, family_size)``: member ``index % K`` of family ``index // K``
-    (see the module docstring). Deterministic: a world with more identities holds the same families."""
-    check_family_size(family_size)
+def sample_family_identity(seed: int, index: int, family_size: int, cues_per_face: int = 1) -> ToyIdentity:
+    """Identity ``index`` of the family world ``(seed, family_size, cues_per_face)``: member ``index % K`` of family
+    ``index // K`` (see the module docstring). Deterministic: a world with more identities holds the same families."""
+    check_family_size(family_size, cues_per_face)
     if index < 0:
         raise ValueError(f"toy world identity index must be >= 0, got {index}")
     k = int(family_size)
@@ -126,15 +141,21 @@ def sample_family_identity(seed: int, index: int, family_size: int) -> ToyIdenti
         variants = CUE_VARIANTS[face]
         # Without replacement among the family's members, and an independent permutation per face.
         order = rng(seed, "toyworld.family.cue_order", family, k, f).permutation(len(variants))
-        pattern, slot = variants[int(order[member])]
-        tones = cue_tones(body["class_name"], face, pattern, body["body_color"])
-        tone = _tone(rng(seed, "toyworld.family.cue_tone", index, k, f), tones)
-        cues.append(Cue(face=face, pattern=pattern, slot=slot, color=tone))
+        for j in range(cues_per_face):
+            pattern, slot = variants[int(order[member + j * k])]
+            tones = cue_tones(body["class_name"], face, pattern, body["body_color"])
+            stream = (
+                rng(seed, "toyworld.family.cue_tone", index, k, f)
+                if j == 0
+                else rng(seed, "toyworld.family.cue_tone_extra", index, k, f, j)
+            )
+            cues.append(Cue(face=face, pattern=pattern, slot=slot, color=_tone(stream, tones)))
     return ToyIdentity(
         identity_id=identity_name(int(index)),
         seed=int(seed),
         index=int(index),
         family_size=k,
+        cues_per_face=int(cues_per_face),
         family=family_name(family),
         cues=tuple(cues),
         **body,

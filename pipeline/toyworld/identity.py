@@ -116,8 +116,9 @@ class ToyIdentity:
     stickers: tuple[Sticker, ...] = ()
     twin_of: str | None = None  # identity_id of the hard-negative partner sharing class, size and colour
     family_size: int = 1  # 1: the classic world; K >= 2: the family world (family = index // K)
+    cues_per_face: int = 1  # family world: individual cues on each face
     family: str | None = None  # family id ("fam0002") in the family world, None in the classic world
-    cues: tuple[Cue, ...] = ()  # family world: one individual cue per face (front, rear, left, right, top)
+    cues: tuple[Cue, ...] = ()  # family world: ``cues_per_face`` individual cues per face (front, rear, left, ...)
 
     @property
     def dims(self) -> tuple[float, float, float]:
@@ -135,7 +136,8 @@ class ToyIdentity:
     def attributes(self) -> dict[str, Any]:
         """JSON-serialisable description for ``subjects.attributes``; includes ``toyworld_seed``/``toyworld_index``
         so that :func:`identity_from_attributes` rebuilds this identity exactly. Family-world identities add
-        ``toyworld_family_size``, ``family`` and ``cues`` (classic attributes are unchanged)."""
+        ``toyworld_family_size``, ``family`` and ``cues``, and ``toyworld_cues_per_face`` when it is not 1 (classic
+        attributes are unchanged)."""
         attrs: dict[str, Any] = {
             "toyworld_seed": self.seed,
             "toyworld_index": self.index,
@@ -148,6 +150,8 @@ class ToyIdentity:
         }
         if self.family_size != 1:
             attrs["toyworld_family_size"] = self.family_size
+            if self.cues_per_face != 1:
+                attrs["toyworld_cues_per_face"] = self.cues_per_face
             attrs["family"] = self.family
             attrs["cues"] = [dataclasses.asdict(c) for c in self.cues]
         return json.loads(json.dumps(attrs))
@@ -230,19 +234,20 @@ def _sample_marks(rng: np.random.Generator, class_name: str) -> dict[str, Any]:
     return marks
 
 
-def sample_identity(seed: int, index: int, family_size: int = 1) -> ToyIdentity:
+def sample_identity(seed: int, index: int, family_size: int = 1, cues_per_face: int = 1) -> ToyIdentity:
     """The identity number ``index`` of the toy world ``seed``; the same arguments always give the same vehicle.
 
     ``family_size`` 1 (the classic world): identities ``2k`` and ``2k+1`` are twins (hard negatives) with
     probability ``TWIN_PROBABILITY``: they share class, dimensions and body colour and differ only by marks
-    (guaranteed to differ). ``family_size`` K >= 2: the family world of :mod:`pipeline.toyworld.family`.
+    (guaranteed to differ). ``family_size`` K >= 2: the family world of :mod:`pipeline.toyworld.family`, with
+    ``cues_per_face`` individual cues on each face.
     """
     if index < 0:
         raise ValueError(f"toy world identity index must be >= 0, got {index}")
-    if family_size != 1:
+    if family_size != 1 or cues_per_face != 1:
         from .family import sample_family_identity  # the family module builds on this one
 
-        return sample_family_identity(seed, index, family_size)
+        return sample_family_identity(seed, index, family_size, cues_per_face)
     seed, index = int(seed), int(index)
     pair = index // 2
     twins = seeds.rng(seed, "toyworld.identity.twins", pair).random() < TWIN_PROBABILITY
@@ -265,7 +270,7 @@ def identity_from_attributes(attributes: dict[str, Any] | str) -> ToyIdentity:
     """Rebuild an identity from a ``subjects`` row's ``attributes`` (dict or JSON text).
 
     The attributes must hold ``toyworld_seed`` and ``toyworld_index`` (and ``toyworld_family_size`` for the family
-    world; absent means the classic world). If they also hold ``class_name``, ``marks``, ``body_color``, ``family``
+    world, absent meaning the classic world; ``toyworld_cues_per_face``, absent meaning 1). If they also hold ``class_name``, ``marks``, ``body_color``, ``family``
     or ``cues`` that differ from what this toy world version samples, that is an error (the data was made by
     another version of ``pipeline.toyworld``; regenerate it with ``diffveri toyworld``).
     """
@@ -278,7 +283,10 @@ def identity_from_attributes(attributes: dict[str, Any] | str) -> ToyIdentity:
             f"(got keys {sorted(attributes)})"
         )
     family_size = int(attributes.get("toyworld_family_size", 1))
-    ident = sample_identity(int(attributes["toyworld_seed"]), int(attributes["toyworld_index"]), family_size)
+    cues_per_face = int(attributes.get("toyworld_cues_per_face", 1))
+    ident = sample_identity(
+        int(attributes["toyworld_seed"]), int(attributes["toyworld_index"]), family_size, cues_per_face
+    )
     expected = ident.attributes()
     for key in ("class_name", "marks", "body_color", "family", "cues"):
         if key in attributes and attributes[key] != expected[key]:

@@ -502,16 +502,19 @@ def _roof_item(b: MeshBuilder, cue: Cue, panel: CuePanel) -> None:
 def add_cues(b: MeshBuilder, ident: ToyIdentity, roof_items: bool) -> None:
     """Add the roof items (``roof_items``) or else the decal cues of a family-world identity, each on its face's
     panel (nothing for classic identities). Side decals sit one layer deep, behind the tyres; front and rear ones
-    three layers, over lights and plates."""
+    three layers, over lights and plates; a face's further cues (``cues_per_face`` > 1) a third of a layer above the
+    one before, so overlapping patterns stack in order and side cues stay behind the tyres (0.02 m out)."""
     panels = cue_panels(ident) if ident.cues else {}
+    layer: dict[str, int] = {}
     for cue in ident.cues:
         panel = panels[cue.face]
+        nth = layer[cue.face] = layer.get(cue.face, -1) + 1
         if (cue.pattern in ROOF_ITEMS) != roof_items:
             continue
         if roof_items:
             _roof_item(b, cue, panel)
             continue
-        depth = 3 if cue.face in ("front", "rear") else 1
+        depth = (3 if cue.face in ("front", "rear") else 1) + nth / 3
         for poly in cue_polygons(cue.pattern, cue.slot, panel):
             b.polygon(panel.points(poly), panel.normal, cue.color, offset=DECAL_EPS * depth)
 

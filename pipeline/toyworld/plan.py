@@ -40,7 +40,7 @@ def plan_identity(settings: ToyworldSettings, index: int) -> tuple[ToyIdentity, 
     Views cycle through every ``INTENDED_VIEWS`` entry in a random order per cycle, so each identity is seen from
     all directions; cameras are jittered around each view (:func:`view_to_camera`). Image ``j`` depends only on
     ``(seed, index, j)``, so a larger ``images_per_identity`` extends a world without changing its images."""
-    ident = sample_identity(settings.seed, index, settings.family_size)
+    ident = sample_identity(settings.seed, index, settings.family_size, settings.cues_per_face)
     views: list[str] = []
     cycle = 0
     while len(views) < settings.images_per_identity:

@@ -35,11 +35,12 @@ class ToyworldSettings:
     detection_classes: str = "vehicle"  # "vehicle" (one class) or "coco" (car, bus, truck)
     jpeg_quality: int = 95
     family_size: int = 1  # 1 = the classic world; K >= 2 = the family world (families of K identities)
+    cues_per_face: int = 1  # family world: individual cues on each face of a vehicle
     first_index: int = 0  # the world holds identity indices [first_index, first_index + identities)
     reid_crop: float | None = None  # VeRi/VehicleID images cut to the vehicle box + this margin (None: whole render)
 
     def validate(self) -> None:
-        check_family_size(self.family_size)
+        check_family_size(self.family_size, self.cues_per_face)
         k = self.family_size
         if self.identities < 2:
             raise ValueError(
@@ -75,7 +76,8 @@ class ToyworldSettings:
 # Settings that change the pixels or masks of an image without changing its id, or which identities a world holds:
 # a world must keep them.
 RENDER_SETTINGS: tuple[str, ...] = (
-    "seed", "size", "occluder_probability", "view_classes", "instance_views", "family_size", "first_index"
+    "seed", "size", "occluder_probability", "view_classes", "instance_views", "family_size", "first_index",
+    "cues_per_face",
 )  # fmt: skip
 
 
