@@ -92,8 +92,12 @@ def pick_families(seed: int, family_size: int, n: int = 3, cues_per_face: int = 
 
 
 def _cue_text(ident: ToyIdentity) -> str:
-    return "\n".join(f"{c.face}: {c.pattern}" + ("" if c.pattern in ("bars", "box", "rack", "light_bar") else
-                      f" {c.slot}") for c in ident.cues)  # fmt: skip
+    """One line per face: ``"left: disc 2 + bars"`` (slot numbers only for slotted patterns and bands)."""
+    faces: dict[str, list[str]] = {}
+    for c in ident.cues:
+        slotless = c.pattern in ("bars", "box", "rack", "light_bar")
+        faces.setdefault(c.face, []).append(c.pattern + ("" if slotless else f" {c.slot}"))
+    return "\n".join(f"{face}: {' + '.join(names)}" for face, names in faces.items())
 
 
 def family_sheet(
