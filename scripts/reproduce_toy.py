@@ -29,7 +29,10 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections import defaultdict
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,11 @@ class Experiment:
         self.world = data / "world"
         self.pool = data / "pretrain-world"
         self.pool_root = data / "pretrain-pipeline" if spec["pretrain_source"] == "pipeline" else self.pool
+        self.lock = threading.Lock()
+        # When units run in parallel (jobs > 1): "condition-seedN" -> its unit, and an event set once its encoder's
+        # digest is registered (or it has none, or it failed).
+        self.futures: dict[str, Future] = {}
+        self.registered: dict[str, threading.Event] = defaultdict(threading.Event)
 
     # ------------------------------------------------------------------------------------------------ helpers
     def sh(self, log_name: str, *argv: str | Path) -> None:
@@ -338,16 +346,29 @@ class Experiment:
         only in PPMD). A copied row says so in ``extra.same_encoder_as``; the tables show it.
         """
         registry = self.runs / "encoders.json"
-        digests = json.loads(registry.read_text()) if registry.is_file() else {}
         key = f"{condition}-seed{seed}"
-        if key not in digests:
-            digests[key] = encoder_digest(encoder)
-            write_json(registry, digests)
+        digest = encoder_digest(encoder)
+        with self.lock:  # parallel units share the registry
+            digests = json.loads(registry.read_text()) if registry.is_file() else {}
+            if key not in digests:
+                digests[key] = digest
+                write_json(registry, digests)
+        self.registered[key].set()
+        # In parallel runs, the units before this one (they started earlier, so waiting on them cannot deadlock)
+        # decide which cells can be copied: wait for their digests, then for the protocols of an identical encoder.
+        earlier = list(self.futures)[: list(self.futures).index(key)] if key in self.futures else []
+        for name in earlier:
+            self.registered[name].wait()
+        with self.lock:
+            digests = json.loads(registry.read_text())
         twins = [
             name.rsplit("-seed", 1)[0]
-            for name, digest in digests.items()
-            if digest == digests[key] and name != key and name.endswith(f"-seed{seed}")
+            for name in digests
+            if digests[name] == digests[key] and name != key and name.endswith(f"-seed{seed}")
         ]
+        for name in earlier:
+            if name in digests and digests[name] == digests[key]:
+                self.futures[name].result()
         for protocol in self.protocols:
             if self.cell_path(condition, protocol, seed).is_file():
                 continue
@@ -375,18 +396,40 @@ class Experiment:
             "detail": res,
         }
 
+    def unit(self, condition: str, seed: int) -> None:
+        """Everything of one (condition, seed): pre-training, then every protocol on its encoder."""
+        try:
+            encoder = self.pretrain(condition, seed)
+            if encoder is not None:
+                self.reuse_cells(condition, seed, encoder)
+        finally:
+            self.registered[f"{condition}-seed{seed}"].set()  # later units may stop waiting for this one's digest
+        self.frozen(condition, seed, encoder)
+        for mode in FINETUNED:
+            self.finetune(condition, mode, seed, encoder)
+
     def run(self, commit: str) -> dict[str, Any]:
         self.render(self.world, self.spec["world"], "world-benchmark")
         self.build_pool()
         baselines = self.baselines()
-        for seed in self.spec["seeds"]:
-            for condition in self.spec["conditions"]:
-                encoder = self.pretrain(condition, seed)
-                if encoder is not None:
-                    self.reuse_cells(condition, seed, encoder)
-                self.frozen(condition, seed, encoder)
-                for mode in FINETUNED:
-                    self.finetune(condition, mode, seed, encoder)
+        units = [(condition, seed) for seed in self.spec["seeds"] for condition in self.spec["conditions"]]
+        jobs = int(self.spec.get("jobs") or 1)
+        if jobs == 1:
+            for condition, seed in units:
+                self.unit(condition, seed)
+        else:
+            # Units in order, `jobs` at a time (each step a subprocess with `threads` threads). A unit submitted
+            # earlier always starts earlier, so waiting on an earlier unit (reuse_cells) cannot deadlock.
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                for condition, seed in units:
+                    self.registered[f"{condition}-seed{seed}"] = threading.Event()
+                for condition, seed in units:
+                    self.futures[f"{condition}-seed{seed}"] = pool.submit(self.unit, condition, seed)
+                done, _ = wait(self.futures.values(), return_when=FIRST_EXCEPTION)
+                failed = [f for f in self.futures.values() if f in done and f.exception() is not None]
+                if failed:
+                    pool.shutdown(wait=True, cancel_futures=True)  # let running steps finish, start nothing new
+                    raise failed[0].exception()
         return self.collect(commit, baselines)
 
     def collect(self, commit: str, baselines: dict[str, Any]) -> dict[str, Any]:
@@ -455,6 +498,9 @@ def load_spec(
                 f"({', '.join(sorted(spec))}; nested with dots, e.g. pretrain.epochs=4)"
             )
         node[parts[-1]] = yaml.safe_load(raw)
+    jobs = spec.setdefault("jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise SystemExit(f"jobs must be a positive integer (units run at once), got {jobs!r}")
     conditions = config["conditions"]
     unknown = [c for c in spec["conditions"] if c not in conditions]
     if only:

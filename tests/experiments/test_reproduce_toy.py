@@ -204,3 +204,78 @@ def test_threads_setting_reaches_every_step(tmp_path: Path) -> None:
     assert "threads 1" in (exp.logs / "env.log").read_text()
     spec, _, _ = driver.load_spec("full", None, ["threads=1"])
     assert spec["threads"] == 1 and spec["pretrain"]["epochs"] == 8 and {"cmae", "clmae"} <= set(spec["conditions"])
+    for bad in ("0", "two", "1.5"):
+        with pytest.raises(SystemExit, match="jobs must be a positive integer"):
+            driver.load_spec("quick", None, [f"jobs={bad}"])
+
+
+class _Scripted(driver.Experiment):
+    """The driver's scheduling with the commands replaced by short sleeps: ``mae`` and ``vmim`` export the same
+    encoder; ``mae``'s protocols are slow, so ``vmim`` (registered later) must wait for them to copy its cells."""
+
+    def __init__(self, tmp_path: Path, jobs: int, fail: str | None = None) -> None:
+        spec, conditions, protocols = driver.load_spec("quick", "none,mae,vmim,vehiclemae")
+        spec.update(jobs=jobs, seeds=[0, 1])
+        super().__init__(spec, conditions, protocols, "quick", tmp_path / "runs", tmp_path / "data", tmp_path)
+        self.fail, self.running, self.peak, self.ran = fail, 0, 0, []
+
+    def render(self, out, args, log) -> None:
+        pass
+
+    def build_pool(self) -> None:
+        pass
+
+    def baselines(self) -> dict:
+        return {}
+
+    def _busy(self, seconds: float) -> None:
+        import time
+
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(seconds)
+        with self.lock:
+            self.running -= 1
+
+    def pretrain(self, condition: str, seed: int):
+        if condition == self.fail:
+            raise SystemExit(f"step failed ({condition})")
+        if condition == "none":
+            return None
+        self._busy(0.05)
+        value = 1.0 if condition in ("mae", "vmim") else 2.0
+        return _save_encoder(self.runs / "pretrain" / f"{condition}-seed{seed}.safetensors", value + seed)
+
+    def frozen(self, condition: str, seed: int, encoder) -> None:
+        for protocol in driver.FROZEN:
+            if not self.cell_path(condition, protocol, seed).is_file():
+                self._busy(0.3 if condition == "mae" else 0.01)
+                self.write_cell(condition, protocol, seed, {"mAP": 1.0})
+                self.ran.append((condition, protocol, seed))
+
+    def finetune(self, condition: str, mode: str, seed: int, encoder) -> None:
+        if not self.cell_path(condition, mode, seed).is_file():
+            self._busy(0.01)
+            self.write_cell(condition, mode, seed, {"mAP": 2.0})
+            self.ran.append((condition, mode, seed))
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_parallel_units_give_every_cell_and_reuse_an_earlier_twin(tmp_path: Path, jobs: int) -> None:
+    exp = _Scripted(tmp_path, jobs)
+    results = exp.run("abc")
+    assert len(results["rows"]) == 4 * 2 * 5  # every condition x seed x protocol
+    assert exp.peak <= jobs and (jobs == 1 or exp.peak > 1)
+    # vmim never ran a protocol: its encoder is mae's, so every cell was copied (after waiting for mae's).
+    assert not [r for r in exp.ran if r[0] == "vmim"]
+    copied = [r for r in results["rows"] if r["pretrain"] == "vmim"]
+    assert len(copied) == 10 and all(r["extra"]["same_encoder_as"] == "mae" for r in copied)
+
+
+def test_a_failing_unit_stops_the_run_and_starts_nothing_new(tmp_path: Path) -> None:
+    exp = _Scripted(tmp_path, jobs=2, fail="mae")
+    with pytest.raises(SystemExit, match="step failed"):
+        exp.run("abc")
+    assert not any(seed == 1 for _, _, seed in exp.ran)  # the units queued behind the failure never started
+    assert not exp.cell_path("mae", "frozen_knn_cls", 0).exists()
