@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     import io
 
     if args.family_size > 1:
-        sheet = family_sheet(pick_families(args.seed, args.family_size, args.families, args.cues_per_face), size=args.size or 64)
+        families = pick_families(args.seed, args.family_size, args.families, args.cues_per_face)
+        sheet = family_sheet(families, size=args.size or 64)
     else:
         sheet = contact_sheet(pick_identities(args.seed), size=args.size or 112)
     buffer = io.BytesIO()

@@ -270,9 +270,10 @@ def identity_from_attributes(attributes: dict[str, Any] | str) -> ToyIdentity:
     """Rebuild an identity from a ``subjects`` row's ``attributes`` (dict or JSON text).
 
     The attributes must hold ``toyworld_seed`` and ``toyworld_index`` (and ``toyworld_family_size`` for the family
-    world, absent meaning the classic world; ``toyworld_cues_per_face``, absent meaning 1). If they also hold ``class_name``, ``marks``, ``body_color``, ``family``
-    or ``cues`` that differ from what this toy world version samples, that is an error (the data was made by
-    another version of ``pipeline.toyworld``; regenerate it with ``diffveri toyworld``).
+    world, absent meaning the classic world; ``toyworld_cues_per_face``, absent meaning 1). If they also hold
+    ``class_name``, ``marks``, ``body_color``, ``family`` or ``cues`` that differ from what this toy world version
+    samples, that is an error (the data was made by another version of ``pipeline.toyworld``; regenerate it with
+    ``diffveri toyworld``).
     """
     if isinstance(attributes, str):
         attributes = json.loads(attributes)
