@@ -126,7 +126,7 @@ class Experiment:
             "--no-progress",
         )
         stamp.write_text(json.dumps(args))
-        self.step(f"  done in {time.monotonic() - t0:.0f} s")
+        self.step(f"  done: render {out.name} in {time.monotonic() - t0:.0f} s")
 
     def build_pool(self) -> None:
         """The pre-training table: the pre-training world's own ``diffveri`` table, or one assembled by the stages."""
@@ -191,7 +191,7 @@ class Experiment:
                 *[x for o in overrides for x in ("--set", o)],
             )
         stamp.write_text("{}")
-        self.step(f"  done in {time.monotonic() - t0:.0f} s")
+        self.step(f"  done: pre-training pool in {time.monotonic() - t0:.0f} s")
 
     def install_toy_models(self, models: Path) -> None:
         """Copy the project's trained toy detector and view segmenter (``toy_models``, e.g. ``models/toy`` from
@@ -259,7 +259,7 @@ class Experiment:
         )
         seconds = time.monotonic() - t0
         (out / "budget.json").write_text(json.dumps({"seconds": seconds, **self._budget(out)}))
-        self.step(f"  done in {seconds:.0f} s")
+        self.step(f"  done: pre-train {condition} seed {seed} in {seconds:.0f} s")
         return encoder
 
     def _budget(self, out: Path) -> dict[str, Any]:
@@ -298,7 +298,7 @@ class Experiment:
         result = json.loads(out.read_text())["results"]
         for protocol in wanted:
             self.write_cell(condition, protocol, seed, result[FROZEN[protocol]])
-        self.step(f"  done in {time.monotonic() - t0:.0f} s")
+        self.step(f"  done: frozen protocols {condition} seed {seed} in {time.monotonic() - t0:.0f} s")
 
     def finetune(self, condition: str, mode: str, seed: int, encoder: Path | None) -> None:
         if mode not in self.protocols or self.cell_path(condition, mode, seed).is_file():
@@ -335,7 +335,7 @@ class Experiment:
         best.setdefault("rank1", best.get("Rank-1"))
         best["selection"] = result.get("selection")
         self.write_cell(condition, mode, seed, best)
-        self.step(f"  done in {time.monotonic() - t0:.0f} s")
+        self.step(f"  done: {mode} fine-tuning {condition} seed {seed} in {time.monotonic() - t0:.0f} s")
 
     # ------------------------------------------------------------------------------------------------ reuse
     def reuse_cells(self, condition: str, seed: int, encoder: Path) -> None:
