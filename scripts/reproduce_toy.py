@@ -354,9 +354,10 @@ class Experiment:
                 digests[key] = digest
                 write_json(registry, digests)
         self.registered[key].set()
-        # In parallel runs, the units before this one (they started earlier, so waiting on them cannot deadlock)
-        # decide which cells can be copied: wait for their digests, then for the protocols of an identical encoder.
-        earlier = list(self.futures)[: list(self.futures).index(key)] if key in self.futures else []
+        # In parallel runs, the units of this seed before this one (they started earlier, so waiting on them cannot
+        # deadlock) decide which cells can be copied: wait for their digests, then for an identical encoder's protocols.
+        order = list(self.futures)
+        earlier = [n for n in order[: order.index(key)] if n.endswith(f"-seed{seed}")] if key in order else []
         for name in earlier:
             self.registered[name].wait()
         with self.lock:

@@ -273,6 +273,24 @@ def test_parallel_units_give_every_cell_and_reuse_an_earlier_twin(tmp_path: Path
     assert len(copied) == 10 and all(r["extra"]["same_encoder_as"] == "mae" for r in copied)
 
 
+def test_a_unit_waits_only_for_earlier_units_of_its_own_seed(tmp_path: Path) -> None:
+    """Seed 1's units must not wait for a slow seed-0 pre-training: with 2 jobs, seed 1's `mae` finishes first."""
+
+    class SlowSeed0(_Scripted):
+        def pretrain(self, condition: str, seed: int):
+            if (condition, seed) == ("vehiclemae", 0):
+                import time
+
+                time.sleep(3.0)
+            return super().pretrain(condition, seed)
+
+    exp = SlowSeed0(tmp_path, jobs=2)
+    exp.spec["conditions"] = ["mae", "vehiclemae"]
+    exp.run("abc")
+    done = [(c, s) for c, p, s in exp.ran if p == "unsupervised"]
+    assert done.index(("mae", 1)) < done.index(("vehiclemae", 0))
+
+
 def test_a_failing_unit_stops_the_run_and_starts_nothing_new(tmp_path: Path) -> None:
     exp = _Scripted(tmp_path, jobs=2, fail="mae")
     with pytest.raises(SystemExit, match="step failed"):
