@@ -422,6 +422,8 @@ class Experiment:
             # Units in order, `jobs` at a time (each step a subprocess with `threads` threads). A unit submitted
             # earlier always starts earlier, so waiting on an earlier unit (reuse_cells) cannot deadlock.
             with ThreadPoolExecutor(max_workers=jobs) as pool:
+                # Every event made before any thread runs: two threads missing the same key at once could each
+                # get their own event from the defaultdict, and one of them would never be set.
                 for condition, seed in units:
                     self.registered[f"{condition}-seed{seed}"] = threading.Event()
                 for condition, seed in units:
