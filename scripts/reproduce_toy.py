@@ -354,6 +354,8 @@ class Experiment:
                 digests[key] = digest
                 write_json(registry, digests)
         self.registered[key].set()
+        if all(self.cell_path(condition, protocol, seed).is_file() for protocol in self.protocols):
+            return  # a finished unit (a resumed run) has nothing to copy, so it waits for no one
         # In parallel runs, the units of this seed before this one (they started earlier, so waiting on them cannot
         # deadlock) decide which cells can be copied: wait for their digests, then for an identical encoder's protocols.
         order = list(self.futures)

@@ -291,6 +291,29 @@ def test_a_unit_waits_only_for_earlier_units_of_its_own_seed(tmp_path: Path) -> 
     assert done.index(("mae", 1)) < done.index(("vehiclemae", 0))
 
 
+def test_a_finished_unit_does_not_wait_for_an_earlier_running_one(tmp_path: Path) -> None:
+    """Resuming: `vehiclemae` seed 0 is finished, so its worker goes on to seed 1 while `vmim` seed 0 pre-trains."""
+
+    class SlowVmim(_Scripted):
+        def pretrain(self, condition: str, seed: int):
+            encoder = super().pretrain(condition, seed)
+            if (condition, seed) == ("vmim", 0):
+                import time
+
+                time.sleep(2.0)
+                self.ran.append((condition, "pretrained", seed))
+            return encoder
+
+    exp = SlowVmim(tmp_path, jobs=2)
+    exp.spec["conditions"] = ["mae", "vmim", "vehiclemae"]
+    for condition in ("mae", "vehiclemae"):
+        for protocol in exp.protocols:
+            exp.write_cell(condition, protocol, 0, {"mAP": 1.0})
+    results = exp.run("abc")
+    assert len(results["rows"]) == 3 * 2 * 5
+    assert exp.ran.index(("mae", "frozen_knn_mean", 1)) < exp.ran.index(("vmim", "pretrained", 0))
+
+
 def test_a_failing_unit_stops_the_run_and_starts_nothing_new(tmp_path: Path) -> None:
     exp = _Scripted(tmp_path, jobs=2, fail="mae")
     with pytest.raises(SystemExit, match="step failed"):
