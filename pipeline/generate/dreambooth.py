@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -86,7 +87,7 @@ class DreamBoothConfig:
     class_guidance: float = 7.5
     class_batch_size: int = 4
     checkpoint_every: int = 10
-    keep_checkpoints: int = 1  # no effect (deprecated): one checkpoint-last.pt is kept per identity
+    keep_checkpoints: int | None = None  # deprecated, no effect: one checkpoint-last.pt is kept per identity
     mixed_precision: str = "no"
     cpu: bool = False
     strict_inputs: bool = True
@@ -94,6 +95,12 @@ class DreamBoothConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.keep_checkpoints is not None:  # old configs still load; the key is gone from the shipped ones
+            print(
+                "warning: dreambooth.keep_checkpoints is deprecated and has no effect (one checkpoint-last.pt is "
+                "kept per identity while it trains, deleted when it finishes); remove it from your config",
+                file=sys.stderr,
+            )
         if self.mode not in MODES:
             raise ValueError(f"dreambooth.mode={self.mode!r}; valid: {list(MODES)}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -682,7 +689,8 @@ def run_dreambooth(
     class_cache: dict[str, list[Path]] = {}
     pipe = None
     taken = {r["token"] for r in subjects if r.get("token")}
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("strict_inputs", "cpu", "torch_threads")}
+    ignored = ("strict_inputs", "cpu", "torch_threads", "keep_checkpoints")  # change nothing that is trained
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ignored}
 
     def record(result: IdentityResult) -> None:
         dm.upsert(

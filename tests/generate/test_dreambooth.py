@@ -187,6 +187,18 @@ def test_config_errors_name_the_key() -> None:
         DreamBoothConfig(mixed_precision="fp8")
 
 
+def test_deprecated_keep_checkpoints_still_loads_and_warns(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pipeline.config import load_config
+
+    for profile in ("toy", "paper"):  # the shipped configs no longer set it
+        assert load_config(profile)["dreambooth"]["keep_checkpoints"] is None
+    assert "keep_checkpoints" not in capsys.readouterr().err
+    old = tmp_path / "old.yaml"
+    old.write_text("dreambooth:\n  keep_checkpoints: 3\n")
+    assert load_config(old)["dreambooth"]["keep_checkpoints"] == 3
+    assert "dreambooth.keep_checkpoints is deprecated and has no effect" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("options", [{"train_text_encoder": True}, {"mode": "full"}], ids=["lora+text", "full"])
 def test_other_modes_train_apply_and_remove(toy_root: Path, tiny_model: Path, tmp_path: Path, options: dict) -> None:
     from diffusers import StableDiffusionPipeline
