@@ -62,6 +62,20 @@ def paired(rows: dict[int, dict[str, Any]], ref: dict[int, dict[str, Any]], key:
     return f"{statistics.mean(diffs):+.1f}{spread} ({ahead}/{len(diffs)})"
 
 
+def twin_note(rows: dict[int, dict[str, Any]]) -> str:
+    """ " (encoder identical to mae)" when the condition's cells were copied from another condition's identical
+    encoder, naming the seeds when only some of them were."""
+    twins = {seed: r.get("extra", {}).get("same_encoder_as") for seed, r in rows.items()}
+    names = sorted(set(twins.values()) - {None})
+    if not names:
+        return ""
+    copied = sorted(seed for seed, twin in twins.items() if twin)
+    seeds = (
+        "" if len(copied) == len(rows) else f" for seed{'s' if len(copied) > 1 else ''} {', '.join(map(str, copied))}"
+    )
+    return f" (encoder identical to {', '.join(names)}{seeds})"
+
+
 def section(results: dict[str, Any]) -> str:
     base = results["baselines"]
     world = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in results["world"].items())
@@ -103,8 +117,7 @@ def section(results: dict[str, Any]) -> str:
             rows = by[(protocol, condition)]
             cells = [mean_std([r.get(key) for r in rows.values()]) for key, _ in COLUMNS]
             diff = "" if condition == "mae" else paired(rows, ref)
-            twins = sorted({r.get("extra", {}).get("same_encoder_as") for r in rows.values()} - {None})
-            name = condition + (f" (encoder identical to {', '.join(twins)})" if twins else "")
+            name = condition + twin_note(rows)
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {diff} |")
         lines.append("")
     lines += ablation_table(by)

@@ -196,6 +196,8 @@ def test_tables_name_rows_copied_from_an_identical_encoder() -> None:
         if row["pretrain"] == "vehiclemae":
             row["extra"] = {"same_encoder_as": "mae"}
     assert "| vehiclemae (encoder identical to mae) |" in tables.section(results)
+    results["rows"][2]["extra"] = {}  # seed 0's vehiclemae row computed, not copied
+    assert "| vehiclemae (encoder identical to mae for seeds 1, 2) |" in tables.section(results)
 
 
 def test_threads_setting_reaches_every_step(tmp_path: Path) -> None:
