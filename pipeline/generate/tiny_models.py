@@ -212,7 +212,9 @@ def save_tiny_pipeline(out_dir: Path, spec: TinySDSpec = TinySDSpec(), seed: int
     """Build the tiny pipeline and save it as a ``StableDiffusionPipeline`` folder at ``out_dir``.
 
     The folder appears atomically (built in a temporary sibling, then renamed), so a crash never leaves a
-    half-saved model that later stages would load. An existing folder is kept unless ``overwrite``.
+    half-saved model that later stages would load. An existing folder is kept unless ``overwrite``, and so is one
+    that another process (a parallel shard of the same stage) put in place while this one was building: it may be
+    loading from it already, and it holds the same model (same spec and seed).
     """
     out_dir = Path(out_dir)
     if (out_dir / MODEL_INDEX).is_file() and not overwrite:
@@ -225,10 +227,15 @@ def save_tiny_pipeline(out_dir: Path, spec: TinySDSpec = TinySDSpec(), seed: int
         pipe = build_tiny_pipeline(spec, seed=seed, tokenizer_dir=tok_dir)
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / "tiny_sd_spec.json").write_text(json.dumps({**spec.__dict__, "seed": seed}, indent=1))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out_dir)
+        if out_dir.exists() and (overwrite or not (out_dir / MODEL_INDEX).is_file()):
+            shutil.rmtree(out_dir)  # replaced on purpose, or a folder that is not a pipeline
+        try:
+            os.rename(tmp, out_dir)  # refuses a non-empty out_dir: never pulls a model from under a reader
+        except OSError:
+            if not (out_dir / MODEL_INDEX).is_file():
+                raise
+            logger.info("tiny pipeline put at %s by another process meanwhile; keeping it", out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
