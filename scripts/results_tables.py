@@ -63,8 +63,8 @@ def paired(rows: dict[int, dict[str, Any]], ref: dict[int, dict[str, Any]], key:
 
 
 def twin_note(rows: dict[int, dict[str, Any]]) -> str:
-    """ " (encoder identical to mae)" when the condition's cells were copied from another condition's identical
-    encoder, naming the seeds when only some of them were."""
+    """The suffix of a condition's name when its cells were copied from another condition's identical encoder,
+    e.g. `` (encoder identical to mae)``, naming the seeds when only some of them were copied."""
     twins = {seed: r.get("extra", {}).get("same_encoder_as") for seed, r in rows.items()}
     names = sorted(set(twins.values()) - {None})
     if not names:
