@@ -65,15 +65,16 @@ def paired(rows: dict[int, dict[str, Any]], ref: dict[int, dict[str, Any]], key:
 def twin_note(rows: dict[int, dict[str, Any]]) -> str:
     """The suffix of a condition's name when its cells were copied from another condition's identical encoder,
     e.g. `` (encoder identical to mae)``, naming the seeds when only some of them were copied."""
-    twins = {seed: r.get("extra", {}).get("same_encoder_as") for seed, r in rows.items()}
-    names = sorted(set(twins.values()) - {None})
-    if not names:
+    copied = {
+        seed: r["extra"]["same_encoder_as"] for seed, r in rows.items() if r.get("extra", {}).get("same_encoder_as")
+    }
+    if not copied:
         return ""
-    copied = sorted(seed for seed, twin in twins.items() if twin)
-    seeds = (
-        "" if len(copied) == len(rows) else f" for seed{'s' if len(copied) > 1 else ''} {', '.join(map(str, copied))}"
-    )
-    return f" (encoder identical to {', '.join(names)}{seeds})"
+    names = ", ".join(sorted(set(copied.values())))
+    if len(copied) == len(rows):
+        return f" (encoder identical to {names})"
+    seeds = ", ".join(map(str, sorted(copied)))
+    return f" (encoder identical to {names} for seed{'s' if len(copied) > 1 else ''} {seeds})"
 
 
 def section(results: dict[str, Any]) -> str:

@@ -334,10 +334,11 @@ def load_adapter(pipe, path: Path, adapter_name: str) -> Callable[[], None]:
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
 CHECKPOINT_FORMAT = "diffveri-dreambooth-v1"
+# Settings of how a run goes, not of what it trains: left out of the config recorded in each dreambooth row.
+NOT_RECORDED = ("strict_inputs", "cpu", "torch_threads", "keep_checkpoints")
 # Settings that do not change what is trained: a resumed identity may differ from its checkpoint in these (`steps`
 # may grow: the schedule is constant after its warmup).
-RESUME_IGNORES = ("steps", "checkpoint_every", "keep_checkpoints", "strict_inputs", "cpu", "torch_threads",
-                  "class_batch_size")  # fmt: skip
+RESUME_IGNORES = ("steps", "checkpoint_every", "class_batch_size", *NOT_RECORDED)
 
 
 def _trained_states(accelerator: Any, models: list, lora: bool) -> list[dict[str, Any]]:
@@ -689,8 +690,7 @@ def run_dreambooth(
     class_cache: dict[str, list[Path]] = {}
     pipe = None
     taken = {r["token"] for r in subjects if r.get("token")}
-    ignored = ("strict_inputs", "cpu", "torch_threads", "keep_checkpoints")  # change nothing that is trained
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ignored}
+    settings = {k: v for k, v in asdict(cfg).items() if k not in NOT_RECORDED}
 
     def record(result: IdentityResult) -> None:
         dm.upsert(
