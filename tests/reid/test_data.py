@@ -59,6 +59,22 @@ def test_image_dataset_items(tmp_path) -> None:
         ds.set_labels(np.zeros(3))
 
 
+@pytest.mark.parametrize("hflip, left_brighter", [(0.0, True), (1.0, False)])
+def test_training_flip_follows_hflip(hflip: float, left_brighter: bool) -> None:
+    """``hflip=0`` never mirrors a training image (the toy world's left and right cues differ); 1 always does.
+    Pad/crop shifts by at most 2 px and random erasing greys out at most a third, so the sides stay ordered."""
+    from PIL import Image
+
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    pixels[:, :16] = 255
+    image = Image.fromarray(pixels)
+    transform = build_transforms(32, True, (0.5,) * 3, (0.5,) * 3, hflip=hflip)
+    torch.manual_seed(0)
+    for _ in range(20):
+        x = transform(image)
+        assert (x[:, :, :16].mean() > x[:, :, 16:].mean()) == left_brighter
+
+
 def test_vehicleid_trials_are_deterministic_and_one_gallery_image_per_id() -> None:
     pids = np.repeat(np.arange(10), 5)
     a = vehicleid_trial_split(pids, seed=3, trial=2)

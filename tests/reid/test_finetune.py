@@ -398,3 +398,10 @@ def test_validation_holds_out_whole_families_on_toy_world_roots() -> None:
     assert len(pick_val_identities(pids, 19, np.random.default_rng(0), groups)) == 16
     # without groups: plain identities, as before
     assert len(pick_val_identities(pids, 3, np.random.default_rng(0))) == 3
+
+
+def test_flip_probability_outside_0_1_is_a_clear_error(tmp_path) -> None:
+    root = make_veri(tmp_path / "VeRi", train_ids=4, test_ids=2, cams=2, per_cam=2)
+    with pytest.raises(ValueError, match=r"data.hflip is a probability in \[0, 1\], got 2"):
+        run(_tiny_config(root, tmp_path / "run", **{"data.hflip": 2}))
+    assert not (tmp_path / "run").exists()

@@ -28,6 +28,9 @@ class DataConfig:
     num_workers: int = 0
     # Training identities held out to choose checkpoint-best.pt: a fraction in (0, 1), a count, or 0 (= last epoch).
     val_identities: float | int = 0.2
+    # Probability of a horizontal flip of a training image. 0 where left and right are different evidence (the toy
+    # world draws each side's cue independently, so a flipped left view shows a right-side cue the vehicle lacks).
+    hflip: float = 0.5
 
 
 @dataclass
@@ -90,6 +93,8 @@ class FinetuneConfig:
             raise ValueError(f"data.dataset must be 'veri776' or 'vehicleid', got {self.data.dataset!r}")
         if self.eval.metric not in ("euclidean", "cosine"):
             raise ValueError(f"eval.metric must be 'euclidean' or 'cosine', got {self.eval.metric!r}")
+        if not 0.0 <= self.data.hflip <= 1.0:
+            raise ValueError(f"data.hflip is a probability in [0, 1], got {self.data.hflip!r}")
         from vehiclemae.engine.tracking import parse_log_with
 
         parse_log_with(self.log_with)  # unknown or missing trackers fail before any work

@@ -223,14 +223,19 @@ class ReIDImageDataset(Dataset):
         }
 
 
-def build_transforms(img_size: int, train: bool, mean: tuple[float, ...], std: tuple[float, ...]) -> Callable:
-    """Re-ID transforms (TransReID-style): resize, and for training flip + pad/crop + random erasing."""
+def build_transforms(
+    img_size: int, train: bool, mean: tuple[float, ...], std: tuple[float, ...], hflip: float = 0.5
+) -> Callable:
+    """Re-ID transforms (TransReID-style): resize, and for training flip (probability ``hflip``) + pad/crop + random
+    erasing."""
     from torchvision import transforms as T
 
     ops: list = [T.Resize((img_size, img_size), interpolation=T.InterpolationMode.BICUBIC)]
     if train:
         pad = max(1, img_size // 16)
-        ops += [T.RandomHorizontalFlip(0.5), T.Pad(pad), T.RandomCrop((img_size, img_size))]
+        if hflip > 0:
+            ops.append(T.RandomHorizontalFlip(hflip))
+        ops += [T.Pad(pad), T.RandomCrop((img_size, img_size))]
     ops += [T.ToTensor(), T.Normalize(mean, std)]
     if train:
         ops.append(T.RandomErasing(p=0.5, value=0))

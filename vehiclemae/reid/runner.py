@@ -78,7 +78,8 @@ def run(cfg: FinetuneConfig, resume: bool = True, stop_after_epoch: int | None =
     train_samples = val.train
     gt_labels, _ = relabel(train_samples)
     size = cfg.model.img_size
-    train_set = ReIDImageDataset(train_samples, build_transforms(size, True, IMAGENET_MEAN, IMAGENET_STD), gt_labels)
+    transform = build_transforms(size, True, IMAGENET_MEAN, IMAGENET_STD, hflip=cfg.data.hflip)
+    train_set = ReIDImageDataset(train_samples, transform, gt_labels)
 
     # 2. Model: backbone from the chosen initialisation + BNNeck (+ classifier when supervised).
     backbone, spec = ft.build_backbone(
