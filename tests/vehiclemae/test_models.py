@@ -28,7 +28,13 @@ def test_patchify_round_trip_and_layout() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["vehiclemae_vit_toy_patch8", "vehiclemae_vit_toy_wide_patch8", "vehiclemae_vit_tiny_patch16"]
+    "name",
+    [
+        "vehiclemae_vit_toy_patch8",
+        "vehiclemae_vit_toy_wide_patch8",
+        "vehiclemae_vit_toy_patch4",
+        "vehiclemae_vit_tiny_patch16",
+    ],
 )
 def test_timm_create_model(name: str) -> None:
     model = timm.create_model(name, num_classes=0, img_size=64)

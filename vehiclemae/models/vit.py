@@ -33,6 +33,8 @@ ARCHS: dict[str, dict[str, Any]] = {
     "vehiclemae_vit_toy_patch8": dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, mlp_ratio=3.0),
     # Twice the toy width (the capacity check of docs/benchmarks.md); 1.35x the toy's step time on this CPU.
     "vehiclemae_vit_toy_wide_patch8": dict(patch_size=8, embed_dim=192, depth=4, num_heads=3, mlp_ratio=3.0),
+    # The toy encoder at 4-px patches (256 tokens at 64 px instead of 64): the patch-size check of docs/benchmarks.md.
+    "vehiclemae_vit_toy_patch4": dict(patch_size=4, embed_dim=96, depth=4, num_heads=3, mlp_ratio=3.0),
     "vehiclemae_vit_tiny_patch16": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
     "vehiclemae_vit_small_patch16": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
     "vehiclemae_vit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
@@ -49,6 +51,7 @@ ARCHS: dict[str, dict[str, Any]] = {
 DEFAULT_IMG_SIZE: dict[str, int] = {
     "vehiclemae_vit_toy_patch8": 64,
     "vehiclemae_vit_toy_wide_patch8": 64,
+    "vehiclemae_vit_toy_patch4": 64,
     "vehiclemae_vit_tiny_patch16": 128,
     "vehiclemae_vit_small_patch16": 224,
     "vehiclemae_vit_base_patch16": 224,
@@ -101,6 +104,12 @@ def vehiclemae_vit_toy_patch8(pretrained: bool = False, **kwargs: Any) -> Vision
 def vehiclemae_vit_toy_wide_patch8(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Toy ViT at twice the width (patch 8, width 192, depth 4); default 64 px."""
     return _create("vehiclemae_vit_toy_wide_patch8", pretrained, **kwargs)
+
+
+@register_model
+def vehiclemae_vit_toy_patch4(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """The toy ViT at 4-px patches (width 96, depth 4); default 64 px, 256 tokens."""
+    return _create("vehiclemae_vit_toy_patch4", pretrained, **kwargs)
 
 
 @register_model
