@@ -28,8 +28,9 @@ class DataConfig:
     num_workers: int = 0
     # Training identities held out to choose checkpoint-best.pt: a fraction in (0, 1), a count, or 0 (= last epoch).
     val_identities: float | int = 0.2
-    # Probability of a horizontal flip of a training image. 0 where left and right are different evidence (the toy
-    # world draws each side's cue independently, so a flipped left view shows a right-side cue the vehicle lacks).
+    # Probability of a horizontal flip of a training image; 0 turns it off, for data whose left and right sides carry
+    # different evidence. The toy world's sides do (independent cues), yet turning it off gained nothing on validation
+    # (docs/benchmarks.md), so the toy configs keep 0.5.
     hflip: float = 0.5
 
 
