@@ -242,6 +242,7 @@ class Experiment:
             "epochs": budget["epochs"],
             "optim.batch_size": budget["batch_size"],
             "seed": seed,
+            "model.img_size": self.spec["img_size"],
             "log_every": 1,  # one JSON line per step: the budget (steps, images seen) is read back from it
             **overrides,
         }
@@ -290,6 +291,8 @@ class Experiment:
             self.world / "VeRi",
             "--protocols",
             ",".join(FROZEN[p] for p in wanted),
+            "--img-size",
+            self.spec["img_size"],
             "--seed",
             seed,
             "--out",
@@ -327,6 +330,8 @@ class Experiment:
             f"optim.epochs={epochs}",
             "--set",
             f"seed={seed}",
+            "--set",
+            f"model.img_size={self.spec['img_size']}",
             *(["--set", f"threads={self.spec['threads']}"] if self.spec.get("threads") else []),
             *init,
         )
@@ -506,6 +511,9 @@ def load_spec(
     jobs = spec.setdefault("jobs", 1)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise SystemExit(f"jobs must be a positive integer (units run at once), got {jobs!r}")
+    size = spec.setdefault("img_size", 64)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8 or size % 8:
+        raise SystemExit(f"img_size must be a positive multiple of the toy encoder's 8-px patch, got {size!r}")
     conditions = config["conditions"]
     unknown = [c for c in spec["conditions"] if c not in conditions]
     if only:

@@ -211,6 +211,52 @@ def test_threads_setting_reaches_every_step(tmp_path: Path) -> None:
             driver.load_spec("quick", None, [f"jobs={bad}"])
 
 
+class _Recording(driver.Experiment):
+    """The driver with every command recorded instead of run; each writes what the driver reads back."""
+
+    def __init__(self, tmp_path: Path, overrides: list[str]) -> None:
+        spec, conditions, protocols = driver.load_spec("quick", "none,mae", overrides)
+        super().__init__(spec, conditions, protocols, "quick", tmp_path / "runs", tmp_path / "data", tmp_path)
+        self.commands: list[list[str]] = []
+
+    def sh(self, log_name: str, *argv) -> None:
+        cmd = [str(a) for a in argv]
+        self.commands.append(cmd)
+        if cmd[1] == "train":
+            out = next(a.partition("=")[2] for a in cmd if a.startswith("output_dir="))
+            Path(out).mkdir(parents=True, exist_ok=True)
+        if cmd[1] == "probe":
+            out = Path(cmd[cmd.index("--out") + 1])
+            out.write_text(json.dumps({"results": {name: {"mAP": 1.0} for name in driver.FROZEN.values()}}))
+        if cmd[1] == "finetune":
+            out = Path(cmd[cmd.index("--out") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "result.json").write_text(json.dumps({"best": {"mAP": 2.0}, "selection": "validation"}))
+
+
+def _size_flags(cmd: list[str]) -> list[str]:
+    pairs = zip(cmd, cmd[1:])
+    return [b for a, b in pairs if a == "--img-size" or (a == "--set" and b.startswith("model.img_size="))]
+
+
+@pytest.mark.parametrize("overrides, size", [([], "64"), (["img_size=96"], "96")])
+def test_img_size_reaches_pretraining_probes_and_finetuning(tmp_path: Path, overrides, size) -> None:
+    exp = _Recording(tmp_path, overrides)
+    for condition in ("none", "mae"):
+        encoder = exp.pretrain(condition, 0)
+        exp.frozen(condition, 0, encoder)
+        for mode in driver.FINETUNED:
+            exp.finetune(condition, mode, 0, encoder)
+    sized = {cmd[1]: _size_flags(cmd) for cmd in exp.commands if cmd[1] != "export"}
+    expected = {"train": f"model.img_size={size}", "probe": size, "finetune": f"model.img_size={size}"}
+    assert sized == {k: [v] for k, v in expected.items()}
+    assert len([c for c in exp.commands if c[1] == "probe"]) == 2  # none's random encoder is built at that size too
+    assert all(_size_flags(c) for c in exp.commands if c[1] in expected)
+    for bad in ("60", "0", "big"):
+        with pytest.raises(SystemExit, match="img_size must be a positive multiple of the toy encoder's 8-px patch"):
+            driver.load_spec("quick", None, [f"img_size={bad}"])
+
+
 class _Scripted(driver.Experiment):
     """The driver's scheduling with the commands replaced by short sleeps: ``mae`` and ``vmim`` export the same
     encoder; ``mae``'s protocols are slow, so ``vmim`` (registered later) must wait for them to copy its cells."""
