@@ -462,6 +462,7 @@ class Experiment:
             "conditions": self.spec["conditions"],
             "seeds": self.spec["seeds"],
             "budget": {"pretrain": self.spec["pretrain"], "finetune": self.spec["finetune"]},
+            "img_size": self.spec["img_size"],
             "baselines": baselines,
             "rows": rows,
             "pretrain_runs": budgets,

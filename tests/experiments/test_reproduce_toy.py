@@ -134,6 +134,7 @@ def test_report_only_collects_finished_cells_without_running(tmp_path: Path) -> 
     )
     results = json.loads((runs / "results.json").read_text())
     assert results["partial"] and results["commit"] == "abc123" and results["rows"] == [cell]
+    assert results["img_size"] == 64  # the encoder input the cells were made at
     assert not (tmp_path / "none").exists()  # nothing was rendered or run
     assert "Partial" in tables.section(results)
 
